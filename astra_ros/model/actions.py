@@ -1,0 +1,59 @@
+"""Packing robot commands into the model's padded per-frame action vector. Torch-free.
+
+Every modality shares one vector of ``cfg.action_dim`` values plus a mask of the same
+length (1 where a value is present):
+
+- ``joint_velocity``: joint velocities in rad/s (or m/s), one per joint, up to ``max_joints``.
+- ``twist``: ``[vx, vy, vz, wx, wy, wz]`` in m/s and rad/s.
+- ``pose_delta``: ``[dx, dy, dz, qx, qy, qz, qw]`` per frame.
+- ``discrete``: a command index in ``[0, num_discrete)``, packed one-hot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from astra_ros.model.config import MODALITIES, AstraConfig
+
+FIXED_DIMS = {"twist": 6, "pose_delta": 7}
+
+
+def modality_id(modality: str) -> int:
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown action modality {modality!r}; expected one of {list(MODALITIES)}")
+    return MODALITIES.index(modality)
+
+
+def expected_width(modality: str, cfg: AstraConfig) -> int | None:
+    """Raw command width for a modality (None: any joint count up to max_joints)."""
+    modality_id(modality)
+    if modality == "discrete":
+        return 1
+    return FIXED_DIMS.get(modality)
+
+
+def pack_actions(values: np.ndarray, modality: str, cfg: AstraConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Raw commands ``(..., D)`` -> padded actions and mask, both ``(..., cfg.action_dim)`` float32."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 0:
+        raise ValueError(f"actions for {modality!r} must have a last axis of command values; got a scalar")
+    width = values.shape[-1]
+    want = expected_width(modality, cfg)
+    if want is None and not 1 <= width <= cfg.max_joints:
+        raise ValueError(f"joint_velocity actions have {width} joints; expected 1..{cfg.max_joints}")
+    if want is not None and width != want:
+        raise ValueError(f"{modality} actions have width {width}; expected {want}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{modality} actions contain NaN or inf")
+    actions = np.zeros(values.shape[:-1] + (cfg.action_dim,), np.float32)
+    mask = np.zeros_like(actions)
+    if modality == "discrete":
+        index = values[..., 0]
+        if np.any(index != np.round(index)) or np.any(index < 0) or np.any(index >= cfg.num_discrete):
+            raise ValueError(f"discrete actions must be integers in [0, {cfg.num_discrete})")
+        np.put_along_axis(actions, index.astype(np.int64)[..., None], 1.0, axis=-1)
+        mask[..., : cfg.num_discrete] = 1.0
+    else:
+        actions[..., :width] = values
+        mask[..., :width] = 1.0
+    return actions, mask

@@ -1,0 +1,100 @@
+"""Model configuration: one dataclass with named presets. Torch-free (used by the runtime)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MODALITIES: tuple[str, ...] = ("joint_velocity", "twist", "pose_delta", "discrete")
+"""Action modalities the mixture of action experts understands; index = modality id.
+Id ``len(MODALITIES)`` is reserved for "no action" (action-free guidance)."""
+
+NO_ACTION = len(MODALITIES)
+
+
+@dataclass
+class AstraConfig:
+    # frames
+    image_size: int = 64
+    channels: int = 3
+    patch_size: int = 8
+    # transformer
+    width: int = 256
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    max_history: int = 8  # frames held in the KV cache; older frames are evicted
+    # actions: one padded vector of `action_dim` values per frame, plus a mask
+    max_joints: int = 16
+    num_discrete: int = 8
+    num_experts: int = 4
+    top_k: int = 2
+    action_drop_prob: float = 0.1  # action-free guidance: drop actions in training
+    # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
+    parameterization: str = "x0"  # "x0" or "velocity"
+    predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)
+    # noise-augmented history memory
+    context_noise: float = 0.05  # level the cache is written at during inference
+    context_noise_schedule: str = "uniform"  # "uniform" or "recency" (far past noisier)
+    context_noise_max: float = 0.3  # training: history levels drawn from [0, max]
+    sampling_steps: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}"
+            )
+        if self.width % self.heads or (self.width // self.heads) % 4:
+            raise ValueError(f"width={self.width} must split into heads={self.heads} of a multiple of 4")
+        if self.parameterization not in ("x0", "velocity"):
+            raise ValueError(f"parameterization={self.parameterization!r}; expected 'x0' or 'velocity'")
+        if self.context_noise_schedule not in ("uniform", "recency"):
+            raise ValueError(
+                f"context_noise_schedule={self.context_noise_schedule!r}; expected 'uniform' or 'recency'"
+            )
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+        if not 1 <= self.sampling_steps <= 50:
+            raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def action_dim(self) -> int:
+        """Length of the padded per-frame action vector shared by all modalities."""
+        return max(self.max_joints, 6, 7, self.num_discrete)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AstraConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown AstraConfig fields {unknown}; expected a subset of {sorted(known)}")
+        return cls(**values)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> AstraConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # CI: a forward pass in a few milliseconds on 2 CPU cores.
+    "tiny": dict(image_size=32, patch_size=8, width=64, depth=2, heads=2, max_history=4, num_experts=2),
+    # The shipped default model: trains on a 2-core CPU in about an hour.
+    "small": dict(image_size=64, patch_size=8, width=256, depth=4, heads=4, max_history=8),
+    # For GPUs.
+    "base": dict(image_size=256, patch_size=16, width=768, depth=12, heads=12, max_history=16),
+}

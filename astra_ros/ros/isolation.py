@@ -1,0 +1,23 @@
+"""Keep DDS traffic on loopback. Call before ``rclpy.init()`` in every process."""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+
+def isolate_ros(domain_id: int | None = None) -> int:
+    """Restrict discovery to localhost and pick a ROS domain; returns the domain id in use.
+
+    An explicit ``domain_id`` wins, then an existing ``ROS_DOMAIN_ID``, else a random one in
+    [1, 101] (safe port range for fastrtps) so parallel runs do not see each other.
+    """
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.pop("ROS_STATIC_PEERS", None)
+    if domain_id is None:
+        existing = os.environ.get("ROS_DOMAIN_ID", "")
+        domain_id = int(existing) if existing.isdigit() else 1 + secrets.randbelow(101)
+    if not 0 <= domain_id <= 232:
+        raise ValueError(f"ROS_DOMAIN_ID={domain_id}; expected 0..232")
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    return domain_id
