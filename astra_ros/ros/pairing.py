@@ -1,0 +1,190 @@
+"""Pure-Python pieces of the node: command pairing, image timeline checks, rate and latency stats.
+
+No ROS imports; every time is an integer of nanoseconds in the node clock's time base.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from astra_ros.ros.settings import STALE_COMMAND_POLICIES
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The command paired with one image; ``command`` None means skip the image."""
+
+    command: np.ndarray | None
+    fallback: str | None  # None, "missing_command" (none yet) or "stale_command" (older than the limit)
+
+
+class CommandBuffer:
+    """Zero-order hold: the command in force at time t is the newest one stamped at or before t.
+
+    A command older than ``staleness_ns`` at t, or none at all, is handled by ``policy``:
+    ``zero`` pairs a zero command, ``hold`` the newest command stamped before t however old
+    (zero if none),
+    ``skip`` pairs nothing (the caller drops the image).
+    Commands must arrive in stamp order; a backwards step larger than ``jump_ns`` clears the
+    buffer (bag loop), a smaller one is rejected (``push`` returns False).
+    """
+
+    def __init__(self, width: int, staleness_ns: int, policy: str, jump_ns: int, capacity: int = 512):
+        if policy not in STALE_COMMAND_POLICIES:
+            raise ValueError(
+                f"stale_command_policy={policy!r}; expected one of {list(STALE_COMMAND_POLICIES)}"
+            )
+        self.width = width
+        self.staleness_ns = staleness_ns
+        self.policy = policy
+        self.jump_ns = jump_ns
+        self._stamps: deque[int] = deque(maxlen=capacity)
+        self._commands: deque[np.ndarray] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def clear(self) -> None:
+        self._stamps.clear()
+        self._commands.clear()
+
+    def push(self, stamp_ns: int, command: np.ndarray) -> bool:
+        command = np.asarray(command, np.float32)
+        if command.shape != (self.width,):
+            raise ValueError(f"command has shape {command.shape}; expected ({self.width},)")
+        if self._stamps and stamp_ns < self._stamps[-1]:
+            if self._stamps[-1] - stamp_ns <= self.jump_ns:
+                return False
+            self.clear()
+        self._stamps.append(stamp_ns)
+        self._commands.append(command)
+        return True
+
+    def newest(self) -> np.ndarray | None:
+        return self._commands[-1] if self._commands else None
+
+    def at(self, stamp_ns: int) -> Paired:
+        index = bisect.bisect_right(self._stamps, stamp_ns) - 1
+        if index >= 0 and stamp_ns - self._stamps[index] <= self.staleness_ns:
+            return Paired(self._commands[index], None)
+        fallback = "stale_command" if self._stamps else "missing_command"
+        if self.policy == "skip":
+            return Paired(None, fallback)
+        if self.policy == "hold" and index >= 0:
+            return Paired(self._commands[index], fallback)
+        return Paired(np.zeros(self.width, np.float32), fallback)
+
+
+class Timeline:
+    """Classifies each image stamp against the previous accepted one.
+
+    ``ok``; ``first`` (nothing before: the state starts fresh); ``gap`` (forward step larger
+    than ``max_gap_ns``) and ``jump_back`` (backwards step larger than ``max_gap_ns``, e.g. a
+    bag loop): reset the state and accept; ``out_of_order`` (backwards by at most
+    ``max_gap_ns``) and ``duplicate`` (same stamp): reject. ``max_gap_ns`` 0 disables gap
+    resets; backwards steps then always reset.
+    """
+
+    def __init__(self, max_gap_ns: int):
+        self.max_gap_ns = max_gap_ns
+        self.last_ns: int | None = None
+
+    def reset(self) -> None:
+        self.last_ns = None
+
+    def check(self, stamp_ns: int) -> str:
+        last = self.last_ns
+        if last is None:
+            verdict = "first"
+        elif stamp_ns == last:
+            return "duplicate"
+        elif stamp_ns < last:
+            if self.max_gap_ns and last - stamp_ns <= self.max_gap_ns:
+                return "out_of_order"
+            verdict = "jump_back"
+        elif self.max_gap_ns and stamp_ns - last > self.max_gap_ns:
+            verdict = "gap"
+        else:
+            verdict = "ok"
+        self.last_ns = stamp_ns
+        return verdict
+
+
+class PeriodEstimator:
+    """Median of the recent image periods (the model time step for the published message)."""
+
+    def __init__(self, window: int = 64):
+        self._periods: deque[int] = deque(maxlen=window)
+        self._last: int | None = None
+
+    def reset(self) -> None:
+        self._last = None  # keep the periods: the camera rate survives a state reset
+
+    def add(self, stamp_ns: int) -> None:
+        if self._last is not None and stamp_ns > self._last:
+            self._periods.append(stamp_ns - self._last)
+        self._last = stamp_ns
+
+    def median_ns(self, default_ns: int = 0) -> int:
+        return int(np.median(self._periods)) if self._periods else default_ns
+
+
+class LatencyStats:
+    """Percentiles over the last ``window`` samples (bounded memory)."""
+
+    def __init__(self, window: int = 1000):
+        self._samples: deque[float] = deque(maxlen=window)
+
+    def add(self, value: float) -> None:
+        self._samples.append(value)
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(np.fromiter(self._samples, float), q)) if self._samples else float("nan")
+
+
+class RateMeter:
+    """Events per second over a sliding window of ``window_s`` seconds of monotonic time."""
+
+    def __init__(self, window_s: float = 5.0, capacity: int = 4096):
+        self.window_s = window_s
+        self._times: deque[float] = deque(maxlen=capacity)
+
+    def tick(self, now_s: float) -> None:
+        self._times.append(now_s)
+
+    def rate(self, now_s: float) -> float:
+        while self._times and now_s - self._times[0] > self.window_s:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(now_s - self._times[0], 1e-9)
+
+
+def due_for_prediction(stamp_ns: int, last_predicted_ns: int | None, rate_hz: float) -> bool:
+    """Rate limit in image time: a frame is due when 1/rate has passed since the last prediction."""
+    if rate_hz <= 0 or last_predicted_ns is None or stamp_ns < last_predicted_ns:
+        return True
+    # 1% slack so a 30 Hz camera at prediction_rate 30 is not rejected by stamp jitter.
+    return stamp_ns - last_predicted_ns >= 0.99e9 / rate_hz
+
+
+def hold_plan(points_ns: list[int], commands: np.ndarray, steps_ns: list[int]) -> np.ndarray | None:
+    """Zero-order hold of a planned sequence: command in force at each step offset.
+
+    ``points_ns`` (increasing offsets from the plan start), ``commands`` (P, D); returns (H, D),
+    or None when a step comes before the first point.
+    """
+    out = []
+    for step in steps_ns:
+        index = bisect.bisect_right(points_ns, step) - 1
+        if index < 0:
+            return None
+        out.append(commands[index])
+    return np.stack(out).astype(np.float32)

@@ -1,0 +1,327 @@
+"""Parameters of the ``astra_world_model`` node: declared once, here, with descriptors.
+
+``PARAMETERS`` is the single source of truth: the node declares exactly these names (plus
+rclpy's own ``use_sim_time``), the shipped YAML must list exactly ``DECLARED_NAMES`` and the
+launch files may only set names from it (``test/test_launch_static.py`` checks both).
+This module does not import rclpy at import time, so tools can read the table without ROS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
+STALE_COMMAND_POLICIES = ("zero", "hold", "skip")
+FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
+RELIABILITIES = ("best_effort", "reliable")
+COPY_LAST = "copy_last"  # model_path value that selects the model-free CopyLastBackend (bring-up)
+
+
+class SettingsError(ValueError):
+    """A parameter value is invalid; the message names the parameter, the value and what was expected."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    min: float | None = None  # inclusive numeric range
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = True  # all parameters are read at start; changing them later has no effect
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # model and backend
+    ParamSpec(
+        "model_path",
+        "engines/astra_small.pt",
+        "Model file (.pt checkpoint, .onnx, or engine); relative paths resolve against the "
+        "working directory, the package share directory, then the repository. "
+        f"'{COPY_LAST}' selects the model-free copy-last backend.",
+    ),
+    ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS),
+    ParamSpec("engine_cache_dir", "", "Directory for built engines ('' = the backend's default)."),
+    ParamSpec(
+        "precision", "auto", "Inference precision ('auto' = the backend's choice).", choices=PRECISIONS
+    ),
+    ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50),
+    ParamSpec("context_noise", 0.05, "Noise level the causal cache is written at.", min=0.0, max=1.0),
+    ParamSpec("guidance_scale", 1.0, "Action guidance scale (1 = no guidance).", min=0.0, max=20.0),
+    ParamSpec(
+        "max_history", 0, "Frames held in the causal cache (0 = the model's own limit).", min=0, max=256
+    ),
+    ParamSpec(
+        "seed", 0, "Seed of the sampler noise; each prediction uses seed + rollout_id.", min=0, max=2**31 - 1
+    ),
+    # prediction
+    ParamSpec("horizon", 8, "Predicted frames per prediction (H).", min=1, max=64),
+    ParamSpec(
+        "min_history", 2, "Frames the cache must hold before the node predicts (warm-up).", min=1, max=256
+    ),
+    ParamSpec(
+        "prediction_rate",
+        10.0,
+        "Predictions per second of image time (0 = try every frame); inference runs in one "
+        "worker, the newest frame wins.",
+        min=0.0,
+        max=1000.0,
+    ),
+    ParamSpec(
+        "predicted_image_horizon", 1, "Horizon (1-based) republished on predicted_image.", min=1, max=64
+    ),
+    ParamSpec(
+        "future_command_policy",
+        "hold_last",
+        "Commands the prediction is conditioned on: hold the current command, or the "
+        "planned_commands topic (falls back to hold_last when no valid plan covers the step).",
+        choices=FUTURE_COMMAND_POLICIES,
+    ),
+    # commands
+    ParamSpec(
+        "command_type",
+        "joint_state",
+        "Command input: joint_state on 'joint_commands' (velocity field), twist or "
+        "twist_stamped on 'cmd_vel'.",
+        choices=COMMAND_TYPES,
+    ),
+    ParamSpec(
+        "joint_names",
+        [],
+        "Model joint order for joint_state commands; empty = the model's own order, else the "
+        "names of the first valid message.",
+    ),
+    ParamSpec(
+        "command_staleness",
+        0.5,
+        "Seconds a command stays in force after its stamp (zero-order hold).",
+        min=0.0,
+        max=60.0,
+    ),
+    ParamSpec(
+        "stale_command_policy",
+        "zero",
+        "Action for an image with no command in force: zero, hold the last one, or skip the image.",
+        choices=STALE_COMMAND_POLICIES,
+    ),
+    # time and state
+    ParamSpec(
+        "max_image_gap",
+        1.0,
+        "Seconds: a forward image gap or backwards jump larger than this resets the causal state; "
+        "a smaller backwards step is rejected as out of order.",
+        min=0.0,
+        max=3600.0,
+    ),
+    ParamSpec(
+        "ingest_queue_size",
+        32,
+        "Frames waiting for ingestion; when the worker falls behind, the oldest are dropped.",
+        min=1,
+        max=10000,
+    ),
+    # QoS
+    ParamSpec("image_qos_depth", 1, "Keep-last depth of the image subscription.", min=1, max=1000),
+    ParamSpec(
+        "image_qos_reliability",
+        "best_effort",
+        "Reliability of the image subscription (best_effort = sensor-data profile).",
+        choices=RELIABILITIES,
+    ),
+    ParamSpec(
+        "command_qos_depth", 10, "Keep-last depth of the (reliable) command subscriptions.", min=1, max=1000
+    ),
+    # diagnostics
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.05, max=60.0),
+)
+
+BUILTIN_NAMES: tuple[str, ...] = ("use_sim_time",)
+"""Declared by rclpy itself for every node; accepted in YAML and launch files."""
+
+DECLARED_NAMES: tuple[str, ...] = tuple(p.name for p in PARAMETERS) + BUILTIN_NAMES
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str
+    backend: str
+    engine_cache_dir: str
+    precision: str
+    denoising_steps: int
+    context_noise: float
+    guidance_scale: float
+    max_history: int
+    seed: int
+    horizon: int
+    min_history: int
+    prediction_rate: float
+    predicted_image_horizon: int
+    future_command_policy: str
+    command_type: str
+    joint_names: tuple[str, ...]
+    command_staleness: float
+    stale_command_policy: str
+    max_image_gap: float
+    ingest_queue_size: int
+    image_qos_depth: int
+    image_qos_reliability: str
+    command_qos_depth: int
+    diagnostics_period: float
+
+    @property
+    def modality(self) -> str:
+        return "joint_velocity" if self.command_type == "joint_state" else "twist"
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> Settings:
+        """Typed settings from raw values (missing names take their defaults); validates everything."""
+        unknown = sorted(set(values) - set(SPECS))
+        if unknown:
+            raise SettingsError(f"unknown parameters {unknown}; expected names from {sorted(SPECS)}")
+        typed: dict[str, Any] = {}
+        for spec in PARAMETERS:
+            typed[spec.name] = _coerce(spec, values.get(spec.name, spec.default))
+        settings = cls(**typed)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for spec in PARAMETERS:
+            value = getattr(self, spec.name)
+            if spec.choices and value not in spec.choices:
+                raise SettingsError(f"parameter {spec.name}={value!r}; expected one of {list(spec.choices)}")
+            if spec.min is not None and not spec.min <= value <= spec.max:
+                raise SettingsError(
+                    f"parameter {spec.name}={value}; expected a value in [{spec.min}, {spec.max}]"
+                )
+        if not self.model_path:
+            raise SettingsError("parameter model_path=''; expected a model file or 'copy_last'")
+        if self.predicted_image_horizon > self.horizon:
+            raise SettingsError(
+                f"parameter predicted_image_horizon={self.predicted_image_horizon}; "
+                f"expected at most horizon={self.horizon}"
+            )
+        if self.max_history and self.min_history > self.max_history:
+            raise SettingsError(
+                f"parameter min_history={self.min_history}; expected at most max_history={self.max_history}"
+            )
+        if len(set(self.joint_names)) != len(self.joint_names) or any(not n for n in self.joint_names):
+            raise SettingsError(
+                f"parameter joint_names={list(self.joint_names)}; expected distinct non-empty names"
+            )
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    kind = type(spec.default)
+    if kind is list:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"parameter {spec.name}={value!r}; expected a list of strings")
+        return tuple(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"parameter {spec.name}={value!r}; expected true or false")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"parameter {spec.name}={value!r}; expected an integer")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SettingsError(f"parameter {spec.name}={value!r}; expected a number")
+        return float(value)
+    if not isinstance(value, str):
+        raise SettingsError(f"parameter {spec.name}={value!r}; expected a string")
+    return value
+
+
+def descriptor(spec: ParamSpec):  # -> rcl_interfaces.msg.ParameterDescriptor
+    """The ROS parameter descriptor of one spec (type, range, choices, read-only)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    kind = type(spec.default)
+    types = {
+        bool: ParameterType.PARAMETER_BOOL,
+        int: ParameterType.PARAMETER_INTEGER,
+        float: ParameterType.PARAMETER_DOUBLE,
+        str: ParameterType.PARAMETER_STRING,
+        list: ParameterType.PARAMETER_STRING_ARRAY,
+    }
+    desc = ParameterDescriptor(
+        name=spec.name, type=types[kind], description=spec.description, read_only=spec.read_only
+    )
+    if spec.choices:
+        desc.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.min is not None and kind is int:
+        desc.integer_range = [IntegerRange(from_value=int(spec.min), to_value=int(spec.max), step=1)]
+    elif spec.min is not None and kind is float:
+        desc.floating_point_range = [FloatingPointRange(from_value=float(spec.min), to_value=float(spec.max))]
+    return desc
+
+
+def declare_settings(node) -> Settings:
+    """Declare every parameter on ``node`` and read them into validated ``Settings``.
+
+    Raises SettingsError naming the parameter for a wrong type, an out-of-range or unknown value.
+    """
+    from rclpy.exceptions import (
+        InvalidParameterTypeException,
+        InvalidParameterValueException,
+        ParameterUninitializedException,
+    )
+    from rclpy.parameter import Parameter
+
+    values: dict[str, Any] = {}
+    for spec in PARAMETERS:
+        # An empty list default would be typed BYTE_ARRAY by rclpy: declare string arrays by type.
+        default = Parameter.Type.STRING_ARRAY if spec.default == [] else spec.default
+        try:
+            node.declare_parameter(spec.name, default, descriptor(spec))
+        except InvalidParameterTypeException as err:
+            raise SettingsError(
+                f"parameter {spec.name} has the wrong type ({err}); expected {type(spec.default).__name__}"
+            ) from err
+        except InvalidParameterValueException as err:
+            raise SettingsError(f"parameter {spec.name}: {err}") from err
+        try:
+            values[spec.name] = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:
+            values[spec.name] = spec.default
+    return Settings.from_values(values)
+
+
+def package_roots() -> list[Path]:
+    """Where relative model paths are looked up after the working directory."""
+    roots: list[Path] = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        roots.append(Path(get_package_share_directory("astra_ros")))
+    except Exception:  # noqa: BLE001 - ament index absent or package not installed there
+        pass
+    roots.append(Path(__file__).resolve().parents[2])  # the repository (or site-packages parent)
+    return roots
+
+
+def resolve_model_path(model_path: str) -> str:
+    """Absolute path of the model file; unchanged for 'copy_last' or when nothing matches
+    (the loader then reports the missing file)."""
+    if model_path == COPY_LAST:
+        return model_path
+    path = Path(os.path.expanduser(model_path))
+    if path.is_absolute():
+        return str(path)
+    for root in [Path.cwd(), *package_roots()]:
+        if (root / path).exists():
+            return str((root / path).resolve())
+    return str(path)
+
+
+def field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Settings))
