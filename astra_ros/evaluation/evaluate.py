@@ -2,8 +2,8 @@
 
 Offline (default): the backend is loaded in this process and every window of every episode is
 replayed through it (see ``astra_ros.evaluation.replay``). ``--live``: the bag is played into a
-running ``astra_world_model`` node (see ``astra_ros.evaluation.live``) and the PredictedFrames it
-publishes are scored, so the deployed path is what gets measured.
+running ``astra_world_model`` node and the PredictedFrames it
+publishes are scored (``run_live``), so the deployed path is what gets measured.
 
 Outputs ``OUT/metrics.json``, ``OUT/report.html`` and PNGs.
 """
@@ -13,9 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from astra_ros.runtime.base import WorldModelBackend
 
@@ -101,11 +106,19 @@ def finite(obj: Any) -> Any:
     return obj
 
 
+def dumps_metrics(metrics: dict[str, Any]) -> str:
+    """Strict JSON, indented, with each list of numbers on one line."""
+    text = json.dumps(finite(metrics), indent=2)
+    text = re.sub(r"\[\s*([-0-9.eE+,\s]*?|null)\s*\]",
+                  lambda m: "[" + re.sub(r"\s*,\s*", ", ", m.group(1).strip()) + "]", text)
+    return text + "\n"
+
+
 def write_outputs(metrics: dict[str, Any], examples: list[dict[str, Any]], out: Path) -> Path:
     from astra_ros.evaluation.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(finite(metrics), indent=2) + "\n")
+    (out / "metrics.json").write_text(dumps_metrics(metrics))
     return write_report(metrics, examples, out)
 
 
@@ -128,6 +141,225 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+# ------------------------------------------------------------------------------------------ live
+
+NODE_MODULE = "astra_ros.ros.node"
+
+
+def start_node(args: argparse.Namespace, log_path: Path, extra: list[str] | None = None) -> Any:
+    """Start ``astra_world_model`` as a subprocess (ROS_DOMAIN_ID etc. inherited from os.environ)."""
+    import subprocess
+
+    model = args.model if args.model == COPY_LAST else str(Path(args.model).resolve())
+    params = {
+        "model_path": model,
+        "backend": args.backend,
+        "use_sim_time": "true",
+        "horizon": args.horizon,
+        "min_history": args.context,
+        "max_history": args.context,  # the cache holds exactly the context, as offline
+        "prediction_rate": "0.0",  # predict at every frame
+        "future_command_policy": "planned",  # the bag's true future commands, as offline
+        "image_qos_reliability": "reliable",
+        "image_qos_depth": 50,
+        "seed": args.seed,
+    }
+    if args.steps is not None:
+        params["denoising_steps"] = args.steps
+    if args.context_noise is not None:
+        params["context_noise"] = args.context_noise
+    if args.guidance_scale is not None:
+        params["guidance_scale"] = args.guidance_scale
+    cmd = [sys.executable, "-m", NODE_MODULE, "--ros-args"]
+    for key, value in params.items():
+        cmd += ["-p", f"{key}:={value}"]
+    cmd += extra or []
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process by stop_process
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    proc.log_file = log  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_process(proc: Any, timeout: float = 10.0) -> int | None:
+    """SIGINT, then SIGTERM, then SIGKILL one child we started."""
+    import signal
+    import subprocess
+
+    if proc is None:
+        return None
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+    log = getattr(proc, "log_file", None)
+    if log is not None:
+        log.close()
+    return proc.poll()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def play_into_node(
+    args: argparse.Namespace, episodes: list[Any], out: Path
+) -> tuple[dict[tuple[int, int], np.ndarray], list[float]]:
+    """Play the episodes into a fresh node, frame by frame; collect its PredictedFrames.
+
+    Each frame: /clock, the command in force (JointState for joint_velocity), the plan of the true
+    future commands (planned_commands), then the image; from the ``context``-th frame of an episode
+    on, wait for the node's prediction for that frame before the next one. Between episodes the
+    node's ``~/reset`` service clears its state. Returns ``(episode, frame index) -> (H, S, S, 3)``
+    and the image-publish -> prediction-receive latencies (ms).
+    """
+    if args.modality != "joint_velocity":
+        raise ValueError(f"--live supports --modality joint_velocity; got {args.modality!r}")
+    from astra_ros.ros.isolation import isolate_ros
+
+    isolate_ros()
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosgraph_msgs.msg import Clock
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from astra_ros.msg import PredictedFrames
+    from astra_ros.ros.conversions import ns_to_duration, ns_to_stamp, rgb_to_image, stamp_to_ns
+    from astra_ros.ros.recorder import predicted_frames_to_numpy
+
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "node.log"
+    node_proc = start_node(args, log_path)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    player = rclpy.create_node("astra_eval_player", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(player)
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    clock_pub = player.create_publisher(Clock, "/clock", reliable)
+    image_pub = player.create_publisher(Image, "/image", reliable)
+    cmd_pub = player.create_publisher(JointState, "/joint_commands", reliable)
+    plan_pub = player.create_publisher(JointTrajectory, "/planned_commands", reliable)
+    reset_client = player.create_client(Trigger, "/astra_world_model/reset")
+    received: dict[int, tuple[Any, float]] = {}
+    player.create_subscription(
+        PredictedFrames, "/predicted_frames",
+        lambda msg: received.__setitem__(stamp_to_ns(msg.header.stamp), (msg, time.monotonic())), reliable,
+    )
+
+    def spin_until(done, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if node_proc.poll() is not None:
+                raise RuntimeError(
+                    f"astra_world_model exited with code {node_proc.returncode} while waiting for {what}; "
+                    f"last lines of {log_path}:\n{_tail(log_path)}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; see {log_path}")
+            executor.spin_once(timeout_sec=0.01)
+
+    predictions: dict[tuple[int, int], np.ndarray] = {}
+    latencies: list[float] = []
+    try:
+        spin_until(
+            lambda: image_pub.get_subscription_count() > 0 and plan_pub.get_subscription_count() > 0
+            and cmd_pub.get_subscription_count() > 0 and reset_client.service_is_ready(),
+            max(60.0, args.live_timeout), "the astra_world_model node to start",
+        )
+        settle = time.monotonic() + 0.5  # let discovery finish on the node's side too
+        spin_until(lambda: time.monotonic() > settle, 5.0, "discovery")
+        total = sum(len(ep.frames) for ep in episodes)
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="astra-eval --live", unit="frame", disable=args.no_progress)
+        for e, ep in enumerate(episodes):
+            if e > 0:
+                future = reset_client.call_async(Trigger.Request())
+                spin_until(future.done, args.live_timeout, "the node's ~/reset")
+            period = int(np.median(np.diff(ep.stamps))) if len(ep.stamps) > 1 else 66_666_667
+            names = list(ep.joint_names)
+            for t in range(len(ep.frames)):
+                stamp = int(ep.stamps[t])
+                clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
+                cmd = JointState()
+                cmd.header.stamp = ns_to_stamp(stamp)
+                cmd.name = names
+                cmd.velocity = [float(v) for v in ep.commands[t]]
+                cmd_pub.publish(cmd)
+                plan = JointTrajectory()
+                plan.header.stamp = ns_to_stamp(stamp)
+                plan.joint_names = names
+                for k in range(1, args.horizon + 3):  # a few spare points: an older plan still covers
+                    src = min(t + k, len(ep.frames) - 1)
+                    offset = (int(ep.stamps[src]) - stamp if t + k < len(ep.frames) else k * period)
+                    point = JointTrajectoryPoint()
+                    point.velocities = [float(v) for v in ep.commands[src]]
+                    point.time_from_start = ns_to_duration(offset - period // 2)  # hold covers +-half a frame
+                    plan.points.append(point)
+                plan_pub.publish(plan)
+                settle = time.monotonic() + 0.01  # the command and plan reach the node before the image
+                spin_until(lambda s=settle: time.monotonic() > s, 5.0, "settling")
+                sent = time.monotonic()
+                image_pub.publish(rgb_to_image(ep.frames[t], stamp, "camera"))
+                if t >= args.context - 1:
+                    spin_until(lambda s=stamp: s in received, args.live_timeout,
+                               f"the prediction for episode {e} frame {t}")
+                    msg, recv = received.pop(stamp)
+                    predictions[(e, t)] = predicted_frames_to_numpy(msg)
+                    latencies.append((recv - sent) * 1e3)
+                bar.update(1)
+        bar.close()
+    finally:
+        executor.shutdown()
+        player.destroy_node()
+        rclpy.try_shutdown(context=context)
+        stop_process(node_proc)
+    return predictions, latencies
+
+
+def run_live(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the node's PredictedFrames as ``model``; diagnostics from the same model run offline."""
+    from astra_ros.evaluation.replay import latency_summary, replay
+
+    backend = open_backend(
+        args.model, args.backend, args.size, steps=args.steps,
+        context_noise=args.context_noise, guidance_scale=args.guidance_scale,
+    )
+    episodes, _report = read_episodes(args, backend.info.image_size)
+    out = Path(args.out)
+    predictions, latencies = play_into_node(args, episodes, out)
+    scores = replay(
+        backend, episodes, args.modality, context=args.context, horizon=args.horizon,
+        max_windows=args.max_windows, steps=args.steps, seed=args.seed, examples=args.examples,
+        progress=not args.no_progress, model_predictions=predictions,
+    )
+    metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": "live"}
+    metrics["offline_latency_ms"] = metrics["latency_ms"]
+    metrics["latency_ms"] = latency_summary(latencies)
+    metrics["live_predictions"] = len(predictions)
+    metrics["live_missing_windows"] = scores.missing
+    metrics["sources"] = {
+        "model": "PredictedFrames of the astra_world_model node (image publish -> receive latency)",
+        "offline_model": "the same model through the backend in this process",
+        "shuffled_commands/zero_commands/teacher_forced": "offline, through the backend",
+    }
+    if "offline_model" in metrics:
+        diff = np.abs(np.subtract(metrics["model"]["psnr"], metrics["offline_model"]["psnr"]))
+        metrics["live_vs_offline_max_psnr_diff_db"] = round(float(diff.max()), 4)
+    report = write_outputs(metrics, scores.examples, out)
+    metrics["report"] = str(report)
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("context", "horizon"):
@@ -136,8 +368,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         if args.live:
-            from astra_ros.evaluation.live import run_live
-
             metrics = run_live(args)
         else:
             metrics = run_offline(args)

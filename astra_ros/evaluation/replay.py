@@ -178,6 +178,7 @@ class ReplayScores:
     accumulators: dict[str, HorizonAccumulator] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    missing: int = 0  # live mode: windows the node published no prediction for
 
     def __post_init__(self) -> None:
         for name in self.variants:
@@ -231,8 +232,15 @@ def replay(
     seed: int = 0,
     examples: int = 4,
     progress: bool = True,
+    model_predictions: dict[tuple[int, int], np.ndarray] | None = None,
 ) -> ReplayScores:
-    """Score every variant over the windows of ``episodes`` (see the module docstring)."""
+    """Score every variant over the windows of ``episodes`` (see the module docstring).
+
+    ``model_predictions`` (live mode): ``(episode, last context frame index) -> (H, S, S, 3)``
+    predictions made elsewhere (the deployed node). They are scored as ``model``; the backend's own
+    rollout on the same window is scored as ``offline_model``; windows without a prediction are
+    skipped and counted in ``scores.missing``.
+    """
     size = backend.info.image_size
     for i, ep in enumerate(episodes):
         if ep.frames.shape[1:] != (size, size, 3):
@@ -248,7 +256,8 @@ def replay(
         )
     pairing = shuffle_pairing(len(windows), seed)
     keep = example_indices(len(windows), examples)
-    scores = ReplayScores(horizon)
+    variants = tuple(VARIANTS) + (("offline_model",) if model_predictions is not None else ())
+    scores = ReplayScores(horizon, variants)
     iterator: Any = enumerate(windows)
     if progress:
         from tqdm import tqdm
@@ -256,6 +265,9 @@ def replay(
         iterator = tqdm(iterator, total=len(windows), desc="astra-eval", unit="window")
     for index, win in iterator:
         ep = episodes[win.episode]
+        if model_predictions is not None and (win.episode, win.last_context) not in model_predictions:
+            scores.missing += 1
+            continue
         ctx_frames = ep.frames[win.context_slice()]
         ctx_commands = ep.commands[win.context_slice()]
         truth = ep.frames[win.future_slice()]
@@ -267,6 +279,9 @@ def replay(
         preds: dict[str, np.ndarray] = {}
         preds["model"], latency = rollout(backend, ctx_frames, ctx_commands, future, modality, steps, seed)
         scores.latencies_ms.append(latency)
+        if model_predictions is not None:
+            preds["offline_model"] = preds["model"]
+            preds["model"] = model_predictions[(win.episode, win.last_context)][:horizon]
         preds["copy_last"] = np.broadcast_to(ctx_frames[-1], truth.shape)
         preds["shuffled_commands"], _ = rollout(
             backend, ctx_frames, ctx_commands, shuffled, modality, steps, seed

@@ -19,7 +19,7 @@ CURVE_STYLE = {
     "teacher_forced": dict(color="tab:purple", ls="-."),
     "offline_model": dict(color="tab:cyan", ls="--"),
 }
-ERROR_GAIN = 4  # abs error is shown amplified so small errors are visible
+ERROR_GAIN = 2  # abs error is shown amplified so small errors are visible
 
 
 def _pyplot():
