@@ -1,0 +1,239 @@
+"""Unit tests of the node's ROS-free pieces: pairing, settings, conversions, astra-ros-run YAML loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from astra_ros.ros.pairing import (
+    CommandBuffer,
+    LatencyStats,
+    PeriodEstimator,
+    Timeline,
+    due_for_prediction,
+    hold_plan,
+)
+from astra_ros.ros.settings import DECLARED_NAMES, PARAMETERS, Settings, SettingsError, resolve_model_path
+
+MS = 1_000_000
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_zero_order_hold_uses_newest_command_at_or_before_stamp():
+    buf = CommandBuffer(2, staleness_ns=100 * MS, policy="zero", jump_ns=1000 * MS)
+    buf.push(0, np.array([1, 1]))
+    buf.push(50 * MS, np.array([2, 2]))
+    assert buf.at(49 * MS).command.tolist() == [1, 1]
+    assert buf.at(50 * MS).command.tolist() == [2, 2]
+    paired = buf.at(120 * MS)
+    assert paired.command.tolist() == [2, 2] and paired.fallback is None
+
+
+@pytest.mark.parametrize("policy, expected", [("zero", [0.0, 0.0]), ("hold", [2.0, 2.0]), ("skip", None)])
+def test_stale_command_policy(policy, expected):
+    buf = CommandBuffer(2, staleness_ns=100 * MS, policy=policy, jump_ns=1000 * MS)
+    buf.push(0, np.array([2, 2]))
+    paired = buf.at(101 * MS)
+    assert paired.fallback == "stale_command"
+    assert (paired.command.tolist() if paired.command is not None else None) == expected
+
+
+def test_missing_command_and_command_before_any_is_not_held():
+    buf = CommandBuffer(3, staleness_ns=MS, policy="hold", jump_ns=1000 * MS)
+    assert buf.at(5).fallback == "missing_command"
+    assert buf.at(5).command.tolist() == [0, 0, 0]
+    buf.push(10 * MS, np.ones(3))
+    assert buf.at(5 * MS).command.tolist() == [0, 0, 0]  # the only command is in the future
+
+
+def test_command_out_of_order_rejected_and_bag_loop_clears():
+    buf = CommandBuffer(1, staleness_ns=MS, policy="zero", jump_ns=1000 * MS)
+    assert buf.push(2000 * MS, np.ones(1))
+    assert not buf.push(1500 * MS, np.ones(1))  # small step back: rejected
+    assert len(buf) == 1
+    assert buf.push(0, np.full(1, 3.0))  # jump back: bag loop
+    assert len(buf) == 1 and buf.at(0).command.tolist() == [3.0]
+    with pytest.raises(ValueError, match="shape"):
+        buf.push(1, np.ones(2))
+
+
+def test_timeline_verdicts():
+    line = Timeline(max_gap_ns=1000 * MS)
+    assert line.check(0) == "first"
+    assert line.check(33 * MS) == "ok"
+    assert line.check(33 * MS) == "duplicate"
+    assert line.check(10 * MS) == "out_of_order"
+    assert line.check(66 * MS) == "ok"
+    assert line.check(2000 * MS) == "gap"
+    assert line.check(100 * MS) == "jump_back"
+    assert line.check(133 * MS) == "ok"
+
+
+def test_period_latency_rate_helpers():
+    periods = PeriodEstimator()
+    for stamp in (0, 33, 66, 100, 500, 533):
+        periods.add(stamp * MS)
+    assert periods.median_ns() == 33 * MS
+    stats = LatencyStats(window=3)
+    for value in (100.0, 1.0, 2.0, 3.0):
+        stats.add(value)
+    assert len(stats) == 3 and stats.percentile(50) == 2.0
+    assert due_for_prediction(0, None, 10.0)
+    assert not due_for_prediction(50 * MS, 0, 10.0)
+    assert due_for_prediction(100 * MS, 0, 10.0)
+    assert due_for_prediction(1, 0, 0.0)
+
+
+def test_hold_plan():
+    commands = np.array([[1.0], [2.0]], np.float32)
+    assert hold_plan([0, 100], commands, [50, 100, 250]).tolist() == [[1.0], [2.0], [2.0]]
+    assert hold_plan([10, 100], commands, [5]) is None
+
+
+def test_settings_defaults_validate_and_errors_name_the_parameter():
+    settings = Settings.from_values({})
+    assert settings.modality == "joint_velocity" and settings.horizon == 8
+    assert Settings.from_values({"command_type": "twist"}).modality == "twist"
+    with pytest.raises(SettingsError, match=r"backend='cuda'.*expected one of"):
+        Settings.from_values({"backend": "cuda"})
+    with pytest.raises(SettingsError, match=r"horizon=0; expected a value in \[1, 64\]"):
+        Settings.from_values({"horizon": 0})
+    with pytest.raises(SettingsError, match="predicted_image_horizon=9"):
+        Settings.from_values({"predicted_image_horizon": 9})
+    with pytest.raises(SettingsError, match="expected an integer"):
+        Settings.from_values({"horizon": 2.5})
+    with pytest.raises(SettingsError, match="unknown parameters"):
+        Settings.from_values({"horizn": 3})
+    with pytest.raises(SettingsError, match="joint_names"):
+        Settings.from_values({"joint_names": ["a", "a"]})
+
+
+def test_every_parameter_has_a_typed_descriptor():
+    pytest.importorskip("rcl_interfaces")
+    from rcl_interfaces.msg import ParameterType
+
+    from astra_ros.ros.settings import descriptor
+
+    assert len(set(DECLARED_NAMES)) == len(DECLARED_NAMES)
+    for spec in PARAMETERS:
+        desc = descriptor(spec)
+        assert desc.type != ParameterType.PARAMETER_NOT_SET and desc.description
+        if spec.min is not None:
+            assert desc.integer_range or desc.floating_point_range, spec.name
+
+
+def test_model_path_resolution():
+    assert resolve_model_path("copy_last") == "copy_last"
+    assert resolve_model_path("/abs/model.onnx") == "/abs/model.onnx"
+    assert resolve_model_path("config/astra_world_model.yaml") == str(REPO / "config/astra_world_model.yaml")
+    assert resolve_model_path("engines/does_not_exist.pt") == "engines/does_not_exist.pt"
+
+
+def test_conversions_commands_and_images():
+    pytest.importorskip("sensor_msgs")
+    from geometry_msgs.msg import Twist
+
+    from astra_ros.ros.conversions import (
+        InputError,
+        joint_state_to_command,
+        ns_to_stamp,
+        rgb_to_image,
+        stamp_to_ns,
+        twist_to_command,
+    )
+
+    assert stamp_to_ns(ns_to_stamp(1_234_567_890_123)) == 1_234_567_890_123
+    out = joint_state_to_command(["b", "a", "gripper"], [2.0, 1.0, 9.0], ["a", "b"])
+    assert out.tolist() == [1.0, 2.0]
+    for names, vel, reason in (
+        (["a"], [1.0], "joint_names"),
+        (["a", "b"], [1.0], "joint_count"),
+        (["a", "b"], [1.0, float("nan")], "command_non_finite"),
+        (["a", "a"], [1.0, 1.0], "joint_names"),
+    ):
+        with pytest.raises(InputError) as err:
+            joint_state_to_command(names, vel, ["a", "b"])
+        assert err.value.reason == reason
+    twist = Twist()
+    twist.linear.x, twist.angular.z = 0.5, -1.0
+    assert twist_to_command(twist).tolist() == [0.5, 0, 0, 0, 0, -1.0]
+    twist.angular.y = float("inf")
+    with pytest.raises(InputError, match="NaN or inf"):
+        twist_to_command(twist)
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    msg = rgb_to_image(rgb, 5, "cam")
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.header.frame_id) == ("rgb8", 2, 3, 9, "cam")
+    assert bytes(msg.data) == rgb.tobytes()
+
+
+def test_imagine_request_validation():
+    pytest.importorskip("astra_ros.srv")
+    from astra_ros.ros.conversions import InputError, imagine_actions
+    from astra_ros.srv import Imagine
+
+    mods = ("joint_velocity", "twist")
+    req = Imagine.Request(
+        modality="joint_velocity",
+        joint_names=["b", "a"],
+        num_candidates=2,
+        horizon=3,
+        action_dim=2,
+        actions=np.arange(12, dtype=np.float32).tolist(),
+    )
+    actions = imagine_actions(req, mods, ["a", "b"], 64)
+    assert actions.shape == (2, 3, 2) and actions[0, 0].tolist() == [1.0, 0.0]  # reordered to a, b
+    bad = [
+        dict(actions=[0.0] * 11),
+        dict(num_candidates=0),
+        dict(horizon=0),
+        dict(joint_names=["a", "c"]),
+        dict(modality="discrete"),
+        dict(actions=[float("nan")] * 12),
+    ]
+    for change in bad:
+        request = Imagine.Request(
+            modality="joint_velocity",
+            joint_names=["b", "a"],
+            num_candidates=2,
+            horizon=3,
+            action_dim=2,
+            actions=[0.0] * 12,
+        )
+        for key, value in change.items():
+            setattr(request, key, value)
+        with pytest.raises(InputError):
+            imagine_actions(request, mods, ["a", "b"], 64)
+    twist = Imagine.Request(modality="twist", num_candidates=1, horizon=2, action_dim=5, actions=[0.0] * 10)
+    with pytest.raises(InputError, match="action_dim=5 for twist; expected 6"):
+        imagine_actions(twist, mods, [], 64)
+
+
+def test_run_load_params(tmp_path):
+    from astra_ros.ros.run import cli_param_names, load_params
+
+    params = load_params(REPO / "config/astra_world_model.yaml")
+    assert set(params) == set(DECLARED_NAMES)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("astra_world_model:\n  ros__parameters:\n    horizon: 4\n    horizn: 3\n")
+    with pytest.raises(SettingsError, match=r"unknown parameters \['horizn'\]"):
+        load_params(bad)
+    bad.write_text("other_node:\n  ros__parameters:\n    horizon: 4\n")
+    with pytest.raises(SettingsError, match="no 'astra_world_model: ros__parameters:' block"):
+        load_params(bad)
+    assert cli_param_names(["--ros-args", "-p", "horizon:=3", "-r", "image:=cam", "--param", "seed:=1"]) == {
+        "horizon",
+        "seed",
+    }
+
+
+def test_imports_stay_torch_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, astra_ros.ros.node, astra_ros.ros.run, astra_ros.ros.bench_node; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
