@@ -61,7 +61,7 @@ KUKA_CAMERA_EVERY = 16  # 15 Hz
 KUKA_FORCE = 2000.0
 # Working range per joint (rad): inside the URDF limits, and keeping the arm in the picture.
 KUKA_RANGE = np.array([1.4, 1.1, 1.6, 1.7, 1.8, 1.7, 2.5])
-KUKA_VMAX = np.array([1.8, 1.6, 2.0, 2.0, 2.6, 2.6, 3.0])  # rad/s, max random target
+KUKA_VMAX = np.array([2.4, 2.2, 2.6, 2.6, 3.2, 3.2, 3.5])  # rad/s, max random target
 KUKA_COLOURS = (  # base, link 1..7: distinct saturated colours
     (0.15, 0.15, 0.15, 1),
     (0.95, 0.10, 0.10, 1),
@@ -365,23 +365,20 @@ def _record_carracing(
             obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
             for _ in range(CAR_SKIP):
                 obs, _, term, trunc, _ = env.step(np.zeros(3, np.float32))
-            # components: steer, throttle (gas - brake)
-            proc = SegmentProcess(
-                rng,
-                np.array([1.0, 1.0]),
-                CAR_HZ,
-                pause_prob=0.2,
-                sudden_prob=0.3,
-                seg_s=(0.4, 2.0),
-                tau_s=0.2,
+            # Independent processes: steer (pause = straight ahead) and throttle (pause = coast).
+            steer_proc = SegmentProcess(
+                rng, np.array([1.0]), CAR_HZ, pause_prob=0.3, sudden_prob=0.3, seg_s=(0.3, 1.5), tau_s=0.15
+            )
+            throttle_proc = SegmentProcess(
+                rng, np.array([1.0]), CAR_HZ, pause_prob=0.25, sudden_prob=0.3, seg_s=(0.5, 2.0), tau_s=0.2
             )
             frames = 0
             k = 0
             while frames < steps:
                 t_ns = t0 + k * period
-                steer, throttle = proc.step()
+                steer, throttle = float(steer_proc.step()[0]), float(throttle_proc.step()[0])
                 # Bias towards driving forwards: CarRacing is slow to get going.
-                throttle = float(np.clip(throttle + 0.35, -1.0, 1.0))
+                throttle = float(np.clip(throttle + 0.3, -1.0, 1.0))
                 gas, brake = max(throttle, 0.0), max(-throttle, 0.0) * 0.8
                 steer = float(np.clip(steer, -1.0, 1.0))
                 if k % CAR_CAMERA_EVERY == 0:
