@@ -303,6 +303,24 @@ class KukaSim:
         self.p.disconnect(physicsClientId=self.client)
 
 
+def kuka_command(sim: KukaSim, proc: SegmentProcess) -> np.ndarray:
+    """Next command of ``proc``, kept inside the working range, applied to ``sim``; returns it.
+
+    Shared with ``astra_ros.ros.sim_publisher`` so both drive the arm the same way.
+    """
+    v = proc.step()
+    q = sim.positions()
+    # Flip a command that would carry a joint past its working range in the
+    # next command period (or that already points outwards beyond it).
+    lookahead = q + v * (KUKA_COMMAND_EVERY / KUKA_PHYSICS_HZ) * 2.0
+    flip = ((lookahead > sim.hi) & (v > 0)) | ((lookahead < sim.lo) & (v < 0))
+    if flip.any():
+        proc.flip(flip)
+        v = proc.value.copy()
+    sim.apply(v)
+    return v
+
+
 def _record_kuka(
     bag: _BagOut, rng: np.random.Generator, episodes: int, steps: int, size: int, stats: RecordStats, bar: Any
 ) -> int:
@@ -318,17 +336,7 @@ def _record_kuka(
             for k in range(total):
                 t_ns = t0 + (k * ns) // KUKA_PHYSICS_HZ
                 if k % KUKA_COMMAND_EVERY == 0:
-                    v = proc.step()
-                    q = sim.positions()
-                    # Flip a command that would carry a joint past its working range in the
-                    # next command period (or that already points outwards beyond it).
-                    lookahead = q + v * (KUKA_COMMAND_EVERY / KUKA_PHYSICS_HZ) * 2.0
-                    flip = ((lookahead > sim.hi) & (v > 0)) | ((lookahead < sim.lo) & (v < 0))
-                    if flip.any():
-                        proc.flip(flip)
-                        v = proc.value.copy()
-                    sim.apply(v)
-                    bag.joint_command(t_ns, KUKA_JOINTS, v)
+                    bag.joint_command(t_ns, KUKA_JOINTS, kuka_command(sim, proc))
                 if k % KUKA_CAMERA_EVERY == 0:
                     bag.image(t_ns, sim.render())
                     frames += 1

@@ -36,6 +36,7 @@ from astra_ros.data.record_sim import (
     SegmentProcess,
     _BagOut,
     check_out_path,
+    kuka_command,
 )
 
 NS = 1_000_000_000
@@ -59,16 +60,7 @@ class KukaStream:
         t_ns = START_NS + (k * NS) // KUKA_PHYSICS_HZ
         command = image = None
         if k % KUKA_COMMAND_EVERY == 0:
-            v = self.proc.step()
-            q = self.sim.positions()
-            # As astra-record-sim: flip a command that would carry a joint out of its working range.
-            lookahead = q + v * (KUKA_COMMAND_EVERY / KUKA_PHYSICS_HZ) * 2.0
-            flip = ((lookahead > self.sim.hi) & (v > 0)) | ((lookahead < self.sim.lo) & (v < 0))
-            if flip.any():
-                self.proc.flip(flip)
-                v = self.proc.value.copy()
-            self.sim.apply(v)
-            command = v
+            command = kuka_command(self.sim, self.proc)
         if k % KUKA_CAMERA_EVERY == 0:
             image = self.sim.render()
         self.sim.step()
