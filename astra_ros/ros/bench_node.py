@@ -119,7 +119,11 @@ class Driver:
     """
 
     def __init__(
-        self, namespace: str = "", node_name: str = "astra_world_model", reliable_images: bool = True
+        self,
+        namespace: str = "",
+        node_name: str = "astra_world_model",
+        reliable_images: bool = True,
+        depth: int = 10,
     ):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
@@ -133,16 +137,19 @@ class Driver:
         self.rclpy = rclpy
         self.node = rclpy.create_node("astra_test_driver", namespace=namespace)
         image_qos = QoSProfile(
-            depth=10,
+            depth=depth,
             reliability=ReliabilityPolicy.RELIABLE if reliable_images else ReliabilityPolicy.BEST_EFFORT,
         )
         self.image_pub = self.node.create_publisher(Image, "image", image_qos)
-        self.joint_pub = self.node.create_publisher(JointState, "joint_commands", 10)
+        self.joint_pub = self.node.create_publisher(JointState, "joint_commands", depth)
         self.predictions: list[tuple[Any, int]] = []  # (msg, receipt ns)
         self.predicted_images: list[Any] = []
         self.diagnostics: list[Any] = []
         self.node.create_subscription(
-            PredictedFrames, "predicted_frames", lambda m: self.predictions.append((m, time.time_ns())), 100
+            PredictedFrames,
+            "predicted_frames",
+            lambda m: self.predictions.append((m, time.time_ns())),
+            max(depth, 100),
         )
         self.node.create_subscription(Image, "predicted_image", self.predicted_images.append, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 100)

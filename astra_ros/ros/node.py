@@ -105,7 +105,8 @@ def load_world_model(settings: Settings) -> WorldModelBackend:
         from astra_ros.runtime.loader import load_backend
     except ImportError as err:
         raise StartupError(
-            f"backend loader unavailable ({err}); use model_path:={COPY_LAST} for bring-up"
+            f"model_path={settings.model_path!r}: backend loader unavailable ({err}); "
+            f"use model_path:={COPY_LAST} for bring-up"
         ) from err
     options = dict(
         context_noise=settings.context_noise,
