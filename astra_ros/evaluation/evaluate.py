@@ -225,6 +225,7 @@ def play_into_node(
 
     isolate_ros()
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, JointState
@@ -241,7 +242,7 @@ def play_into_node(
     context = rclpy.Context()
     rclpy.init(context=context)
     player = rclpy.create_node("astra_eval_player", context=context)
-    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(player)
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = player.create_publisher(Clock, "/clock", reliable)

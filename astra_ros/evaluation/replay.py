@@ -282,7 +282,7 @@ def replay(
         if model_predictions is not None:
             preds["offline_model"] = preds["model"]
             preds["model"] = model_predictions[(win.episode, win.last_context)][:horizon]
-        preds["copy_last"] = np.broadcast_to(ctx_frames[-1], truth.shape)
+        preds["copy_last"] = np.broadcast_to(ctx_frames[-1], truth.shape).copy()
         preds["shuffled_commands"], _ = rollout(
             backend, ctx_frames, ctx_commands, shuffled, modality, steps, seed
         )
