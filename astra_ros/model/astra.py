@@ -1,0 +1,345 @@
+"""The Astra world model: a diffusion transformer with temporal causal attention and a KV cache.
+
+Every frame is a grid of ``N`` patch tokens. A sequence holds two streams:
+
+- context frames (the history memory, each written at its own small noise level), and
+- target frames (being denoised; target ``k`` is the frame that follows context frame ``k``).
+
+Attention is block-causal over frames and full inside a frame: context frame ``k`` sees context
+frames ``k - max_history .. k``; target ``k`` sees context frames ``k - max_history + 1 .. k`` and
+itself. Time is encoded with rotary embeddings over the frame index, so attention depends on
+frame distance only and a cache can keep un-rotated keys at fixed age slots.
+
+Streaming keeps a right-aligned cache of the last ``max_history`` context frames per layer; a
+step attends the cache plus its own frame, so its cost does not grow with the history length.
+When the cache is full the oldest frame is evicted (no attention sink: an old sink frame would
+sit at a frame distance never seen in training).
+
+Conditioning per frame: the noise level enters adaLN-Zero modulation (DiT); the action enters
+through the action-aware adapter (added to the modulated input of self-attention, plus an
+identity-initialised projector after it), produced by a mixture of action experts.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
+
+
+class Actions(NamedTuple):
+    """Per-frame actions: padded values and mask ``(..., A)``, modality ids ``(...)``."""
+
+    values: torch.Tensor
+    mask: torch.Tensor
+    modality: torch.Tensor
+
+
+class KVCache(NamedTuple):
+    """Keys and values of the last ``max_history`` context frames, right-aligned (newest last).
+
+    ``keys``/``values``: ``(depth, B, heads, max_history * N, head_dim)``; ``length``: ``(B,)``
+    int64 number of valid frames (the last ``length`` frame slots are valid).
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    length: torch.Tensor
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding on pairs (first half, second half) of the last axis."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def rope_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin ``(..., head_dim / 2)`` for frame positions ``(...)``."""
+    freqs = 1.0 / (100.0 ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    angles = positions.float()[..., None] * freqs
+    return angles.cos(), angles.sin()
+
+
+def timestep_embedding(s: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of noise levels ``(...)`` in [0, 1] -> ``(..., dim)``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=s.device).float() / half)
+    args = 1000.0 * s.float()[..., None] * freqs
+    return torch.cat([args.cos(), args.sin()], dim=-1)
+
+
+class NoiseLevelEmbedder(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.SiLU(), nn.Linear(width, width))
+        self.width = width
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.mlp(timestep_embedding(s, self.width))
+
+
+class ActionExperts(nn.Module):
+    """Mixture of action experts: per-modality projectors, a learned top-k router, shared experts.
+
+    The router sees the projected action and an embedding of its modality, so one model can
+    serve several robots. ``NO_ACTION`` frames get a learned null embedding (action-free path).
+    """
+
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        w, a = cfg.width, cfg.action_dim
+        self.top_k = cfg.top_k
+        self.projectors = nn.ModuleList(nn.Linear(2 * a, w) for _ in MODALITIES)
+        self.modality_embed = nn.Embedding(len(MODALITIES) + 1, w)
+        self.router = nn.Linear(2 * w, cfg.num_experts)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(w, 2 * w), nn.SiLU(), nn.Linear(2 * w, w)) for _ in range(cfg.num_experts)
+        )
+        self.null = nn.Parameter(torch.zeros(w))
+
+    def forward(self, actions: Actions) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> action embeddings ``(..., W)`` and the load-balancing loss (a scalar)."""
+        x = torch.cat([actions.values * actions.mask, actions.mask], dim=-1)  # (..., 2A)
+        onehot = F.one_hot(actions.modality, len(MODALITIES) + 1).to(x.dtype)  # (..., M+1)
+        h = sum(onehot[..., m, None] * proj(x) for m, proj in enumerate(self.projectors))
+        logits = self.router(torch.cat([h, self.modality_embed(actions.modality)], dim=-1))  # (..., E)
+        probs = logits.softmax(dim=-1)
+        top_p, top_i = probs.topk(self.top_k, dim=-1)
+        gates = torch.zeros_like(probs).scatter(-1, top_i, top_p / top_p.sum(-1, keepdim=True))
+        out = sum(gates[..., e, None] * expert(h) for e, expert in enumerate(self.experts))
+        acting = (actions.modality != NO_ACTION).to(x.dtype)[..., None]
+        out = acting * out + (1 - acting) * self.null
+        # Switch-style balance: fraction routed to each expert times its mean probability.
+        weight = acting.reshape(-1, 1)
+        count = weight.sum().clamp(min=1.0)
+        routed = ((gates > 0).to(x.dtype).reshape(-1, probs.shape[-1]) * weight).sum(0) / count
+        mean_p = (probs.reshape(-1, probs.shape[-1]) * weight).sum(0) / count
+        balance = probs.shape[-1] * (routed * mean_p).sum() / self.top_k
+        return out, balance
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        self.heads, self.head_dim = cfg.heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
+        self.proj = nn.Linear(cfg.width, cfg.width)
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return q, k, v  # each (B, heads, n, head_dim)
+
+    def merge(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, n, head_dim)
+        b, _, n, _ = out.shape
+        return self.proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class Block(nn.Module):
+    """adaLN-Zero transformer block with Astra's action-aware adapter.
+
+    Tokens come as ``(B, F, N, W)``; conditioning ``c`` and actions ``a`` per frame ``(B, F, 1, W)``.
+    """
+
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        w = cfg.width
+        self.norm1 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(cfg)
+        self.action_in = nn.Linear(w, w)  # adds the action to the modulated attention input
+        self.action_out = nn.Linear(w, w)  # identity-initialised projector after self-attention
+        self.norm2 = nn.LayerNorm(w, elementwise_affine=False, eps=1e-6)
+        hidden = int(w * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
+
+    def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.adaLN(c).chunk(6, dim=-1)
+
+    def attention_input(
+        self, x: torch.Tensor, mod: tuple[torch.Tensor, ...], a: torch.Tensor
+    ) -> torch.Tensor:
+        shift, scale = mod[:2]
+        h = modulate(self.norm1(x), shift, scale) + self.action_in(a)  # (B, F, N, W)
+        return h.flatten(1, 2)  # (B, F*N, W)
+
+    def finish(self, x: torch.Tensor, attn_out: torch.Tensor, mod: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        _, _, gate_msa, shift_mlp, scale_mlp, gate_mlp = mod
+        x = x + gate_msa * self.action_out(attn_out.reshape(x.shape))
+        return x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.width, elementwise_affine=False, eps=1e-6)
+        self.linear = nn.Linear(cfg.width, cfg.patch_size**2 * cfg.channels)
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(cfg.width, 2 * cfg.width))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.adaLN(c).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class AstraWorldModel(nn.Module):
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        self.cfg = cfg
+        p, w = cfg.patch_size, cfg.width
+        self.patch_embed = nn.Linear(p * p * cfg.channels, w)
+        self.pos_embed = nn.Parameter(torch.zeros(cfg.tokens_per_frame, w))
+        self.noise_embed = NoiseLevelEmbedder(w)
+        self.action_embed = ActionExperts(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self.final = FinalLayer(cfg)
+        ages = torch.arange(cfg.max_history, 0, -1).repeat_interleave(cfg.tokens_per_frame)
+        cos, sin = rope_angles(-ages, cfg.head_dim)  # cache slot positions relative to the new frame
+        self.register_buffer("cache_cos", cos, persistent=False)
+        self.register_buffer("cache_sin", sin, persistent=False)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        def basic(module: nn.Module) -> None:
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+        self.apply(basic)
+        nn.init.normal_(self.pos_embed, std=0.02)
+        for layer in (self.noise_embed.mlp[0], self.noise_embed.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.adaLN[-1].weight)
+            nn.init.zeros_(block.adaLN[-1].bias)
+            nn.init.zeros_(block.action_in.weight)
+            nn.init.zeros_(block.action_in.bias)
+            nn.init.eye_(block.action_out.weight)
+            nn.init.zeros_(block.action_out.bias)
+        nn.init.zeros_(self.final.adaLN[-1].weight)
+        nn.init.zeros_(self.final.adaLN[-1].bias)
+        nn.init.zeros_(self.final.linear.weight)
+        nn.init.zeros_(self.final.linear.bias)
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def patchify(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(..., C, H, W)`` -> ``(..., N, p*p*C)``."""
+        p, c = self.cfg.patch_size, self.cfg.channels
+        *lead, _, h, w = frames.shape
+        x = frames.reshape(*lead, c, h // p, p, w // p, p)
+        x = x.movedim(-5, -1)  # (..., h/p, p, w/p, p, C)
+        x = x.transpose(-4, -3)  # (..., h/p, w/p, p, p, C)
+        return x.reshape(*lead, (h // p) * (w // p), p * p * c)
+
+    def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(..., N, p*p*C)`` -> ``(..., C, H, W)``."""
+        p, c, size = self.cfg.patch_size, self.cfg.channels, self.cfg.image_size
+        g = size // p
+        *lead, _, _ = tokens.shape
+        x = tokens.reshape(*lead, g, g, p, p, c).transpose(-4, -3)  # (..., g, p, g, p, C)
+        return x.movedim(-1, -5).reshape(*lead, c, size, size)
+
+    def embed(self, frames: torch.Tensor) -> torch.Tensor:
+        return self.patch_embed(self.patchify(frames)) + self.pos_embed  # (..., N, W)
+
+    def conditioning(
+        self, s: torch.Tensor, actions: Actions
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, balance = self.action_embed(actions)
+        return self.noise_embed(s), a, balance
+
+    # -- full sequence (training) ---------------------------------------------------------------
+
+    def attention_mask(self, frames: int, device: torch.device) -> torch.Tensor:
+        """Boolean ``(2TN, 2TN)`` mask over [context frames; target frames] tokens."""
+        m, n = self.cfg.max_history, self.cfg.tokens_per_frame
+        i = torch.arange(frames, device=device)
+        dist = i[:, None] - i[None, :]  # query frame - key frame
+        ctx_ctx = (dist >= 0) & (dist <= m)
+        tgt_ctx = (dist >= 0) & (dist < m)
+        tgt_tgt = dist == 0
+        none = torch.zeros_like(tgt_tgt)
+        mask = torch.cat([torch.cat([ctx_ctx, none], 1), torch.cat([tgt_ctx, tgt_tgt], 1)], 0)
+        return mask.repeat_interleave(n, 0).repeat_interleave(n, 1)
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        context_level: torch.Tensor,
+        context_actions: Actions,
+        target: torch.Tensor,
+        target_level: torch.Tensor,
+        target_actions: Actions,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoise every target frame against its causal context, in one pass.
+
+        context, target: ``(B, T, C, H, W)`` (noisy) frames; ``*_level``: ``(B, T)`` noise levels;
+        actions ``(B, T, A)``. Target ``k`` follows context ``k``. Returns the network output for
+        each target ``(B, T, C, H, W)`` and the router's load-balancing loss.
+        """
+        b, t = context.shape[:2]
+        n, hd = self.cfg.tokens_per_frame, self.cfg.head_dim
+        c_ctx, a_ctx, bal_ctx = self.conditioning(context_level, context_actions)  # (B, T, W)
+        c_tgt, a_tgt, bal_tgt = self.conditioning(target_level, target_actions)
+        x = torch.cat([self.embed(context), self.embed(target)], 1)  # (B, 2T, N, W)
+        c = torch.cat([c_ctx, c_tgt], 1)[:, :, None]  # (B, 2T, 1, W)
+        a = torch.cat([a_ctx, a_tgt], 1)[:, :, None]
+        positions = torch.cat([torch.arange(t), torch.arange(1, t + 1)]).repeat_interleave(n)
+        cos, sin = rope_angles(positions.to(x.device), hd)
+        mask = self.attention_mask(t, x.device)
+        for block in self.blocks:
+            mod = block.modulation(c)
+            q, k, v = block.attn.split(block.attention_input(x, mod, a))
+            x = block.finish(x, block.attn.merge(rotate(q, cos, sin), rotate(k, cos, sin), v, mask), mod)
+        out = self.final(x[:, t:], c[:, t:])  # (B, T, N, p*p*C)
+        return self.unpatchify(out), (bal_ctx + bal_tgt) / 2
+
+    # -- streaming (inference, export) ----------------------------------------------------------
+
+    def empty_cache(self, batch: int, device: torch.device | None = None) -> KVCache:
+        cfg = self.cfg
+        shape = (cfg.depth, batch, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
+        zeros = torch.zeros(shape, device=device)
+        return KVCache(zeros, zeros.clone(), torch.zeros(batch, dtype=torch.long, device=device))
+
+    def step(
+        self, frame: torch.Tensor, level: torch.Tensor, actions: Actions, cache: KVCache
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Run one frame against the cache.
+
+        frame ``(B, C, H, W)`` at noise ``level`` ``(B,)``, actions ``(B, A)``. Returns the network
+        output ``(B, C, H, W)`` and the cache with this frame appended (oldest frame evicted when
+        full). Denoising steps use the output and drop the new cache; writing a context frame
+        (at the small context noise level) keeps the new cache.
+        """
+        cfg = self.cfg
+        n, slots = cfg.tokens_per_frame, cfg.max_history * cfg.tokens_per_frame
+        c, a, _ = self.conditioning(level, actions)  # (B, W)
+        c, a = c[:, None, None], a[:, None, None]  # (B, 1, 1, W)
+        x = self.embed(frame)[:, None]  # (B, 1, N, W)
+        slot = torch.arange(slots, device=x.device) // n
+        valid = slot[None, :] >= cfg.max_history - cache.length[:, None]  # (B, slots)
+        mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, slots + N)
+        new_keys, new_values = [], []
+        for layer, block in enumerate(self.blocks):
+            mod = block.modulation(c)
+            q, k, v = block.attn.split(block.attention_input(x, mod, a))  # this frame sits at position 0
+            cached_k = rotate(cache.keys[layer], self.cache_cos, self.cache_sin)
+            keys = torch.cat([cached_k, k], 2)
+            values = torch.cat([cache.values[layer], v], 2)
+            x = block.finish(x, block.attn.merge(q, keys, values, mask), mod)
+            new_keys.append(torch.cat([cache.keys[layer][:, :, n:], k], 2))
+            new_values.append(torch.cat([cache.values[layer][:, :, n:], v], 2))
+        out = self.unpatchify(self.final(x, c))[:, 0]
+        length = torch.clamp(cache.length + 1, max=cfg.max_history)
+        return out, KVCache(torch.stack(new_keys), torch.stack(new_values), length)

@@ -1,0 +1,162 @@
+"""Reset / ingest / predict for every model backend, built on one primitive: a cached step.
+
+Torch-free: the sampler loop runs on numpy arrays around whatever executes the step
+(PyTorch, ONNX Runtime or TensorRT).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from astra_ros.model.actions import modality_id, pack_actions
+from astra_ros.model.config import NO_ACTION, AstraConfig
+from astra_ros.model.flow import noisy, sample_next_frame, to_model_space
+from astra_ros.runtime.base import ModelInfo, WorldModelBackend
+
+Cache = Any  # backend-specific causal state (KV cache + valid length)
+
+
+class StreamingBackend(WorldModelBackend):
+    """A world model driven through ``_step``; subclasses own the cache representation.
+
+    ``steps``: Euler denoising steps per frame; ``context_noise``: level at which observed and
+    predicted frames are written into the cache; ``guidance_scale``: action guidance
+    (1 = conditional only; otherwise ``uncond + g * (cond - uncond)`` with the target frame's
+    action removed, the cached history unchanged).
+    """
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        config: AstraConfig,
+        steps: int | None = None,
+        context_noise: float | None = None,
+        guidance_scale: float = 1.0,
+        seed: int = 0,
+    ):
+        self.info = info
+        self.config = config
+        self.steps = steps or config.sampling_steps
+        self.context_noise = config.context_noise if context_noise is None else context_noise
+        self.guidance_scale = guidance_scale
+        if not 1 <= self.steps <= 50:
+            raise ValueError(f"steps={self.steps}; expected 1..50")
+        if not 0.0 <= self.context_noise < 1.0:
+            raise ValueError(f"context_noise={self.context_noise}; expected [0, 1)")
+        self._rng = np.random.default_rng(seed)
+        self.reset()
+
+    # -- primitives implemented by each backend -------------------------------------------------
+
+    @abstractmethod
+    def _empty_cache(self, batch: int) -> Cache:
+        """A cache holding no frames for ``batch`` streams."""
+
+    @abstractmethod
+    def _tile_cache(self, cache: Cache, batch: int) -> Cache:
+        """An independent copy of a batch-1 cache repeated ``batch`` times."""
+
+    @abstractmethod
+    def _step(
+        self,
+        frame: np.ndarray,
+        level: np.ndarray,
+        actions: np.ndarray,
+        mask: np.ndarray,
+        modality: np.ndarray,
+        cache: Cache,
+    ) -> tuple[np.ndarray, Cache]:
+        """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, actions and mask
+        ``(B, A)``, modality ``(B,)`` int64 -> output ``(B, C, S, S)`` and the cache with the
+        frame appended. Must not modify ``cache`` in place."""
+
+    # -- the WorldModelBackend interface ---------------------------------------------------------
+
+    def reset(self) -> None:
+        self._cache = self._empty_cache(1)
+        self._last: np.ndarray | None = None  # newest observed frame, model space (1, C, S, S)
+        self._length = 0
+
+    @property
+    def history_length(self) -> int:
+        return self._length
+
+    def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
+        size = self.config.image_size
+        if frame.shape != (size, size, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be ({size}, {size}, 3) uint8; got {frame.shape} {frame.dtype}")
+        actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
+        x = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
+        self._cache = self._write(x, actions, mask, np.array([modality_id(modality)]), self._cache)
+        self._last = x
+        self._length = min(self._length + 1, self.config.max_history)
+
+    def predict(
+        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+    ) -> np.ndarray:
+        if self._last is None:
+            raise ValueError("predict() needs at least one ingested frame")
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 3:
+            raise ValueError(f"actions must be (B, H, D); got shape {actions.shape}")
+        batch, horizon = actions.shape[:2]
+        packed, mask = pack_actions(actions, modality, self.config)  # (B, H, A)
+        modality_ids = np.full(batch, modality_id(modality), np.int64)
+        rng = self._rng if seed is None else np.random.default_rng(seed)
+        steps = steps or self.steps
+        cache = self._tile_cache(self._cache, batch)
+        base = np.repeat(self._last, batch, axis=0)
+        frames = []
+        for h in range(horizon):
+            a, m = packed[:, h], mask[:, h]
+
+            def network(x: np.ndarray, s: float, a=a, m=m, cache=cache) -> np.ndarray:
+                return self._guided(x, np.full(batch, s, np.float32), a, m, modality_ids, cache)
+
+            noise = rng.standard_normal(base.shape).astype(np.float32)
+            x0 = sample_next_frame(
+                network, noise, base, steps, self.config.parameterization, self.config.predict_delta
+            ).clip(-1.0, 1.0)
+            frames.append(x0)
+            if h + 1 < horizon:
+                cache = self._write(x0, a, m, modality_ids, cache, rng)
+            base = x0
+        video = np.stack(frames, 1)  # (B, H, C, S, S)
+        return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        x0: np.ndarray,
+        actions: np.ndarray,
+        mask: np.ndarray,
+        modality: np.ndarray,
+        cache: Cache,
+        rng: np.random.Generator | None = None,
+    ) -> Cache:
+        """Append clean frames to the cache at the context noise level."""
+        rng = rng or self._rng
+        level = np.full(x0.shape[0], self.context_noise, np.float32)
+        noise = rng.standard_normal(x0.shape).astype(np.float32)
+        x = noisy(x0, noise, self.context_noise).astype(np.float32)
+        return self._step(x, level, actions, mask, modality, cache)[1]
+
+    def _guided(
+        self,
+        x: np.ndarray,
+        level: np.ndarray,
+        actions: np.ndarray,
+        mask: np.ndarray,
+        modality: np.ndarray,
+        cache: Cache,
+    ) -> np.ndarray:
+        cond = self._step(x, level, actions, mask, modality, cache)[0]
+        if self.guidance_scale == 1.0:
+            return cond
+        free = np.full_like(modality, NO_ACTION)
+        uncond = self._step(x, level, actions, mask, free, cache)[0]
+        return uncond + self.guidance_scale * (cond - uncond)

@@ -1,0 +1,149 @@
+"""The training objective: flow matching with per-frame noise levels and rollout training.
+
+A window of ``T`` frames becomes ``T - 1`` (context, target) pairs: target ``k`` is frame ``k + 1``
+denoised against context frames ``<= k``. Each context frame is written at its own small noise
+level (noise-augmented history memory) and each target at its own diffusion level.
+
+Rollout training (after Self-Forcing): with probability ``rollout_prob`` the history is replaced
+by the model's own one-step predictions, made without gradients in ``rollout_passes`` parallel
+passes (pass ``r`` conditions on pass ``r - 1``'s frames, so the last pass carries up to
+``rollout_passes`` steps of compounding error). The model then learns to predict the true next
+frame from its own imperfect history, which is what it sees when it rolls out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from astra_ros.model.astra import Actions, AstraWorldModel
+from astra_ros.model.config import NO_ACTION, AstraConfig
+from astra_ros.model.flow import noisy, predicted_x0
+
+
+@dataclass
+class ObjectiveSettings:
+    full_noise_prob: float = 0.5  # share of targets trained at level 1 (what a 1-step sampler sees)
+    rollout_prob: float = 0.5
+    rollout_passes: int = 2
+    min_true_context: int = 1  # frames kept true at the start of a rolled-out history
+    balance_weight: float = 0.01
+
+
+def context_levels(cfg: AstraConfig, batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
+    """Noise level of each history frame ``(B, T)``.
+
+    ``uniform``: each frame draws from [0, context_noise_max]. ``recency``: the bound grows
+    linearly with a frame's distance from the newest frame of the window (near-recent small,
+    far-past larger).
+    """
+    u = torch.rand(batch, frames, generator=generator)
+    if cfg.context_noise_schedule == "recency":
+        distance = torch.arange(frames - 1, -1, -1, dtype=torch.float32) / max(frames - 1, 1)
+        return cfg.context_noise_max * u * distance
+    return cfg.context_noise_max * u
+
+
+def target_levels(
+    batch: int, frames: int, full_noise_prob: float, generator: torch.Generator
+) -> torch.Tensor:
+    u = torch.rand(batch, frames, generator=generator)
+    full = torch.rand(batch, frames, generator=generator) < full_noise_prob
+    return torch.where(full, torch.ones_like(u), u.clamp(min=1e-3))
+
+
+def frames_to_model(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, T, S, S, 3)`` -> float ``(B, T, 3, S, S)`` in [-1, 1]."""
+    return frames.permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+
+
+def split_actions(
+    values: torch.Tensor, mask: torch.Tensor, modality: torch.Tensor
+) -> tuple[Actions, Actions]:
+    """Window actions ``(B, T, A)`` -> actions of the ``T - 1`` context frames and of the targets."""
+    per_frame = modality[:, None].expand(values.shape[:2])
+    context = Actions(values[:, :-1], mask[:, :-1], per_frame[:, :-1])
+    target = Actions(values[:, 1:], mask[:, 1:], per_frame[:, 1:])
+    return context, target
+
+
+def drop_actions(actions: Actions, prob: float, generator: torch.Generator) -> Actions:
+    """Action-free guidance: whole samples lose their target actions with probability ``prob``."""
+    drop = torch.rand(actions.modality.shape[0], generator=generator) < prob
+    modality = torch.where(drop[:, None], torch.full_like(actions.modality, NO_ACTION), actions.modality)
+    return Actions(actions.values, actions.mask, modality)
+
+
+@torch.no_grad()
+def rollout_history(
+    model: AstraWorldModel,
+    frames: torch.Tensor,
+    context_actions: Actions,
+    target_actions: Actions,
+    settings: ObjectiveSettings,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Replace history frames after the first few by the model's own one-step predictions."""
+    cfg = model.cfg
+    b, t = frames.shape[:2]
+    history = frames[:, :-1].clone()  # (B, T-1, C, S, S)
+    keep = int(torch.randint(settings.min_true_context, t - 1, (1,), generator=generator))
+    for _ in range(settings.rollout_passes):
+        level = context_levels(cfg, b, t - 1, generator)
+        context = noisy(
+            history, torch.randn(history.shape, generator=generator), level[..., None, None, None]
+        )
+        start = torch.randn(history.shape, generator=generator)
+        ones = torch.ones(b, t - 1)
+        out, _ = model(context, level, context_actions, start, ones, target_actions)
+        x0 = predicted_x0(out.float(), start, 1.0, history, cfg.parameterization, cfg.predict_delta).clamp(
+            -1, 1
+        )
+        history[:, keep:] = x0[:, keep - 1 : -1]
+    return history
+
+
+def training_loss(
+    model: AstraWorldModel,
+    batch: dict[str, torch.Tensor],
+    settings: ObjectiveSettings,
+    generator: torch.Generator,
+    network: torch.nn.Module | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss for one batch of windows. ``network`` is the module to differentiate through
+    (the DDP wrapper in distributed runs); ``model`` the plain model for no-grad passes."""
+    cfg = model.cfg
+    network = network or model
+    frames = frames_to_model(batch["frames"])  # (B, T, C, S, S)
+    b, t = frames.shape[:2]
+    context_actions, target_actions = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
+    rolled = bool(torch.rand(1, generator=generator) < settings.rollout_prob)
+    if rolled:
+        history = rollout_history(model, frames, context_actions, target_actions, settings, generator)
+    else:
+        history = frames[:, :-1]
+    target_clean = frames[:, 1:]
+    c_level = context_levels(cfg, b, t - 1, generator)
+    t_level = target_levels(b, t - 1, settings.full_noise_prob, generator)
+    context = noisy(history, torch.randn(history.shape, generator=generator), c_level[..., None, None, None])
+    noise = torch.randn(target_clean.shape, generator=generator)
+    s = t_level[..., None, None, None]
+    target = noisy(target_clean, noise, s)
+    target_actions = drop_actions(target_actions, cfg.action_drop_prob, generator)
+    out, balance = network(context, c_level, context_actions, target, t_level, target_actions)
+    out = out.float()
+    if cfg.parameterization == "velocity":
+        diffusion = F.mse_loss(out, noise - target_clean)
+    else:
+        x0 = predicted_x0(out, target, s, history, cfg.parameterization, cfg.predict_delta)
+        diffusion = F.mse_loss(x0, target_clean)
+    loss = diffusion + settings.balance_weight * balance.float()
+    stats = {
+        "loss": loss.item(),
+        "diffusion": diffusion.item(),
+        "balance": balance.item(),
+        "rolled": float(rolled),
+    }
+    return loss, stats

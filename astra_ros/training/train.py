@@ -1,0 +1,160 @@
+"""astra-train: train an Astra world model on rosbag2 recordings.
+
+    astra-train --bags B1 [B2 ...] --preset small --out RUN_DIR [--minutes M | --steps N] [--resume]
+
+Each bag's modality follows from its command topic (``/joint_commands`` -> joint_velocity,
+``/cmd_vel`` -> twist) unless ``--modalities`` names them. Several bags of different robots train
+one model through the mixture of action experts. Multi-process: ``torchrun --nproc_per_node N
+-m astra_ros.training.train ...`` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astra_ros.data.bags import DEFAULT_TOPICS, BagError, Episode, read_bag
+from astra_ros.data.windows import split_episodes
+from astra_ros.model.config import PRESETS, AstraConfig
+from astra_ros.training.objective import ObjectiveSettings
+from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bags", nargs="+", required=True, help="rosbag2 directories")
+    p.add_argument("--modalities", nargs="+", help="modality per bag (default: from the command topic)")
+    p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint.pt, log.csv, model.pt)")
+    budget = p.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--minutes", type=float)
+    budget.add_argument("--steps", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
+    p.add_argument("--window", type=int, default=0, help="frames per window (default max_history + 1)")
+    p.add_argument("--lr", type=float, default=TrainSettings.lr)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--val-every", type=int, default=TrainSettings.val_every)
+    p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
+    p.add_argument("--rollout-passes", type=int, default=ObjectiveSettings.rollout_passes)
+    p.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is the CPU default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="AstraConfig overrides")
+    return p
+
+
+def detect_modality(bag: str) -> str:
+    from rosbags.highlevel import AnyReader
+
+    try:
+        with AnyReader([Path(bag)]) as reader:
+            topics = {c.topic for c in reader.connections}
+    except Exception as exc:
+        raise BagError(f"bag {bag}: cannot be opened: {exc}") from exc
+    found = [m for m, topic in DEFAULT_TOPICS.items() if topic in topics]
+    if len(found) != 1:
+        raise BagError(
+            f"bag {bag}: cannot tell the modality from its topics {sorted(topics)}; "
+            f"expected exactly one of {sorted(DEFAULT_TOPICS.values())} or pass --modalities"
+        )
+    return found[0]
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise TrainingError(f"--set {item!r}; expected KEY=VALUE")
+        out[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    return out
+
+
+def load_data(
+    args: argparse.Namespace, cfg: AstraConfig
+) -> tuple[list[Episode], list[Episode], dict[str, Any]]:
+    if args.modalities and len(args.modalities) != len(args.bags):
+        raise TrainingError(
+            f"--modalities has {len(args.modalities)} entries; expected one per bag ({len(args.bags)})"
+        )
+    train, val, reports = [], [], []
+    for i, bag in enumerate(args.bags):
+        modality = args.modalities[i] if args.modalities else detect_modality(bag)
+        episodes, report = read_bag(bag, image_topic=args.image_topic, modality=modality, size=cfg.image_size)
+        print(report.summary(), file=sys.stderr)
+        t, v = split_episodes(episodes, args.val_fraction, args.seed)
+        train += t
+        val += v
+        reports.append(
+            {
+                "bag": bag,
+                "modality": modality,
+                "frames": report.frames_kept,
+                "episodes": report.episodes,
+                "drops": report.drops,
+                "frame_period": report.frame_period,
+            }
+        )
+    joint_names = next((e.joint_names for e in train if e.modality == "joint_velocity"), ())
+    meta = {
+        "modalities": sorted({e.modality for e in train}),
+        "joint_names": list(joint_names),
+        "frame_period": float(np.median([r["frame_period"] for r in reports])),
+        "data": reports,
+        "train_episodes": len(train),
+        "val_episodes": len(val),
+        "command": "astra-train " + " ".join(sys.argv[1:]),
+    }
+    return train, val, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = AstraConfig.preset(args.preset, **parse_overrides(args.set))
+        settings = TrainSettings(
+            batch_size=args.batch_size,
+            window=args.window,
+            lr=args.lr,
+            steps=args.steps,
+            minutes=args.minutes,
+            val_every=args.val_every,
+            bf16=not args.no_bf16,
+            seed=args.seed,
+            objective=ObjectiveSettings(rollout_prob=args.rollout_prob, rollout_passes=args.rollout_passes),
+        )
+        if not args.bags:
+            raise TrainingError("--bags is empty; give at least one rosbag2 directory")
+        train, val, meta = load_data(args, cfg)
+        args.out.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        trainer = Trainer(cfg, train, val, args.out, settings, meta, resume=args.resume)
+        final = trainer.train()
+        if trainer.rank == 0:
+            trainer.export_model(args.out / "model.pt")
+            print(
+                json.dumps(
+                    {
+                        "model": str(args.out / "model.pt"),
+                        "steps": trainer.step,
+                        "wall_seconds": round(time.time() - started, 1),
+                        **final,
+                    },
+                    indent=2,
+                )
+            )
+    except (TrainingError, BagError, ValueError) as exc:
+        print(f"astra-train: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The training loop: data, optimisation, EMA, validation, logging, atomic checkpoints, DDP.
+
+Determinism: the batch indices and every noise draw of step ``n`` come from generators seeded
+with ``(seed, n, rank)``, so a run resumed from a checkpoint continues exactly as if it had
+never stopped (the checkpoint holds model, EMA, optimizer and the step counter).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from astra_ros.data.bags import Episode
+from astra_ros.data.windows import WindowDataset
+from astra_ros.model.astra import AstraWorldModel
+from astra_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from astra_ros.model.config import AstraConfig
+from astra_ros.training.objective import ObjectiveSettings, training_loss
+from astra_ros.training.validate import validate
+
+
+@dataclass
+class TrainSettings:
+    batch_size: int = 8  # per process
+    window: int = 0  # frames per training window; 0 = max_history + 1
+    lr: float = 4e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = True  # CPU autocast: about 2x the fp32 matmul rate on this class of machine
+    steps: int | None = None
+    minutes: float | None = None
+    val_every: int = 250
+    checkpoint_minutes: float = 2.0
+    seed: int = 0
+    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
+
+
+class TrainingError(ValueError):
+    """Bad training input (no data, a preset that does not fit, ...)."""
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def check_memory(cfg: AstraConfig, settings: TrainSettings) -> None:
+    """Refuse a configuration whose attention and activations clearly exceed free memory."""
+    tokens = 2 * (settings.window - 1) * cfg.tokens_per_frame
+    attention = settings.batch_size * cfg.heads * tokens**2 * 4 * cfg.depth * 2
+    activations = settings.batch_size * tokens * cfg.width * 4 * cfg.depth * 24
+    need = attention + activations
+    available = _available_memory()
+    if available and need > 0.8 * available:
+        raise TrainingError(
+            f"preset needs about {need / 2**30:.1f} GiB per process for batch_size={settings.batch_size}, "
+            f"window={settings.window} ({tokens} tokens); {available / 2**30:.1f} GiB are available. "
+            "Use a smaller preset, batch size or window."
+        )
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: AstraConfig,
+        train: list[Episode],
+        val: list[Episode],
+        run_dir: Path,
+        settings: TrainSettings,
+        meta: dict[str, Any],
+        resume: bool = False,
+    ):
+        self.rank, self.world = distributed()
+        if settings.window == 0:
+            settings.window = cfg.max_history + 1
+        if settings.steps is None and settings.minutes is None:
+            raise TrainingError("give a budget: steps or minutes")
+        check_memory(cfg, settings)
+        self.cfg, self.settings, self.run_dir, self.val = cfg, settings, run_dir, val
+        self.data = WindowDataset(train, settings.window, cfg)
+        if len(self.data) == 0:
+            raise TrainingError(f"no training windows of {settings.window} frames in {len(train)} episodes")
+        torch.manual_seed(settings.seed)
+        self.model = AstraWorldModel(cfg)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        self.meta = {**meta, "train_settings": asdict(settings), "world_size": self.world}
+        self.step, self.elapsed = 0, 0.0
+        self.checkpoint_path = run_dir / "checkpoint.pt"
+        if resume and self.checkpoint_path.exists():
+            self._restore(load_checkpoint(self.checkpoint_path))
+        self.network: torch.nn.Module = self.model
+        if self.world > 1:
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        if checkpoint.config != self.cfg:
+            raise TrainingError(f"{self.checkpoint_path} was trained with another config; cannot resume")
+        trainer = checkpoint.trainer or {}
+        self.model.load_state_dict(trainer["weights"])
+        self.ema.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(checkpoint.optimizer)
+        self.step, self.elapsed = int(trainer["step"]), float(trainer["elapsed"])
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        meta = {**self.meta, "steps": self.step, "train_seconds": round(self.elapsed, 1)}
+        trainer_state = {"weights": self.model.state_dict(), "step": self.step, "elapsed": self.elapsed}
+        save_checkpoint(
+            self.checkpoint_path,
+            Checkpoint(self.cfg, self.ema.state_dict(), meta, self.optimizer.state_dict(), trainer_state),
+        )
+
+    def export_model(self, path: Path) -> None:
+        """The EMA weights with metadata and no optimizer state: the file to ship."""
+        meta = {**self.meta, "steps": self.step, "train_seconds": round(self.elapsed, 1)}
+        save_checkpoint(path, Checkpoint(self.cfg, self.ema.state_dict(), meta))
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _batch(self, step: int) -> tuple[dict[str, torch.Tensor], torch.Generator]:
+        seed = (self.settings.seed * 1_000_003 + step) * 64 + self.rank
+        rng = np.random.default_rng(seed)
+        indices = rng.integers(0, len(self.data), self.settings.batch_size)
+        return collate([self.data[int(i)] for i in indices]), torch.Generator().manual_seed(seed)
+
+    def _lr(self, step: int) -> float:
+        return self.settings.lr * min(1.0, (step + 1) / self.settings.warmup_steps)
+
+    def _done(self) -> bool:
+        s = self.settings
+        return (s.steps is not None and self.step >= s.steps) or (
+            s.minutes is not None and self.elapsed >= 60 * s.minutes
+        )
+
+    def train(self) -> dict[str, float]:
+        s = self.settings
+        log_path = self.run_dir / "log.csv"
+        total = s.steps if s.steps is not None else None
+        bar = tqdm(total=total, initial=self.step, desc="train", disable=self.rank != 0, dynamic_ncols=True)
+        last_checkpoint, last_val = time.monotonic(), {}
+        self.model.train()
+        while not self._done():
+            start = time.monotonic()
+            batch, generator = self._batch(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._lr(self.step)
+            with torch.autocast(
+                "cpu", dtype=torch.bfloat16, enabled=s.bf16 and not torch.cuda.is_available()
+            ):
+                loss, stats = training_loss(self.model, batch, s.objective, generator, self.network)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip))
+            self.optimizer.step()
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                    e.lerp_(p, 1.0 - s.ema_decay)
+            self.step += 1
+            seconds = time.monotonic() - start
+            self.elapsed += seconds
+            row = {
+                "step": self.step,
+                "elapsed_s": round(self.elapsed, 2),
+                "lr": self._lr(self.step - 1),
+                "grad_norm": round(grad_norm, 4),
+                "samples_per_s": round(s.batch_size * self.world / seconds, 2),
+                **{k: round(v, 6) for k, v in stats.items()},
+            }
+            if self.rank == 0 and self.val and self.step % s.val_every == 0:
+                last_val = validate(self.ema, self.val)
+                row.update(last_val)
+                self.model.train()
+            if self.rank == 0:
+                self._log(log_path, row)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.4f}",
+                    sps=row["samples_per_s"],
+                    val=f"{last_val.get('val_model_psnr_h8', float('nan')):.2f}",
+                )
+            if time.monotonic() - last_checkpoint > 60 * s.checkpoint_minutes:
+                self.save()
+                last_checkpoint = time.monotonic()
+        bar.close()
+        self.save()
+        final = validate(self.ema, self.val) if self.rank == 0 and self.val else {}
+        if self.rank == 0:
+            (self.run_dir / "final_validation.json").write_text(json.dumps(final, indent=2))
+        return final
+
+    def _log(self, path: Path, row: dict[str, Any]) -> None:
+        fields = [
+            "step",
+            "elapsed_s",
+            "lr",
+            "grad_norm",
+            "samples_per_s",
+            "loss",
+            "diffusion",
+            "balance",
+            "rolled",
+            "val_windows",
+            "val_model_psnr_h1",
+            "val_model_psnr_h8",
+            "val_teacher_psnr_h1",
+            "val_teacher_psnr_h8",
+            "val_copy_psnr_h1",
+            "val_copy_psnr_h8",
+        ]
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
