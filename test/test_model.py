@@ -1,0 +1,250 @@
+"""The Astra denoiser: causality, cache equivalence, actions, router, noise levels, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from astra_ros.model.actions import pack_actions
+from astra_ros.model.astra import Actions, AstraWorldModel
+from astra_ros.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
+from astra_ros.runtime.torch_backend import TorchBackend, model_info
+
+
+def perturbed_model(cfg: AstraConfig, seed: int = 0, keep_adapter_init: bool = False) -> AstraWorldModel:
+    """A model whose zero-initialised layers are made non-trivial, as after training."""
+    torch.manual_seed(seed)
+    model = AstraWorldModel(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if keep_adapter_init and ".action_" in name:
+                continue
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def random_inputs(cfg: AstraConfig, b: int, t: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    s, a = cfg.image_size, cfg.action_dim
+
+    def actions() -> Actions:
+        return Actions(
+            torch.randn(b, t, a, generator=g),
+            (torch.rand(b, t, a, generator=g) > 0.2).float(),
+            torch.randint(0, len(MODALITIES), (b, t), generator=g),
+        )
+
+    return (
+        torch.randn(b, t, 3, s, s, generator=g),
+        0.3 * torch.rand(b, t, generator=g),
+        actions(),
+        torch.randn(b, t, 3, s, s, generator=g),
+        torch.rand(b, t, generator=g),
+        actions(),
+    )
+
+
+def at(actions: Actions, k: int) -> Actions:
+    return Actions(*(x[:, k] for x in actions))
+
+
+@pytest.fixture(scope="module")
+def cfg() -> AstraConfig:
+    return AstraConfig.preset("tiny")
+
+
+def test_tiny_preset_shapes(cfg):
+    model = perturbed_model(cfg)
+    inputs = random_inputs(cfg, 2, 5)
+    with torch.no_grad():
+        out, balance = model(*inputs)
+    assert out.shape == (2, 5, 3, cfg.image_size, cfg.image_size)
+    assert torch.isfinite(balance)
+
+
+def test_causality_frames_and_actions(cfg):
+    model = perturbed_model(cfg)
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, 2, 6)
+    with torch.no_grad():
+        ref, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+        j = 3
+        ctx2 = ctx.clone()
+        ctx2[:, j] += 1.0
+        tgt2 = tgt.clone()
+        tgt2[:, j] += 1.0
+        values = ctx_act.values.clone()
+        values[:, j] += 1.0
+        tvalues = tgt_act.values.clone()
+        tvalues[:, j] += 1.0
+        changed, _ = model(
+            ctx2,
+            ctx_level,
+            Actions(values, ctx_act.mask, ctx_act.modality),
+            tgt2,
+            tgt_level,
+            Actions(tvalues, tgt_act.mask, tgt_act.modality),
+        )
+    # target k follows context k: context j influences targets >= j, target j only itself
+    torch.testing.assert_close(changed[:, :j], ref[:, :j], rtol=0, atol=0)
+    assert (changed[:, j:] - ref[:, j:]).abs().amax(dim=(0, 2, 3, 4)).min() > 1e-4
+
+
+def test_cache_streaming_equals_full_forward_with_eviction(cfg):
+    model = perturbed_model(cfg)
+    t = cfg.max_history + 4  # the cache evicts 4 times
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, 2, t)
+    with torch.no_grad():
+        full, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+        cache = model.empty_cache(2)
+        worst = 0.0
+        for k in range(t):
+            _, cache = model.step(ctx[:, k], ctx_level[:, k], at(ctx_act, k), cache)
+            out, _ = model.step(tgt[:, k], tgt_level[:, k], at(tgt_act, k), cache)
+            worst = max(worst, (out - full[:, k]).abs().max().item())
+    assert cache.length.tolist() == [cfg.max_history] * 2
+    assert worst < 1e-4
+
+
+def test_cache_step_cost_is_bounded_by_max_history(cfg):
+    model = perturbed_model(cfg)
+    cache = model.empty_cache(1)
+    assert cache.keys.shape[3] == cfg.max_history * cfg.tokens_per_frame
+    frame = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+    acts = Actions(
+        torch.zeros(1, cfg.action_dim), torch.zeros(1, cfg.action_dim), torch.zeros(1, dtype=torch.long)
+    )
+    with torch.no_grad():
+        for _ in range(3 * cfg.max_history):
+            _, cache = model.step(frame, torch.zeros(1), acts, cache)
+    assert cache.keys.shape[3] == cfg.max_history * cfg.tokens_per_frame
+
+
+def test_different_actions_give_different_predictions(cfg):
+    model = perturbed_model(cfg)
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, 1, 4)
+    other = Actions(tgt_act.values + 0.5, tgt_act.mask, tgt_act.modality)
+    with torch.no_grad():
+        a, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+        b, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, other)
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_identity_initialised_adapter_equals_action_free_path(cfg):
+    model = perturbed_model(cfg, keep_adapter_init=True)
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, 2, 4)
+
+    def free(a: Actions) -> Actions:
+        return Actions(torch.zeros_like(a.values), a.mask, torch.full_like(a.modality, NO_ACTION))
+
+    with torch.no_grad():
+        with_actions, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+        action_free, _ = model(ctx, ctx_level, free(ctx_act), tgt, tgt_level, free(tgt_act))
+    torch.testing.assert_close(with_actions, action_free, rtol=0, atol=1e-6)
+
+
+def test_router_every_modality_top_k_and_variable_joints():
+    cfg = AstraConfig.preset("tiny", num_experts=4, top_k=2)
+    model = perturbed_model(cfg)
+    experts = model.action_embed
+    rows = []
+    for joints in (3, 7, cfg.max_joints):
+        rows.append(pack_actions(np.random.randn(joints), "joint_velocity", cfg) + (0,))
+    rows.append(pack_actions(np.random.randn(6), "twist", cfg) + (1,))
+    rows.append(pack_actions(np.random.randn(7), "pose_delta", cfg) + (2,))
+    rows.append(pack_actions(np.array([3.0]), "discrete", cfg) + (3,))
+    values = torch.tensor(np.stack([r[0] for r in rows]))
+    mask = torch.tensor(np.stack([r[1] for r in rows]))
+    modality = torch.tensor([r[2] for r in rows])
+    x = torch.cat([values * mask, mask], -1)
+    onehot = torch.nn.functional.one_hot(modality, len(MODALITIES) + 1).float()
+    h = sum(onehot[:, m, None] * proj(x) for m, proj in enumerate(experts.projectors))
+    probs = experts.router(torch.cat([h, experts.modality_embed(modality)], -1)).softmax(-1)
+    assert probs.shape == (len(rows), cfg.num_experts)
+    assert set(modality.tolist()) == set(range(len(MODALITIES)))
+    out, balance = experts(Actions(values, mask, modality))
+    assert out.shape == (len(rows), cfg.width)
+    assert torch.isfinite(out).all() and torch.isfinite(balance)
+    # the three joint-velocity rows differ only in joint count and must embed differently
+    assert (out[0] - out[1]).abs().max() > 1e-4 and (out[1] - out[2]).abs().max() > 1e-4
+    # top-k: exactly k experts get a gate, and gates sum to one
+    top_p, top_i = probs.topk(cfg.top_k, -1)
+    gates = torch.zeros_like(probs).scatter(-1, top_i, top_p / top_p.sum(-1, keepdim=True))
+    assert ((gates > 0).sum(-1) == cfg.top_k).all()
+    torch.testing.assert_close(gates.sum(-1), torch.ones(len(rows)))
+
+
+def test_pack_actions_rejects_bad_input(cfg):
+    with pytest.raises(ValueError, match="twist actions have width 5; expected 6"):
+        pack_actions(np.zeros(5), "twist", cfg)
+    with pytest.raises(ValueError, match="joints; expected 1..16"):
+        pack_actions(np.zeros(17), "joint_velocity", cfg)
+    with pytest.raises(ValueError, match="NaN"):
+        pack_actions(np.array([np.nan] * 6), "twist", cfg)
+    with pytest.raises(ValueError, match="unknown action modality"):
+        pack_actions(np.zeros(6), "teleport", cfg)
+
+
+def test_noise_level_changes_output(cfg):
+    model = perturbed_model(cfg)
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, 1, 4)
+    with torch.no_grad():
+        a, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+        b, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level * 0.5, tgt_act)
+        c, _ = model(ctx, ctx_level + 0.2, ctx_act, tgt, tgt_level, tgt_act)
+    assert (a - b).abs().max() > 1e-3  # the target's own level
+    assert (a[:, 1:] - c[:, 1:]).abs().max() > 1e-5  # the history frames' levels
+
+
+def test_context_noise_is_applied_at_inference(cfg):
+    model = perturbed_model(cfg)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 255, (3, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    outs = []
+    for context_noise in (0.0, 0.0, 0.3):
+        backend = TorchBackend(
+            model, model_info("torch", {}, cfg, "0" * 64), context_noise=context_noise, seed=0
+        )
+        for f in frames:
+            backend.ingest(f, np.zeros(7), "joint_velocity")
+        outs.append(backend.predict(np.zeros((1, 2, 7)), "joint_velocity", seed=1).astype(int))
+    assert np.array_equal(outs[0], outs[1])  # deterministic for a seed
+    assert np.abs(outs[0] - outs[2]).max() > 0
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path, cfg):
+    model = perturbed_model(cfg)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, Checkpoint(cfg, model.state_dict(), {"joint_names": ["a", "b"]}))
+    loaded = load_checkpoint(path)
+    assert loaded.config == cfg and loaded.meta == {"joint_names": ["a", "b"]}
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.model[key]), key
+    inputs = random_inputs(cfg, 1, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.build_model()(*inputs)[0], model(*inputs)[0], rtol=0, atol=0)
+
+
+def test_checkpoint_errors(tmp_path, cfg):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, Checkpoint(cfg, perturbed_model(cfg).state_dict()))
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(tmp_path / "cut.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an astra_ros checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="unknown preset"):
+        AstraConfig.preset("huge")
+    with pytest.raises(ValueError, match="multiple of patch_size"):
+        AstraConfig(image_size=60, patch_size=8)
+    with pytest.raises(ValueError, match="unknown AstraConfig fields"):
+        AstraConfig.from_dict({"widht": 3})
