@@ -1,10 +1,11 @@
 """``astra_world_model``: streams camera frames and commands into a world model and publishes its
 predictions of the next frames.
 
-Threads (one executor, one worker):
+Threads (one MultiThreadedExecutor, one worker):
 
-- Subscription callbacks (one mutually exclusive group, with ``~/reset``) only convert, validate
-  and enqueue: image -> RGB at model size, paired with the command in force at its stamp
+- Image and command callbacks (one mutually exclusive group each, so commands never queue behind
+  images; ``~/reset`` with the images) only convert, validate and enqueue: image -> RGB at model
+  size, paired with the command in force at its stamp
   (zero-order hold, ``pairing.CommandBuffer``), timeline checks (gap / backwards jump reset,
   out-of-order rejection), then appended to a bounded ingestion queue (oldest dropped and
   counted when the worker falls behind).
@@ -155,6 +156,7 @@ class WorldModelNode(Node):
             self.joint_order = ()
 
         # callback-group-owned state (subscriptions and ~/reset)
+        self._pairing_lock = threading.Lock()  # CommandBuffer: command group writes, image group reads
         self._commands: CommandBuffer | None = None
         if self.joint_order is not None:
             self._make_command_buffer()
@@ -189,6 +191,7 @@ class WorldModelNode(Node):
         self._logged_reasons: set[str] = set()
 
         self._subs_group = MutuallyExclusiveCallbackGroup()
+        self._command_group = MutuallyExclusiveCallbackGroup()  # commands never wait behind images
         self._imagine_group = MutuallyExclusiveCallbackGroup()
         self._diag_group = MutuallyExclusiveCallbackGroup()
         image_qos = QoSProfile(
@@ -202,33 +205,37 @@ class WorldModelNode(Node):
         command_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST, depth=s.command_qos_depth, reliability=ReliabilityPolicy.RELIABLE
         )
-        self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=self._subs_group)
         if s.command_type == "joint_state":
             self.create_subscription(
                 JointState,
                 "joint_commands",
                 self._on_joint_state,
                 command_qos,
-                callback_group=self._subs_group,
+                callback_group=self._command_group,
             )
         elif s.command_type == "twist":
             self.create_subscription(
-                Twist, "cmd_vel", self._on_twist, command_qos, callback_group=self._subs_group
+                Twist, "cmd_vel", self._on_twist, command_qos, callback_group=self._command_group
             )
         else:
             self.create_subscription(
-                TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos, callback_group=self._subs_group
+                TwistStamped,
+                "cmd_vel",
+                self._on_twist_stamped,
+                command_qos,
+                callback_group=self._command_group,
             )
+        self.create_subscription(Image, "image", self._on_image, image_qos, callback_group=self._subs_group)
         if s.future_command_policy == "planned":
             self.create_subscription(
                 JointTrajectory,
                 "planned_commands",
                 self._on_plan,
                 command_qos,
-                callback_group=self._subs_group,
+                callback_group=self._command_group,
             )
-        self._frames_pub = self.create_publisher(PredictedFrames, "predicted_frames", 10)
-        self._image_pub = self.create_publisher(Image, "predicted_image", 10)
+        self._frames_pub = self.create_publisher(PredictedFrames, "predicted_frames", s.output_qos_depth)
+        self._image_pub = self.create_publisher(Image, "predicted_image", s.output_qos_depth)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Imagine, "~/imagine", self._on_imagine, callback_group=self._imagine_group)
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=self._subs_group)
@@ -247,7 +254,7 @@ class WorldModelNode(Node):
     def _make_command_buffer(self) -> None:
         s = self.settings
         width = command_width(self.modality, self.joint_order or ())
-        self._commands = CommandBuffer(
+        self._commands = CommandBuffer(  # one reference assignment: safe to read from the image group
             width, int(s.command_staleness * 1e9), s.stale_command_policy, int(s.max_image_gap * 1e9)
         )
 
@@ -309,7 +316,9 @@ class WorldModelNode(Node):
 
     def _push_command(self, stamp_ns: int, command: np.ndarray) -> None:
         assert self._commands is not None
-        if not self._commands.push(stamp_ns, command):
+        with self._pairing_lock:
+            accepted = self._commands.push(stamp_ns, command)
+        if not accepted:
             self._reject(
                 "command_out_of_order", f"command stamp {stamp_ns} ns is older than the previous one"
             )
@@ -357,7 +366,8 @@ class WorldModelNode(Node):
         if self._commands is None:
             self._count(self._dropped, "missing_command")
             return
-        paired = self._commands.at(stamp_ns)
+        with self._pairing_lock:
+            paired = self._commands.at(stamp_ns)
         if paired.fallback:
             self._count(self._fallbacks, f"{paired.fallback}_{self.settings.stale_command_policy}")
         if paired.command is None:
@@ -637,7 +647,7 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         except StartupError as err:
             print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
             return 2
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = MultiThreadedExecutor(num_threads=4)  # one per callback group
         executor.add_node(node)
         try:
             executor.spin()

@@ -137,6 +137,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "command_qos_depth", 10, "Keep-last depth of the (reliable) command subscriptions.", min=1, max=1000
     ),
+    ParamSpec(
+        "output_qos_depth",
+        10,
+        "Keep-last depth of the (reliable) predicted_frames and predicted_image publishers.",
+        min=1,
+        max=1000,
+    ),
     # diagnostics
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.05, max=60.0),
 )
@@ -173,6 +180,7 @@ class Settings:
     image_qos_depth: int
     image_qos_reliability: str
     command_qos_depth: int
+    output_qos_depth: int
     diagnostics_period: float
 
     @property
