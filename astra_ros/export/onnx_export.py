@@ -1,0 +1,324 @@
+"""``astra-export``: the streaming step of a checkpoint as one ONNX graph, a sidecar, and a parity check.
+
+One graph = ``AstraWorldModel.step`` with its causal state as explicit inputs and outputs:
+
+inputs  ``frame`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
+        ``modality`` (B,) int64, ``cache_keys`` / ``cache_values`` (depth,B,heads,M*N,head_dim) f32,
+        ``cache_length`` (B,) int64
+outputs ``output`` (B,C,S,S), ``cache_keys_out``, ``cache_values_out``, ``cache_length_out``
+
+The cache is right-aligned at a fixed maximum size (no ring buffer, so no write position). Writing a
+frame into the cache is the same graph at the context noise level, keeping the cache outputs; a
+denoising step ignores them. Exported with the dynamo exporter. The batch axis is dynamic unless
+``--batch N`` fixes it.
+
+The sidecar ``<name>.json`` records the config, the checkpoint ``meta`` (modalities, joint names,
+frame period), I/O names/shapes/dtypes, the opset, the ONNX sha256, the checkpoint sha256 and the
+parity results, so the runtime needs nothing else. Parity: ONNX Runtime vs PyTorch on random inputs
+and on a real 20-frame streaming rollout (TorchBackend vs OnnxRuntimeBackend, same seed); the export
+fails (exit 1, files removed) when the max abs difference exceeds ``--tolerance`` (1e-3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
+from astra_ros.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from astra_ros.model.config import AstraConfig
+
+log = logging.getLogger("astra_ros.export")
+
+SIDECAR_FORMAT = "astra_ros.onnx_step"
+SIDECAR_VERSION = 1
+INPUTS = (
+    "frame", "level", "actions", "action_mask", "modality", "cache_keys", "cache_values", "cache_length"
+)
+OUTPUTS = ("output", "cache_keys_out", "cache_values_out", "cache_length_out")
+ROLLOUT_FRAMES = 20
+
+
+class StepGraph(nn.Module):
+    """``AstraWorldModel.step`` on flat tensors (the exported signature)."""
+
+    def __init__(self, model: AstraWorldModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frame, level, actions, action_mask, modality, cache_keys, cache_values, cache_length):
+        actions = Actions(actions, action_mask, modality)
+        out, cache = self.model.step(frame, level, actions, KVCache(cache_keys, cache_values, cache_length))
+        return out, cache.keys, cache.values, cache.length
+
+
+def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]]]:
+    """Names, shapes (``batch`` may be the symbolic ``"batch"``) and dtypes of the step graph."""
+    b, s, c, a = batch, cfg.image_size, cfg.channels, cfg.action_dim
+    cache = [cfg.depth, b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
+    shapes = {
+        "frame": ([b, c, s, s], "float32"),
+        "level": ([b], "float32"),
+        "actions": ([b, a], "float32"),
+        "action_mask": ([b, a], "float32"),
+        "modality": ([b], "int64"),
+        "cache_keys": (cache, "float32"),
+        "cache_values": (cache, "float32"),
+        "cache_length": ([b], "int64"),
+        "output": ([b, c, s, s], "float32"),
+        "cache_keys_out": (cache, "float32"),
+        "cache_values_out": (cache, "float32"),
+        "cache_length_out": ([b], "int64"),
+    }
+
+    def entries(names: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
+
+    return {"inputs": entries(INPUTS), "outputs": entries(OUTPUTS)}
+
+
+def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), a cache with mixed valid lengths."""
+    rng = np.random.default_rng(seed)
+    spec = {e["name"]: e for e in io_spec(cfg, batch)["inputs"]}
+    x = {n: rng.standard_normal(spec[n]["shape"]).astype(np.float32) for n in ("frame", "actions")}
+    x["level"] = rng.uniform(0, 1, batch).astype(np.float32)
+    x["action_mask"] = (rng.uniform(0, 1, (batch, cfg.action_dim)) < 0.7).astype(np.float32)
+    x["modality"] = rng.integers(0, 5, batch).astype(np.int64)
+    x["cache_keys"] = rng.standard_normal(spec["cache_keys"]["shape"]).astype(np.float32)
+    x["cache_values"] = rng.standard_normal(spec["cache_values"]["shape"]).astype(np.float32)
+    x["cache_length"] = rng.integers(0, cfg.max_history + 1, batch).astype(np.int64)
+    return x
+
+
+def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: int) -> None:
+    """Export the step graph to ``path`` (``batch=None``: dynamic batch axis).
+
+    Uses the dynamo exporter: the TorchScript one (``dynamo=False``) writes invalid Transpose perms
+    for ``movedim`` with negative axes in patchify/unpatchify (ONNX Runtime rejects the graph).
+    """
+    cfg = model.cfg
+    example = {k: torch.from_numpy(v) for k, v in random_inputs(cfg, batch or 2).items()}
+    dynamic = None
+    if batch is None:
+        b = torch.export.Dim("batch", min=1, max=4096)
+        dynamic = tuple({1: b} if n in ("cache_keys", "cache_values") else {0: b} for n in INPUTS)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            StepGraph(model.eval()), tuple(example[n] for n in INPUTS), None,
+            input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_shapes=dynamic,
+            opset_version=opset, dynamo=True, verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], threads: int) -> float:
+    """Max abs diff of all four outputs, ONNX Runtime vs PyTorch, over random inputs per batch size."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    graph = StepGraph(model.eval())
+    worst = 0.0
+    for seed, batch in enumerate(batches):
+        x = random_inputs(model.cfg, batch, seed)
+        got = session.run(list(OUTPUTS), x)
+        with torch.inference_mode():
+            ref = graph(*(torch.from_numpy(x[n]) for n in INPUTS))
+        for g, r in zip(got, ref, strict=True):
+            worst = max(worst, float(np.abs(g.astype(np.float64) - r.numpy().astype(np.float64)).max()))
+    return worst
+
+
+def parity_rollout(
+    checkpoint: Path, onnx_path: Path, frames: int, threads: int, candidates: int = 2
+) -> dict[str, float]:
+    """A real streaming rollout through both backends (ingest + predict, same seed).
+
+    Ingests ``max_history + 2`` frames (eviction exercised), then predicts ``frames`` frames for
+    ``candidates`` command sequences. Reports the max abs diff of every step output and of the
+    predicted frames (0..1 scale).
+    """
+    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from astra_ros.runtime.torch_backend import TorchBackend
+
+    torch_backend = TorchBackend.from_checkpoint(checkpoint, seed=0)
+    ort_backend = OnnxRuntimeBackend.from_onnx(onnx_path, seed=0, threads=threads, verify_parity=False)
+    records: dict[str, list[np.ndarray]] = {"torch": [], "onnxruntime": []}
+    for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
+        step = backend._step
+
+        def recording(*args, _step=step, _out=records[name]):
+            out, cache = _step(*args)
+            _out.append(out.copy())
+            return out, cache
+
+        backend._step = recording  # type: ignore[method-assign]
+    cfg = torch_backend.config
+    modality = (torch_backend.info.modalities or ("joint_velocity",))[0]
+    dim = {"joint_velocity": 7, "twist": 6, "pose_delta": 7, "discrete": 1}[modality]
+    rng = np.random.default_rng(1)
+    observed = rng.integers(0, 256, (cfg.max_history + 2, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    commands = rng.uniform(-1, 1, (cfg.max_history + 2, dim)).astype(np.float32)
+    plan = rng.uniform(-1, 1, (candidates, frames, dim)).astype(np.float32)
+    if modality == "discrete":
+        commands = rng.integers(0, cfg.num_discrete, commands.shape).astype(np.float32)
+        plan = rng.integers(0, cfg.num_discrete, plan.shape).astype(np.float32)
+    videos = {}
+    for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
+        for frame, command in zip(observed, commands, strict=True):
+            backend.ingest(frame, command, modality)
+        videos[name] = backend.predict(plan, modality, seed=7)
+    outputs = max(
+        float(np.abs(a - b).max()) for a, b in zip(records["torch"], records["onnxruntime"], strict=True)
+    )
+    video = np.abs(videos["torch"].astype(np.int32) - videos["onnxruntime"].astype(np.int32)).max() / 255
+    return {"rollout_steps": len(records["torch"]), "rollout_max_abs_diff": outputs,
+            "rollout_frames_max_abs_diff": float(video)}
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def sidecar_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` -> ``model.json`` (the sidecar written next to the ONNX file)."""
+    return Path(onnx_path).with_suffix(".json")
+
+
+def export(
+    checkpoint: str | Path,
+    out: str | Path,
+    max_history: int | None = None,
+    batch: int | None = None,
+    opset: int = 18,
+    tolerance: float = 1e-3,
+    threads: int = 1,
+    rollout_frames: int = ROLLOUT_FRAMES,
+) -> dict[str, Any]:
+    """Export, write the sidecar, run parity. Raises ValueError (files removed) when parity fails."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt.config
+    if max_history is not None and max_history != cfg.max_history:
+        raise ValueError(
+            f"--max-history={max_history} but the checkpoint was trained with max_history={cfg.max_history}; "
+            "the cache size is part of the model (rotary slots, attention span): expected the same value"
+        )
+    if not 7 <= opset <= 23:
+        raise ValueError(f"--opset={opset}; expected 7..23 (18 recommended)")
+    model = ckpt.build_model()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sidecar = sidecar_path(out)
+    started = time.perf_counter()
+    export_onnx(model, out, batch, opset)
+    onnx_sha = file_sha256(out)
+    spec = io_spec(cfg, batch if batch is not None else "batch")
+    payload: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "onnx_file": out.name,
+        "onnx_sha256": onnx_sha,
+        "opset": opset,
+        "batch": batch if batch is not None else "dynamic",
+        "precision": "fp32",
+        "config": cfg.to_dict(),
+        "meta": ckpt.meta,
+        "checkpoint": {"file": checkpoint.name, "sha256": file_sha256(checkpoint)},
+        **spec,
+        "exporter": {"torch": torch.__version__, "dynamo": True},
+    }
+    write_json_atomic(sidecar, payload)  # the rollout parity loads through the sidecar
+    try:
+        batches = [batch] if batch is not None else [1, 3]
+        parity: dict[str, Any] = {"random_max_abs_diff": parity_random(model, out, batches, threads)}
+        parity.update(parity_rollout(checkpoint, out, rollout_frames, threads, min(2, batch or 2)))
+        parity["tolerance"] = tolerance
+        worst = max(parity["random_max_abs_diff"], parity.get("rollout_max_abs_diff", 0.0))
+        parity["passed"] = bool(worst <= tolerance)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        raise
+    payload["parity"] = parity
+    payload["export_seconds"] = round(time.perf_counter() - started, 2)
+    if not parity["passed"]:
+        out.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
+        raise ValueError(f"parity failed: max abs diff {worst:.3g} > tolerance {tolerance:g} ({parity})")
+    write_json_atomic(sidecar, payload)
+    return payload
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="astra_ros .pt checkpoint")
+    p.add_argument("--out", required=True, help="output .onnx path (sidecar: same name, .json)")
+    p.add_argument("--max-history", type=int, default=None,
+                   help="cache size in frames; must equal the checkpoint's (checked)")
+    p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed in parity (fp32)")
+    p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads for the parity run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    if args.batch == "dynamic":
+        batch = None
+    else:
+        try:
+            batch = int(args.batch)
+            if batch < 1:
+                raise ValueError
+        except ValueError:
+            print(f"astra-export: --batch={args.batch!r}; expected 'dynamic' or a positive integer",
+                  file=sys.stderr)
+            return 2
+    if not args.out.endswith(".onnx"):
+        print(f"astra-export: --out={args.out!r}; expected a path ending in .onnx", file=sys.stderr)
+        return 2
+    try:
+        payload = export(args.checkpoint, args.out, args.max_history, batch, args.opset, args.tolerance,
+                         args.threads)
+    except CheckpointError as err:
+        print(f"astra-export: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"astra-export: {err}", file=sys.stderr)
+        return 1
+    parity = payload["parity"]
+    print(f"wrote {args.out} (sha256 {payload['onnx_sha256'][:12]}) and {sidecar_path(args.out)}")
+    print("parity: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in parity.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""``load_backend``: one call from a model file to a ready WorldModelBackend. Torch-free at import.
+
+=============  ==========================================================================
+model_path     backends
+=============  ==========================================================================
+``*.pt``       torch (``auto`` = torch); onnxruntime/tensorrt need ``astra-export`` first
+``*.onnx``     ``auto``: tensorrt (engine from the cache) > onnxruntime-gpu > onnxruntime-cpu;
+               needs its sidecar (``<name>.json`` or ``model.json`` naming it), sha256-checked
+``*.engine``   tensorrt (sidecar ``<name>.engine.json`` from astra-build-engine)
+``copy_last``  the model-free CopyLastBackend
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any
+
+from astra_ros.runtime.base import WorldModelBackend
+from astra_ros.runtime.sidecar import ModelLoadError, load_onnx_model
+
+__all__ = ["BACKENDS", "ModelLoadError", "load_backend", "tensorrt_available", "onnxruntime_available"]
+
+log = logging.getLogger("astra_ros.runtime.loader")
+
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "copy_last")
+OPTIONS = ("steps", "context_noise", "guidance_scale", "seed", "engine_cache_dir", "precision",
+           "max_history", "threads", "device")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+ENGINE_SUFFIXES = (".engine", ".plan")
+
+
+def tensorrt_available() -> bool:
+    """True when ``import tensorrt`` works (the bindings alone fail without libnvinfer)."""
+    if importlib.util.find_spec("tensorrt") is None:
+        return False
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # ImportError, OSError from a missing libnvinfer, ...
+        return False
+    return True
+
+
+def onnxruntime_available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def _sampler_options(options: dict[str, Any]) -> dict[str, Any]:
+    out = {k: options[k] for k in ("steps", "context_noise", "guidance_scale") if options.get(k) is not None}
+    if options.get("seed") is not None:
+        out["seed"] = int(options["seed"])
+    return out
+
+
+def _check_history(path: Path, model_history: int, wanted: int | None) -> None:
+    if wanted and int(wanted) != model_history:
+        raise ModelLoadError(
+            f"max_history={wanted} but {path} was built with max_history={model_history}; "
+            f"expected {model_history} (or leave max_history unset)"
+        )
+
+
+def _check_precision(path: Path, backend: str, precision: str | None, allowed: tuple[str, ...]) -> None:
+    if precision not in (None, "", "auto", *allowed):
+        raise ModelLoadError(f"precision={precision!r} for {backend} backend with {path}; "
+                             f"expected one of {('auto',) + allowed}")
+
+
+def load_backend(model_path: str, backend: str = "auto", **options: Any) -> WorldModelBackend:
+    """Open ``model_path`` with ``backend``; see the module docstring.
+
+    Options: steps, context_noise, guidance_scale, seed, engine_cache_dir, precision ('auto', 'fp32',
+    'fp16'), max_history (must equal the model's), threads, device (torch: 'cpu'/'cuda').
+    Raises ModelLoadError (a ValueError) naming the path and what was expected.
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ModelLoadError(f"unknown load_backend options {unknown}; expected a subset of {list(OPTIONS)}")
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"backend={backend!r}; expected one of {list(BACKENDS)}")
+    if str(model_path) == "copy_last" or backend == "copy_last":
+        if str(model_path) != "copy_last":
+            raise ModelLoadError(f"backend='copy_last' takes model_path='copy_last'; got {model_path!r}")
+        from astra_ros.runtime.copy_last import CopyLastBackend
+
+        return CopyLastBackend(max_history=int(options.get("max_history") or 8))
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model file {path} does not exist; expected a .pt checkpoint, "
+                             ".onnx (with its .json sidecar) or .engine file")
+    if not path.is_file():
+        raise ModelLoadError(f"model path {path} is not a file; expected a .pt, .onnx or .engine file")
+    suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        return _load_checkpoint(path, backend, options)
+    if suffix == ".onnx":
+        return _load_onnx(path, backend, options)
+    if suffix in ENGINE_SUFFIXES:
+        return _load_engine(path, backend, options)
+    raise ModelLoadError(f"model file {path} has unknown type {suffix!r}; expected .pt, .onnx or .engine")
+
+
+def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> WorldModelBackend:
+    if backend in ("onnxruntime", "tensorrt"):
+        raise ModelLoadError(
+            f"backend={backend!r} needs an exported model but {path} is a PyTorch checkpoint; run "
+            f"`astra-export --checkpoint {path} --out {path.with_suffix('.onnx')}` and load the .onnx"
+        )
+    if not torch_available():
+        raise ModelLoadError(f"{path} is a PyTorch checkpoint but torch is not installed; "
+                             "expected an .onnx or .engine file on this deployment")
+    from astra_ros.model.checkpoint import CheckpointError
+    from astra_ros.runtime.torch_backend import TorchBackend
+
+    _check_precision(path, "torch", options.get("precision"), ("fp32",))
+    if options.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(options["threads"]))
+    device = options.get("device") or "cpu"
+    try:
+        result = TorchBackend.from_checkpoint(path, device=device, **_sampler_options(options))
+    except CheckpointError as err:
+        raise ModelLoadError(str(err)) from err
+    _check_history(path, result.config.max_history, options.get("max_history"))
+    if backend == "auto":
+        log.info("backend auto -> torch (%s is a PyTorch checkpoint, device %s)", path, device)
+    return result
+
+
+def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelBackend:
+    if backend == "torch":
+        raise ModelLoadError(f"backend='torch' needs the .pt checkpoint but {path} is an ONNX graph; "
+                             "expected a .pt file (or use backend onnxruntime/tensorrt/auto)")
+    model = load_onnx_model(path)  # sha256 verified here, before any session or engine
+    _check_history(path, model.config.max_history, options.get("max_history"))
+    precision = options.get("precision") or "auto"
+    sampler = _sampler_options(options)
+    if backend == "tensorrt" or (backend == "auto" and tensorrt_available()):
+        if not tensorrt_available():
+            raise ModelLoadError(f"backend='tensorrt' for {path}, but `import tensorrt` fails on this "
+                                 "machine; expected TensorRT 10.x/11.x (or use backend auto/onnxruntime)")
+        from astra_ros.runtime.tensorrt_backend import TensorRTBackend
+
+        try:
+            result = TensorRTBackend.from_onnx(
+                model, engine_cache_dir=options.get("engine_cache_dir"),
+                precision="fp16" if precision == "auto" else precision, **sampler,
+            )
+        except Exception as err:
+            if backend == "tensorrt":
+                raise
+            log.warning("backend auto: TensorRT failed for %s (%s); falling back to onnxruntime", path, err)
+        else:
+            if backend == "auto":
+                log.info("backend auto -> tensorrt for %s (%s)", path, result.info.model_id)
+            return result
+    if not onnxruntime_available():
+        raise ModelLoadError(f"{path} needs onnxruntime (or TensorRT), neither is installed; "
+                             "expected `pip install onnxruntime` or onnxruntime-gpu")
+    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    _check_precision(path, "onnxruntime", precision, ("fp32", "fp16"))
+    parity = model.payload.get("parity")
+    if parity is not None and not parity.get("passed", False):
+        raise ModelLoadError(f"{path}: the export's parity check failed ({parity}); "
+                             "expected a passing export")
+    result = OnnxRuntimeBackend(
+        model, threads=options.get("threads"), engine_cache_dir=options.get("engine_cache_dir"),
+        precision="fp32" if precision == "auto" else precision, **sampler,
+    )
+    if backend == "auto":
+        kind = "gpu" if result.device == "cuda" else "cpu"
+        reason = "TensorRT not importable" if not tensorrt_available() else "TensorRT failed"
+        log.info("backend auto -> onnxruntime-%s for %s (%s; providers %s)", kind, path, reason,
+                 result.providers)
+    return result
+
+
+def _load_engine(path: Path, backend: str, options: dict[str, Any]) -> WorldModelBackend:
+    if backend not in ("auto", "tensorrt"):
+        raise ModelLoadError(f"backend={backend!r} cannot run the TensorRT engine {path}; expected "
+                             "backend tensorrt/auto, or load the .onnx it was built from")
+    if not tensorrt_available():
+        raise ModelLoadError(f"{path} is a TensorRT engine but `import tensorrt` fails on this machine; "
+                             "expected TensorRT 10.x/11.x, or load the .onnx with onnxruntime")
+    from astra_ros.runtime.tensorrt_backend import TensorRTBackend
+
+    result = TensorRTBackend.from_engine(path, **_sampler_options(options))
+    _check_history(path, result.config.max_history, options.get("max_history"))
+    if backend == "auto":
+        log.info("backend auto -> tensorrt (%s is an engine)", path)
+    return result

@@ -1,0 +1,116 @@
+"""ONNX step graphs and their ``model.json`` sidecars, verified before use. Torch-free."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from astra_ros.model.config import AstraConfig
+from astra_ros.runtime.base import ModelInfo
+
+SIDECAR_FORMAT = "astra_ros.onnx_step"  # same value as astra_ros.export.onnx_export (which needs torch)
+
+
+class ModelLoadError(ValueError):
+    """A model file is missing, corrupt, of the wrong kind, or does not match its recorded hash."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_info(
+    backend: str, meta: dict[str, Any], config: AstraConfig, model_sha: str, engine_sha: str = "-",
+    precision: str = "fp32",
+) -> ModelInfo:
+    """ModelInfo from a sidecar's metadata (torch-free twin of ``torch_backend.model_info``)."""
+    return ModelInfo(
+        backend=backend,
+        model_id=f"{model_sha[:12]}/{engine_sha[:12]}/{precision}",
+        image_size=config.image_size,
+        max_history=config.max_history,
+        modalities=tuple(meta.get("modalities", ())),
+        joint_names=tuple(meta.get("joint_names", ())),
+        frame_period=float(meta.get("frame_period", 0.0)),
+        precision=precision,
+    )
+
+
+@dataclass(frozen=True)
+class OnnxModel:
+    """An exported step graph whose bytes match the sha256 its sidecar records."""
+
+    path: Path
+    sidecar: Path
+    payload: dict[str, Any]
+    config: AstraConfig
+    meta: dict[str, Any]
+    sha256: str
+
+    @property
+    def batch(self) -> int | None:
+        """Fixed graph batch, or None for a dynamic batch axis."""
+        b = self.payload.get("batch", "dynamic")
+        return None if b == "dynamic" else int(b)
+
+
+def find_sidecar(onnx_path: Path) -> Path | None:
+    """``<name>.json`` next to the ONNX file, else ``model.json`` in the same folder naming this file."""
+    own = onnx_path.with_suffix(".json")
+    if own.is_file():
+        return own
+    shared = onnx_path.parent / "model.json"
+    if shared.is_file():
+        try:
+            if json.loads(shared.read_text()).get("onnx_file") == onnx_path.name:
+                return shared
+        except (OSError, ValueError):
+            return shared  # reported as corrupt by read_sidecar
+    return None
+
+
+def read_sidecar(path: Path, what: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{what} sidecar {path} is unreadable or not JSON ({err})") from err
+    if not isinstance(payload, dict):
+        raise ModelLoadError(f"{what} sidecar {path} holds {type(payload).__name__}; expected a JSON object")
+    return payload
+
+
+def load_onnx_model(path: str | Path, verify: bool = True) -> OnnxModel:
+    """Read and check the sidecar of ``path``; with ``verify`` the ONNX sha256 must match it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"ONNX model {path} does not exist; expected a file written by astra-export")
+    sidecar = find_sidecar(path)
+    if sidecar is None:
+        raise ModelLoadError(
+            f"ONNX model {path} has no sidecar; expected {path.with_suffix('.json')} "
+            "(written by astra-export next to the .onnx)"
+        )
+    payload = read_sidecar(sidecar, "ONNX")
+    if payload.get("format") != SIDECAR_FORMAT:
+        raise ModelLoadError(
+            f"sidecar {sidecar} has format={payload.get('format')!r}; expected {SIDECAR_FORMAT!r}"
+        )
+    try:
+        config = AstraConfig.from_dict(payload["config"])
+        expected = str(payload["onnx_sha256"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelLoadError(f"sidecar {sidecar} is incomplete or invalid: {err}") from err
+    sha = sha256_file(path) if verify else expected
+    if sha != expected:
+        raise ModelLoadError(
+            f"ONNX model {path} has sha256 {sha[:16]}...; its sidecar {sidecar} expects {expected[:16]}... "
+            "(file modified or corrupt: re-run astra-export)"
+        )
+    return OnnxModel(path, sidecar, payload, config, dict(payload.get("meta") or {}), sha)

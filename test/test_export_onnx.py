@@ -1,0 +1,95 @@
+"""astra-export: the step graph, its sidecar, and the parity check run by the export itself."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+from runtime_fixtures import tiny_checkpoint, tiny_onnx  # noqa: E402
+
+from astra_ros.export.onnx_export import INPUTS, OUTPUTS, main  # noqa: E402
+from astra_ros.model.checkpoint import file_sha256  # noqa: E402
+
+
+def test_graph_has_the_streaming_signature_with_dynamic_batch():
+    model = onnx.load(str(tiny_onnx()))
+    inputs = {i.name: i for i in model.graph.input}
+    outputs = {o.name: o for o in model.graph.output}
+    assert list(inputs) == list(INPUTS) and list(outputs) == list(OUTPUTS)
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    assert isinstance(dims(inputs["frame"])[0], str)  # symbolic batch
+    assert isinstance(dims(inputs["cache_keys"])[1], str)
+    assert dims(inputs["cache_keys"])[0] == 2 and dims(inputs["cache_keys"])[3] == 4 * 16  # depth, M*N
+    assert inputs["modality"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert inputs["cache_length"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+
+
+def test_sidecar_records_everything_the_runtime_needs():
+    path = tiny_onnx()
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert sidecar["onnx_sha256"] == file_sha256(path)
+    assert sidecar["checkpoint"]["sha256"] == file_sha256(tiny_checkpoint())
+    assert sidecar["opset"] == 18 and sidecar["batch"] == "dynamic"
+    assert sidecar["config"]["max_history"] == 4 and sidecar["config"]["width"] == 64
+    assert sidecar["meta"]["modalities"] == ["joint_velocity"] and len(sidecar["meta"]["joint_names"]) == 7
+    names = [e["name"] for e in sidecar["inputs"]]
+    assert names == list(INPUTS)
+    keys = sidecar["inputs"][INPUTS.index("cache_keys")]
+    assert keys["shape"] == [2, "batch", 2, 64, 32] and keys["dtype"] == "float32"
+    assert [e["name"] for e in sidecar["outputs"]] == list(OUTPUTS)
+    parity = sidecar["parity"]
+    assert parity["passed"] is True and parity["tolerance"] == 1e-3
+    assert parity["random_max_abs_diff"] < 1e-4 and parity["rollout_max_abs_diff"] < 1e-4
+    assert parity["rollout_steps"] >= 40  # ingests + 20 predicted frames (denoise + write each)
+    assert parity["rollout_frames_max_abs_diff"] <= 1 / 255 + 1e-9
+
+
+def test_onnxruntime_matches_torch_on_random_inputs_at_several_batches():
+    import onnxruntime as ort
+    import torch
+
+    from astra_ros.export.onnx_export import StepGraph, random_inputs
+    from astra_ros.model.checkpoint import load_checkpoint
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(tiny_onnx()), so, providers=["CPUExecutionProvider"])
+    model = load_checkpoint(tiny_checkpoint()).build_model()
+    for batch in (1, 5):
+        x = random_inputs(model.cfg, batch, seed=10 + batch)
+        got = session.run(list(OUTPUTS), x)
+        with torch.inference_mode():
+            ref = StepGraph(model)(*(torch.from_numpy(x[n]) for n in INPUTS))
+        assert got[0].shape == (batch, 3, 32, 32)
+        for g, r in zip(got, ref, strict=True):
+            assert np.abs(g - r.numpy()).max() < 1e-4
+        assert np.abs(ref[0].numpy()).max() > 1e-2  # the comparison is not between zeros
+
+
+def test_export_rejects_a_different_max_history(tmp_path, capsys):
+    ckpt = str(tiny_checkpoint())
+    rc = main(["--checkpoint", ckpt, "--out", str(tmp_path / "m.onnx"), "--max-history", "8"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "max-history=8" in err and "max_history=4" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_reports_a_bad_checkpoint_and_bad_arguments(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["--checkpoint", str(bad), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+    ckpt = str(tiny_checkpoint())
+    assert main(["--checkpoint", ckpt, "--out", str(tmp_path / "m.onnx"), "--batch", "x"]) == 2
+    assert "--batch='x'" in capsys.readouterr().err
+    assert main(["--checkpoint", ckpt, "--out", str(tmp_path / "m.bin")]) == 2
