@@ -36,7 +36,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch"
         ),
-        DeclareLaunchArgument("precision", default_value="auto", description="auto | fp32 | fp16 | bf16"),
+        DeclareLaunchArgument("precision", default_value="auto", description="auto | fp32 | fp16"),
         DeclareLaunchArgument("horizon", default_value="8", description="Predicted frames per prediction"),
         DeclareLaunchArgument("denoising_steps", default_value="1", description="Denoising steps per frame"),
         DeclareLaunchArgument("prediction_rate", default_value="10.0", description="Predictions per second"),

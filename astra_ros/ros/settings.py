@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
 COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
 STALE_COMMAND_POLICIES = ("zero", "hold", "skip")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
