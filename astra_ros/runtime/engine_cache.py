@@ -1,0 +1,227 @@
+"""TensorRT engine cache and ``astra-build-engine``. Torch-free; TensorRT only behind the builder seam.
+
+An engine is valid for exactly one key: ONNX sha256 + TensorRT version + GPU name + compute
+capability + precision + optimization profile (batch min/opt/max). Each engine
+``<stem>-<precision>.engine`` has a sidecar ``<engine>.json`` holding the key, the engine's own
+sha256 and everything the runtime needs (config, meta, I/O of the ONNX sidecar). A cached engine
+with another key is rebuilt, with a log line saying which fields changed and how long the rebuild
+took; an engine whose bytes do not match its recorded sha256 (corrupt, truncated) is rebuilt.
+Engines are never committed (.gitignore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar, sha256_file
+
+log = logging.getLogger("astra_ros.runtime.engine_cache")
+
+ENGINE_FORMAT = "astra_ros.trt_engine"
+PRECISIONS = ("fp16", "fp32")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Optimization profile over the batch axis (the only dynamic axis of the step graph)."""
+
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 16
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"profile {self}; expected 1 <= min_batch <= opt_batch <= max_batch")
+
+
+class EngineBuilder(Protocol):
+    """The seam around TensorRT: ``TensorRTRuntime`` in production, a fake in tests."""
+
+    def environment(self) -> dict[str, str]:
+        """``tensorrt_version``, ``gpu_name``, ``compute_capability`` of this machine."""
+
+    def build(self, onnx_path: Path, precision: str, profile: Profile) -> bytes:
+        """A serialized engine for the ONNX graph."""
+
+
+def cache_key(
+    onnx_sha256: str, environment: dict[str, str], precision: str, profile: Profile
+) -> dict[str, Any]:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
+    return {
+        "onnx_sha256": onnx_sha256,
+        "tensorrt_version": str(environment["tensorrt_version"]),
+        "gpu_name": str(environment["gpu_name"]),
+        "compute_capability": str(environment["compute_capability"]),
+        "precision": precision,
+        "profile": asdict(profile),
+    }
+
+
+def key_digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def engine_path(out_dir: str | Path, onnx: OnnxModel, precision: str) -> Path:
+    return Path(out_dir) / f"{onnx.path.stem}-{precision}.engine"
+
+
+def sidecar_of(engine: Path) -> Path:
+    return engine.with_name(engine.name + ".json")
+
+
+def stale_reason(engine: Path, key: dict[str, Any]) -> str | None:
+    """Why the engine at ``engine`` cannot be used for ``key`` (None: it can)."""
+    sidecar = sidecar_of(engine)
+    if not engine.is_file():
+        return "no cached engine"
+    if not sidecar.is_file():
+        return f"engine {engine.name} has no sidecar {sidecar.name}"
+    try:
+        recorded = read_sidecar(sidecar, "engine")
+    except ModelLoadError as err:
+        return str(err)
+    old = recorded.get("key")
+    if not isinstance(old, dict):
+        return f"sidecar {sidecar.name} has no cache key"
+    if old != key:
+        changed = [f"{k} {old.get(k)!r} -> {key[k]!r}" for k in key if old.get(k) != key[k]]
+        return "cache key changed: " + "; ".join(changed)
+    sha = sha256_file(engine)
+    if sha != recorded.get("engine_sha256"):
+        recorded_sha = str(recorded.get("engine_sha256"))[:12]
+        return f"engine file corrupt (sha256 {sha[:12]} != recorded {recorded_sha})"
+    return None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ensure_engine(
+    onnx: OnnxModel, out_dir: str | Path, builder: EngineBuilder, precision: str = "fp16",
+    profile: Profile | None = None,
+) -> Path:
+    """The cached engine for this key, building (and logging why) when missing, stale or corrupt."""
+    profile = profile or Profile()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(onnx.sha256, builder.environment(), precision, profile)
+    engine = engine_path(out_dir, onnx, precision)
+    reason = stale_reason(engine, key)
+    if reason is None:
+        log.info("using cached engine %s (key %s)", engine, key_digest(key)[:12])
+        return engine
+    log.warning("building TensorRT engine %s: %s (this takes a while)", engine, reason)
+    started = time.perf_counter()
+    data = builder.build(onnx.path, precision, profile)
+    seconds = time.perf_counter() - started
+    _write_atomic(engine, data)
+    payload = {
+        "format": ENGINE_FORMAT,
+        "key": key,
+        "key_sha256": key_digest(key),
+        "engine_file": engine.name,
+        "engine_sha256": hashlib.sha256(data).hexdigest(),
+        "build_seconds": round(seconds, 2),
+        "rebuild_reason": reason,
+        "onnx_file": onnx.path.name,
+        "model": {
+            k: onnx.payload.get(k) for k in ("config", "meta", "inputs", "outputs", "opset", "checkpoint")
+        },
+    }
+    _write_atomic(sidecar_of(engine), (json.dumps(payload, indent=2) + "\n").encode())
+    log.warning("built %s in %.1f s", engine, seconds)
+    return engine
+
+
+def read_engine(engine: str | Path) -> tuple[bytes, dict[str, Any]]:
+    """Engine bytes and sidecar, after checking the bytes against the recorded sha256."""
+    engine = Path(engine)
+    if not engine.is_file():
+        raise ModelLoadError(
+            f"TensorRT engine {engine} does not exist; expected a file from astra-build-engine"
+        )
+    sidecar = sidecar_of(engine)
+    if not sidecar.is_file():
+        raise ModelLoadError(f"TensorRT engine {engine} has no sidecar; expected {sidecar} "
+                             "(written by astra-build-engine)")
+    payload = read_sidecar(sidecar, "engine")
+    if payload.get("format") != ENGINE_FORMAT:
+        raise ModelLoadError(
+            f"sidecar {sidecar} has format={payload.get('format')!r}; expected {ENGINE_FORMAT!r}"
+        )
+    data = engine.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != payload.get("engine_sha256"):
+        raise ModelLoadError(
+            f"TensorRT engine {engine} has sha256 {sha[:16]}...; its sidecar expects "
+            f"{str(payload.get('engine_sha256'))[:16]}... (corrupt: rebuild with astra-build-engine)"
+        )
+    return data, payload
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-build-engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--onnx", required=True, help="step graph from astra-export (.json sidecar next to it)")
+    p.add_argument("--out-dir", default="engines/cache", help="engine cache directory (never committed)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
+                   help="TensorRT 10.x: builder flag; 11.x: must match the ONNX types (see README)")
+    p.add_argument("--max-batch", type=int, default=16, help="largest batch of the optimization profile")
+    p.add_argument("--opt-batch", type=int, default=None, help="batch TensorRT tunes for (default: max)")
+    return p
+
+
+def main(argv: list[str] | None = None, builder: EngineBuilder | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    from astra_ros.runtime.loader import tensorrt_available
+    from astra_ros.runtime.sidecar import load_onnx_model
+
+    try:
+        onnx = load_onnx_model(args.onnx)
+        profile = Profile(1, args.opt_batch or args.max_batch, args.max_batch)
+    except ValueError as err:
+        print(f"astra-build-engine: {err}", file=sys.stderr)
+        return 2
+    if builder is None:
+        if not tensorrt_available():
+            print(
+                "astra-build-engine: TensorRT is not installed (`import tensorrt` fails), so no engine "
+                f"can be built on this machine. Run {args.onnx} with the onnxruntime backend instead "
+                "(backend auto falls back to it), or install TensorRT 10.x/11.x on a GPU machine and re-run.",
+                file=sys.stderr,
+            )
+            return 3
+        from astra_ros.runtime.tensorrt_backend import TensorRTRuntime
+
+        builder = TensorRTRuntime()
+    engine = ensure_engine(onnx, args.out_dir, builder, args.precision, profile)
+    print(f"engine {engine} (sidecar {sidecar_of(engine)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""TensorRT backend (TensorRT 10.x / 11.x Python API). Never imports torch.
+
+Every TensorRT and CUDA call sits in ``TensorRTRuntime`` (the seam): build an engine from ONNX,
+deserialize it, allocate/copy device memory, run ``execute_async_v3`` on a dedicated stream. The
+backend logic around it (persistent device buffers, ping-pong cache slots, batch shapes, the engine
+cache) is tested with a fake runtime; the real calls need a GPU with TensorRT and are NOT exercised
+by the test suite on machines without one.
+
+Precision: TensorRT 10.x builds FP16 from the FP32 ONNX with ``BuilderFlag.FP16`` (weak typing).
+TensorRT 11.x only has strongly typed networks: the precision comes from the ONNX types, so an FP16
+engine needs an FP16 ONNX, produced with NVIDIA ModelOpt AutoCast (keeping FP32 I/O):
+``python -m modelopt.onnx.autocast --onnx_path model.onnx --output_path model_fp16.onnx --keep_io_types``
+(then copy the sidecar to ``model_fp16.json`` and update its ``onnx_sha256``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astra_ros.model.config import AstraConfig
+from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
+from astra_ros.runtime.pingpong import BufferPool, PooledCache
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, model_info
+from astra_ros.runtime.streaming import StreamingBackend
+
+log = logging.getLogger("astra_ros.runtime.tensorrt")
+
+STEP_INPUTS = ("frame", "level", "actions", "action_mask", "modality")
+CACHE_IN = ("cache_keys", "cache_values", "cache_length")
+CACHE_OUT = ("cache_keys_out", "cache_values_out", "cache_length_out")
+DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
+
+
+def _cudart() -> Any:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart  # older cuda-python
+    return cudart
+
+
+class TensorRTRuntime:
+    """The thin seam: the only code that calls TensorRT or CUDA. Imported lazily."""
+
+    def __init__(self, device: int = 0):
+        import tensorrt as trt
+
+        self.trt = trt
+        self.cudart = _cudart()
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self._check(self.cudart.cudaSetDevice(device))
+        self.device = device
+        self.stream = self._check(self.cudart.cudaStreamCreate())  # dedicated stream
+        self._keep: list[np.ndarray] = []  # host arrays of in-flight async copies
+
+    def _check(self, result: Any) -> Any:
+        err, *rest = result if isinstance(result, tuple) else (result,)
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+        return rest[0] if len(rest) == 1 else (rest or None)
+
+    def environment(self) -> dict[str, str]:
+        prop = self._check(self.cudart.cudaGetDeviceProperties(self.device))
+        name = prop.name
+        name = name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
+        return {"tensorrt_version": self.trt.__version__, "gpu_name": name,
+                "compute_capability": f"{prop.major}.{prop.minor}"}
+
+    def build(self, onnx_path: Path, precision: str, profile: Profile) -> bytes:
+        trt = self.trt
+        builder = trt.Builder(self.logger)
+        major = int(trt.__version__.split(".")[0])
+        flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, self.logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 31)
+        if precision == "fp16":
+            if hasattr(trt.BuilderFlag, "FP16"):  # 10.x weak typing
+                config.set_flag(trt.BuilderFlag.FP16)
+            else:  # 11.x: strongly typed, precision comes from the ONNX
+                log.warning("TensorRT %s: precision follows the ONNX types; export an FP16 ONNX with "
+                            "ModelOpt AutoCast for FP16 kernels", trt.__version__)
+        opt = builder.create_optimization_profile()
+        for i in range(network.num_inputs):
+            tensor = network.get_input(i)
+            dims = list(tensor.shape)
+
+            def at(batch: int, dims: list[int] = dims) -> tuple[int, ...]:
+                return tuple(batch if d == -1 else d for d in dims)
+
+            opt.set_shape(tensor.name, at(profile.min_batch), at(profile.opt_batch), at(profile.max_batch))
+        config.add_optimization_profile(opt)
+        blob = builder.build_serialized_network(network, config)
+        if blob is None:
+            raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}")
+        return bytes(memoryview(blob))
+
+    def load(self, engine: bytes) -> Any:
+        runtime = self.trt.Runtime(self.logger)
+        cuda_engine = runtime.deserialize_cuda_engine(engine)
+        if cuda_engine is None:
+            raise RuntimeError("TensorRT could not deserialize the engine (other TensorRT version or GPU?)")
+        context = cuda_engine.create_execution_context()
+        return (runtime, cuda_engine, context)
+
+    def malloc(self, nbytes: int) -> int:
+        return int(self._check(self.cudart.cudaMalloc(max(int(nbytes), 1))))
+
+    def free(self, ptr: int) -> None:
+        self.cudart.cudaFree(ptr)
+
+    def htod(self, ptr: int, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array)
+        self._keep.append(array)
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.cudart.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes, kind, self.stream))
+
+    def dtoh(self, array: np.ndarray, ptr: int) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.cudart.cudaMemcpyAsync(array.ctypes.data, ptr, array.nbytes, kind, self.stream))
+        self.synchronize()
+
+    def execute(self, handle: Any, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int]) -> None:
+        context = handle[2]
+        for name, shape in shapes.items():
+            context.set_input_shape(name, shape)
+        for name, ptr in addresses.items():
+            context.set_tensor_address(name, ptr)
+        if not context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+
+    def synchronize(self) -> None:
+        self._check(self.cudart.cudaStreamSynchronize(self.stream))
+        self._keep.clear()
+
+
+class TensorRTBackend(StreamingBackend):
+    """A TensorRT engine of the step graph; ``runtime`` is the seam (a fake in tests)."""
+
+    def __init__(
+        self, engine: bytes, sidecar: dict[str, Any], runtime: Any, model_sha: str, engine_sha: str,
+        **options: Any,
+    ):
+        model = sidecar["model"]
+        config = AstraConfig.from_dict(model["config"])
+        self.runtime = runtime
+        self.key = sidecar["key"]
+        self.max_batch = int(self.key["profile"]["max_batch"])
+        self.handle = runtime.load(engine)
+        self._dtypes = {e["name"]: DTYPES[e["dtype"]] for e in model["inputs"] + model["outputs"]}
+        self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
+        self._allocated: list[int] = []
+        # Persistent I/O buffers sized for max_batch; cache buffers come from the slot pool.
+        self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in (*STEP_INPUTS, "output")}
+        self._pool = BufferPool(lambda b: tuple(self._malloc(self._nbytes(n, b)) for n in CACHE_IN))
+        precision = self.key["precision"]
+        info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
+        super().__init__(info, config, **options)
+
+    @classmethod
+    def from_onnx(
+        cls, onnx: OnnxModel, engine_cache_dir: str | Path | None = None, precision: str = "fp16",
+        max_batch: int = 16, runtime: Any = None, **options: Any,
+    ) -> TensorRTBackend:
+        """Engine from the cache (built when missing, stale or corrupt), then the backend."""
+        runtime = runtime or TensorRTRuntime()
+        out_dir = Path(engine_cache_dir) if engine_cache_dir else onnx.path.parent / "cache"
+        engine = ensure_engine(onnx, out_dir, runtime, precision, Profile(1, max_batch, max_batch))
+        return cls.from_engine(engine, runtime=runtime, **options)
+
+    @classmethod
+    def from_engine(cls, path: str | Path, runtime: Any = None, **options: Any) -> TensorRTBackend:
+        data, sidecar = read_engine(path)
+        runtime = runtime or TensorRTRuntime()
+        env = runtime.environment()
+        key = sidecar["key"]
+        mismatch = [f"{k}: engine {key.get(k)!r}, machine {v!r}" for k, v in env.items() if key.get(k) != v]
+        if mismatch:
+            raise ModelLoadError(f"TensorRT engine {path} was built elsewhere ({'; '.join(mismatch)}); "
+                                 "expected an engine for this machine: rebuild it with astra-build-engine")
+        return cls(data, sidecar, runtime, key["onnx_sha256"], sidecar["engine_sha256"], **options)
+
+    # -- buffers ---------------------------------------------------------------------------------
+
+    def _nbytes(self, name: str, batch: int) -> int:
+        shape = [batch if d == "batch" else int(d) for d in self._shapes[name]]
+        return int(np.prod(shape)) * np.dtype(self._dtypes[name]).itemsize
+
+    def _shape(self, name: str, batch: int) -> tuple[int, ...]:
+        return tuple(batch if d == "batch" else int(d) for d in self._shapes[name])
+
+    def _malloc(self, nbytes: int) -> int:
+        ptr = self.runtime.malloc(nbytes)
+        self._allocated.append(ptr)
+        return ptr
+
+    def close(self) -> None:
+        """Free every device buffer (the backend is unusable afterwards)."""
+        for ptr in self._allocated:
+            self.runtime.free(ptr)
+        self._allocated.clear()
+
+    def _check_batch(self, batch: int) -> None:
+        if not 1 <= batch <= self.max_batch:
+            raise ValueError(f"batch={batch}; this engine's profile allows 1..{self.max_batch} "
+                             "(rebuild with astra-build-engine --max-batch)")
+
+    def _upload_cache(self, slot: Any, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
+        for ptr, name, arr in zip(slot.payload, CACHE_IN, (keys, values, length), strict=True):
+            self.runtime.htod(ptr, arr.astype(self._dtypes[name]))
+        self.runtime.synchronize()
+
+    def cache_arrays(self, cache: PooledCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = []
+        for ptr, name in zip(cache.slot.payload, CACHE_IN, strict=True):
+            arr = np.empty(self._shape(name, cache.batch), self._dtypes[name])
+            self.runtime.dtoh(arr, ptr)
+            out.append(arr)
+        return out[0], out[1], out[2]
+
+    # -- StreamingBackend primitives -------------------------------------------------------------
+
+    def _empty_cache(self, batch: int) -> PooledCache:
+        self._check_batch(batch)
+        slot = self._pool.acquire(batch)
+        zeros = np.zeros(self._shape("cache_keys", batch), np.float32)
+        self._upload_cache(slot, zeros, zeros, np.zeros(batch, np.int64))
+        return PooledCache(slot, batch)
+
+    def _tile_cache(self, cache: PooledCache, batch: int) -> PooledCache:
+        self._check_batch(batch)
+        keys, values, length = self.cache_arrays(cache)
+        slot = self._pool.acquire(batch, exclude=cache.slot)
+        self._upload_cache(slot, np.repeat(keys[:, :1], batch, 1), np.repeat(values[:, :1], batch, 1),
+                           np.repeat(length[:1], batch))
+        return PooledCache(slot, batch)
+
+    def _step(self, frame, level, actions, mask, modality, cache: PooledCache):
+        batch = frame.shape[0]
+        self._check_batch(batch)
+        if cache.batch != batch:
+            raise ValueError(f"cache batch {cache.batch} != frame batch {batch}")
+        for name, arr in zip(STEP_INPUTS, (frame, level, actions, mask, modality), strict=True):
+            self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
+        target = self._pool.acquire(batch, exclude=cache.slot)
+        addresses = {name: self._io[name] for name in (*STEP_INPUTS, "output")}
+        addresses.update(zip(CACHE_IN, cache.slot.payload, strict=True))
+        addresses.update(zip(CACHE_OUT, target.payload, strict=True))
+        if set(cache.slot.payload) & set(target.payload):
+            raise RuntimeError("cache input and output buffers alias")  # guarded by the pool
+        shapes = {name: self._shape(name, batch) for name in (*STEP_INPUTS, *CACHE_IN)}
+        self.runtime.execute(self.handle, shapes, addresses)
+        out = np.empty(self._shape("output", batch), self._dtypes["output"])
+        self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
+        return out.astype(np.float32, copy=False), PooledCache(target, batch)
