@@ -1,0 +1,315 @@
+"""``astra-bench`` (``python -m astra_ros.bench``): benchmarks that print tables (not tests).
+
+- ``model``: cached streaming step vs full-context recompute (``AstraWorldModel.forward`` over the
+  whole history) at history 4/8/16/32, and the achieved GFLOP/s of one denoising step next to the
+  machine's measured fp32 matmul peak.
+- ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
+  onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
+  predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
+- ``node``: the ROS node latency benchmark (``astra_ros.ros.bench_node``).
+
+Every number in a table comes from the same run. Timings are medians of repeated calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1, min_seconds: float = 0.0) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeats or time.perf_counter() - start < min_seconds:
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- model ----------------------------------------------------------------------------------------
+
+
+def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    ms = median_ms(lambda: a @ b, repeats, warmup=3)
+    return 2 * size**3 / (ms / 1000) / 1e9
+
+
+def step_flops(model: Any, inputs: tuple) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.step(*inputs)
+    return int(counter.get_total_flops())
+
+
+def run_model_bench(args: argparse.Namespace) -> str:
+    import torch
+
+    from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
+    from astra_ros.model.config import AstraConfig
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = AstraConfig.preset(args.preset, max_history=args.max_history)
+    model = AstraWorldModel(cfg).eval()
+    s, c, a = cfg.image_size, cfg.channels, cfg.action_dim
+
+    def acts(*lead: int) -> Actions:
+        return Actions(torch.randn(*lead, a), torch.ones(*lead, a), torch.zeros(*lead, dtype=torch.long))
+
+    frame, level = torch.randn(1, c, s, s), torch.full((1,), 0.5)
+    rows = []
+    step_ms_at = {}
+    for history in args.histories:
+        if history > cfg.max_history:
+            rows.append([history, "-", "-", "-", f"> max_history {cfg.max_history}"])
+            continue
+        empty = model.empty_cache(1)
+        cache = KVCache(torch.randn_like(empty.keys), torch.randn_like(empty.values),
+                        torch.tensor([history]))
+        with torch.inference_mode():
+            cached = median_ms(lambda cache=cache: model.step(frame, level, acts(1), cache), args.repeats, 2)
+            ctx = torch.randn(1, history, c, s, s)
+            lv = torch.full((1, history), 0.05)
+            tgt = torch.randn(1, history, c, s, s)
+            recompute = median_ms(
+                lambda ctx=ctx, lv=lv, tgt=tgt, h=history: model(
+                    ctx, lv, acts(1, h), tgt, lv + 0.5, acts(1, h)
+                ),
+                max(3, args.repeats // 3), 1,
+            )
+        step_ms_at[history] = cached
+        rows.append([history, cached, recompute, recompute / cached, ""])
+    out = [f"## Model: cached step vs full-context recompute ({args.preset}, "
+           f"max_history={cfg.max_history}, {args.threads} thread(s), batch 1)", "",
+           table(["history", "cached step ms", "recompute ms", "speedup", "note"], rows), ""]
+    cache = model.empty_cache(1)
+    full = torch.tensor([cfg.max_history])
+    cache = KVCache(torch.randn_like(cache.keys), torch.randn_like(cache.values), full)
+    flops = step_flops(model, (frame, level, acts(1), cache))
+    peak = matmul_peak_gflops(args.threads)
+    rows = []
+    for batch in args.batches:
+        cache_b = KVCache(cache.keys.repeat(1, batch, 1, 1, 1), cache.values.repeat(1, batch, 1, 1, 1),
+                          cache.length.repeat(batch))
+        fb, lb = frame.repeat(batch, 1, 1, 1), level.repeat(batch)
+        with torch.inference_mode():
+            ms = median_ms(lambda cb=cache_b, fb=fb, lb=lb, b=batch: model.step(fb, lb, acts(b), cb),
+                           args.repeats, 2)
+        achieved = flops * batch / (ms / 1000) / 1e9
+        rows.append([batch, ms, flops * batch / 1e9, achieved, peak, f"{100 * achieved / peak:.0f}%"])
+    out += [f"## Model: achieved GFLOP/s of one denoising step (cache full: {cfg.max_history} frames; "
+            "FLOPs from torch.utils.flop_counter: matmuls + attention)", "",
+            table(["batch", "step ms", "GFLOP/step", "GFLOP/s", "fp32 matmul peak GFLOP/s", "of peak"], rows),
+            ""]
+    params = sum(p.numel() for p in model.parameters())
+    out.append(f"params {params / 1e6:.2f} M; peak = median 1024x1024 fp32 matmul, {args.threads} thread(s)")
+    return "\n".join(out)
+
+
+# -- runtime --------------------------------------------------------------------------------------
+
+
+def runtime_backends(onnx: Path, checkpoint: Path, threads: int) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, factory) for every backend this machine can run."""
+    from astra_ros.runtime.loader import load_backend, tensorrt_available
+
+    found: list[tuple[str, Callable[[], Any]]] = [
+        ("torch eager cpu", lambda: load_backend(str(checkpoint), "torch", threads=threads)),
+        ("onnxruntime cpu", lambda: _ort(onnx, threads, ["CPUExecutionProvider"])),
+    ]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            found.append(("torch eager cuda", lambda: load_backend(str(checkpoint), "torch", device="cuda")))
+    except ImportError:
+        pass
+    from astra_ros.runtime.onnxruntime_backend import available_providers
+
+    if "CUDAExecutionProvider" in available_providers():
+        found.append(("onnxruntime cuda", lambda: _ort(onnx, threads, ["CUDAExecutionProvider",
+                                                                        "CPUExecutionProvider"])))
+    if tensorrt_available():
+        from astra_ros.runtime.sidecar import load_onnx_model
+        from astra_ros.runtime.tensorrt_backend import TensorRTBackend
+
+        for precision in ("fp32", "fp16"):
+            found.append((f"tensorrt {precision}", lambda p=precision: TensorRTBackend.from_onnx(
+                load_onnx_model(onnx), onnx.parent / "cache", p, max_batch=16)))
+    return found
+
+
+def _ort(onnx: Path, threads: int, providers: list[str]) -> Any:
+    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend.from_onnx(onnx, threads=threads, providers=providers)
+
+
+def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
+    cfg = backend.config
+    rng = np.random.default_rng(0)
+    modality = "joint_velocity"
+    for _ in range(cfg.max_history):
+        backend.ingest(rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
+                       rng.uniform(-1, 1, 7).astype(np.float32), modality)
+    c, s, a = cfg.channels, cfg.image_size, cfg.action_dim
+    x = rng.standard_normal((1, c, s, s)).astype(np.float32)
+    args_step = (x, np.full(1, 0.5, np.float32), np.zeros((1, a), np.float32), np.ones((1, a), np.float32),
+                 np.zeros(1, np.int64), backend._cache)
+    result = {"step": median_ms(lambda: backend._step(*args_step), args.repeats * 3, 3)}
+    horizon = args.horizon
+    for steps in (1, 4, 8):
+        plan = rng.uniform(-1, 1, (1, horizon, 7)).astype(np.float32)
+        ms = median_ms(lambda p=plan, k=steps: backend.predict(p, modality, steps=k, seed=0), args.repeats, 1)
+        result[f"frame@{steps}"] = ms / horizon
+    for batch in (1, 4, 16):
+        plan = rng.uniform(-1, 1, (batch, horizon, 7)).astype(np.float32)
+        ms = median_ms(lambda p=plan: backend.predict(p, modality, steps=1, seed=0), args.repeats, 1)
+        result[f"batch{batch}"] = ms / horizon
+    return result
+
+
+def prepare_models(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
+    """(onnx, checkpoint): given, or a random-weight model of ``--preset`` exported here."""
+    if args.onnx and args.checkpoint:
+        return Path(args.onnx), Path(args.checkpoint)
+    import torch
+
+    from astra_ros.export.onnx_export import export
+    from astra_ros.model.astra import AstraWorldModel
+    from astra_ros.model.checkpoint import Checkpoint, save_checkpoint
+    from astra_ros.model.config import AstraConfig
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else workdir / f"{args.preset}.pt"
+    if not args.checkpoint:
+        torch.manual_seed(0)
+        cfg = AstraConfig.preset(args.preset)
+        model = AstraWorldModel(cfg)
+        with torch.no_grad():  # non-zero everywhere, so no kernel sees all-zero weights
+            for p in model.parameters():
+                p.add_(0.02 * torch.randn_like(p))
+        meta = {"modalities": ["joint_velocity"]}
+        save_checkpoint(checkpoint, Checkpoint(cfg, model.state_dict(), meta=meta))
+    onnx = workdir / "model.onnx"
+    export(checkpoint, onnx, threads=args.threads, rollout_frames=4)
+    return onnx, checkpoint
+
+
+def run_runtime_bench(args: argparse.Namespace) -> str:
+    workdir = Path(tempfile.mkdtemp(prefix="astra_bench_"))
+    onnx, checkpoint = prepare_models(args, workdir)
+    try:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        pass
+    results: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    for name, factory in runtime_backends(onnx, checkpoint, args.threads):
+        try:
+            backend = factory()
+            results[name] = measure_backend(backend, args)
+        except Exception as err:  # a backend that fails here is reported, not fatal
+            errors[name] = f"{type(err).__name__}: {err}"
+        print(f"  measured {name}", file=sys.stderr, flush=True)
+    base = results.get("torch eager cpu")
+    rows = []
+    for name, r in results.items():
+        rows.append([
+            name, r["step"], r["frame@1"], r["frame@4"], r["frame@8"], 1000 / r["frame@1"],
+            r["batch1"], r["batch4"], r["batch16"], r["batch16"] / r["batch1"],
+            base["step"] / r["step"] if base else "-", base["frame@1"] / r["frame@1"] if base else "-",
+        ])
+    from astra_ros.model.config import AstraConfig
+    from astra_ros.runtime.sidecar import load_onnx_model
+
+    cfg: AstraConfig = load_onnx_model(onnx).config
+    lines = [
+        f"## Runtime: {args.preset if not args.onnx else onnx.name} (image {cfg.image_size}, "
+        f"width {cfg.width}, depth {cfg.depth}, max_history {cfg.max_history}), {args.threads} thread(s), "
+        f"cache full, horizon {args.horizon}", "",
+        table(["backend", "ms/step", "ms/frame 1 step", "ms/frame 4 steps", "ms/frame 8 steps",
+               "frames/s (1 step)", "B=1 ms/frame", "B=4 ms/frame", "B=16 ms/frame", "B16/B1",
+               "step speedup vs eager", "frame speedup vs eager"], rows),
+        "",
+        "ms/step: one `_step` (batch 1) against a full cache; ms/frame: predict() time / horizon for one "
+        "candidate (denoising steps + the cache write of the predicted frame); B=N: N candidates in one "
+        "predict() call, 1 step, ms per predicted time step (all N frames).",
+    ]
+    for name, err in errors.items():
+        lines.append(f"- {name}: failed ({err})")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("model", help="cached step vs recompute; GFLOP/s vs matmul peak")
+    m.add_argument("--preset", default="small")
+    m.add_argument("--max-history", type=int, default=32)
+    m.add_argument("--histories", type=int, nargs="+", default=[4, 8, 16, 32])
+    m.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    m.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    m.add_argument("--repeats", type=int, default=15)
+    r = sub.add_parser("runtime", help="per-backend step / frame / batch timings")
+    r.add_argument("--preset", default="small", help="random-weight model exported when --onnx is not given")
+    r.add_argument("--onnx", default=None, help="exported model (needs --checkpoint for the torch rows)")
+    r.add_argument("--checkpoint", default=None)
+    r.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    r.add_argument("--horizon", type=int, default=4)
+    r.add_argument("--repeats", type=int, default=5)
+    sub.add_parser("node", help="ROS node latency (astra_ros.ros.bench_node)", add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["node"]:
+        from astra_ros.ros.bench_node import main as node_main
+
+        return node_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    command = f"astra-bench {' '.join(argv)}"
+    text = run_model_bench(args) if args.command == "model" else run_runtime_bench(args)
+    print(f"`{command}`\n\n{text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
