@@ -3,6 +3,7 @@ ONNX export, made once per pytest process."""
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,7 @@ def tiny_checkpoint(modalities=("joint_velocity",)) -> Path:
             for p in model.parameters():
                 p.add_(0.05 * torch.randn_like(p))
         folder = Path(tempfile.mkdtemp(prefix="astra_tiny_"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = folder / "tiny.pt"
         joints = [f"j{i}" for i in range(7)]
         meta = {"modalities": list(modalities), "joint_names": joints, "frame_period": 0.1}
