@@ -224,7 +224,11 @@ def prepare_models(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]
 
 
 def run_runtime_bench(args: argparse.Namespace) -> str:
-    workdir = Path(tempfile.mkdtemp(prefix="astra_bench_"))
+    with tempfile.TemporaryDirectory(prefix="astra_bench_") as tmp:
+        return _runtime_bench(args, Path(tmp))
+
+
+def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
     onnx, checkpoint = prepare_models(args, workdir)
     try:
         import torch
