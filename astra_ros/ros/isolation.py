@@ -1,4 +1,10 @@
-"""Keep DDS traffic on loopback. Call before ``rclpy.init()`` in every process."""
+"""Keep DDS traffic on loopback.
+
+Tests and scripts call ``isolate_ros()`` before ``rclpy.init()`` and before starting child
+processes, which inherit the environment. The node itself only defaults to localhost discovery
+(``default_discovery()``): on a robot whose camera driver runs on another machine, set
+``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` (and your ``ROS_DOMAIN_ID``) and the node follows it.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +27,8 @@ def isolate_ros(domain_id: int | None = None) -> int:
         raise ValueError(f"ROS_DOMAIN_ID={domain_id}; expected 0..232")
     os.environ["ROS_DOMAIN_ID"] = str(domain_id)
     return domain_id
+
+
+def default_discovery() -> None:
+    """Localhost discovery unless the user chose a range; the domain is left as configured."""
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -23,7 +23,6 @@ honoured) is only used for latency, for unstamped Twist commands and for rates.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
@@ -58,7 +57,7 @@ from astra_ros.ros.conversions import (
     trajectory_to_plan,
     twist_to_command,
 )
-from astra_ros.ros.isolation import isolate_ros
+from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.pairing import (
     CommandBuffer,
     LatencyStats,
@@ -634,7 +633,7 @@ class WorldModelNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``astra_world_model``: spin the node until shutdown; exit 2 if it cannot start."""
-    isolate_ros(int(os.environ["ROS_DOMAIN_ID"]) if os.environ.get("ROS_DOMAIN_ID", "").isdigit() else 0)
+    default_discovery()
     return spin_node(sys.argv if argv is None else [sys.argv[0], *argv])
 
 

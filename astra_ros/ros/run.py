@@ -79,14 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"astra-ros-run: {err}", file=sys.stderr)
         return 2
 
-    import os
-
     from rclpy.parameter import Parameter
 
-    from astra_ros.ros.isolation import isolate_ros
+    from astra_ros.ros.isolation import default_discovery
     from astra_ros.ros.node import spin_node
 
-    isolate_ros(int(os.environ["ROS_DOMAIN_ID"]) if os.environ.get("ROS_DOMAIN_ID", "").isdigit() else 0)
+    default_discovery()
     overridden = cli_param_names(ros_args)
     # An empty list would be typed BYTE_ARRAY by rclpy; it equals the default anyway.
     overrides = [
