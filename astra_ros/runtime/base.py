@@ -54,6 +54,10 @@ class WorldModelBackend(ABC):
     ) -> np.ndarray:
         """Roll out ``H`` frames for each of ``B`` command sequences ``(B, H, D)``.
 
+        ``actions[:, h]`` is the command in force at predicted frame ``h``'s stamp, paired with
+        frames exactly as ``ingest`` pairs them; a command drives the motion after its frame, so
+        frame 0 follows from the last ingested command and ``actions[:, H - 1]`` affects no frame.
+
         Returns ``(B, H, S, S, 3)`` uint8. The live causal state is left unchanged.
         Raises ValueError when nothing has been ingested or the shapes are wrong.
         """

@@ -78,6 +78,7 @@ class StreamingBackend(WorldModelBackend):
     def reset(self) -> None:
         self._cache = self._empty_cache(1)
         self._last: np.ndarray | None = None  # newest observed frame, model space (1, C, S, S)
+        self._last_command: tuple[np.ndarray, ...] = ()  # its packed command, mask, modality id
         self._length = 0
 
     @property
@@ -90,8 +91,10 @@ class StreamingBackend(WorldModelBackend):
             raise ValueError(f"frame must be ({size}, {size}, 3) uint8; got {frame.shape} {frame.dtype}")
         actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
         x = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
-        self._cache = self._write(x, actions, mask, np.array([modality_id(modality)]), self._cache)
+        modality_ids = np.array([modality_id(modality)])
+        self._cache = self._write(x, actions, mask, modality_ids, self._cache)
         self._last = x
+        self._last_command = (actions, mask, modality_ids)
         self._length = min(self._length + 1, self.config.max_history)
 
     def predict(
@@ -105,16 +108,22 @@ class StreamingBackend(WorldModelBackend):
         batch, horizon = actions.shape[:2]
         packed, mask = pack_actions(actions, modality, self.config)  # (B, H, A)
         modality_ids = np.full(batch, modality_id(modality), np.int64)
+        # Frame h is produced by the command in force at the frame before it: the last ingested
+        # command for h = 0, then actions[h - 1]. actions[h] is written with frame h.
+        last_a, last_m, last_id = (np.repeat(x, batch, axis=0) for x in self._last_command)
         rng = self._rng if seed is None else np.random.default_rng(seed)
         steps = steps or self.steps
         cache = self._tile_cache(self._cache, batch)
         base = np.repeat(self._last, batch, axis=0)
         frames = []
         for h in range(horizon):
-            a, m = packed[:, h], mask[:, h]
+            if h == 0:
+                a, m, ids = last_a, last_m, last_id
+            else:
+                a, m, ids = packed[:, h - 1], mask[:, h - 1], modality_ids
 
-            def network(x: np.ndarray, s: float, a=a, m=m, cache=cache) -> np.ndarray:
-                return self._guided(x, np.full(batch, s, np.float32), a, m, modality_ids, cache)
+            def network(x: np.ndarray, s: float, a=a, m=m, ids=ids, cache=cache) -> np.ndarray:
+                return self._guided(x, np.full(batch, s, np.float32), a, m, ids, cache)
 
             noise = rng.standard_normal(base.shape).astype(np.float32)
             x0 = sample_next_frame(
@@ -122,7 +131,7 @@ class StreamingBackend(WorldModelBackend):
             ).clip(-1.0, 1.0)
             frames.append(x0)
             if h + 1 < horizon:
-                cache = self._write(x0, a, m, modality_ids, cache, rng)
+                cache = self._write(x0, packed[:, h], mask[:, h], modality_ids, cache, rng)
             base = x0
         video = np.stack(frames, 1)  # (B, H, C, S, S)
         return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)

@@ -62,11 +62,15 @@ def frames_to_model(frames: torch.Tensor) -> torch.Tensor:
 def split_actions(
     values: torch.Tensor, mask: torch.Tensor, modality: torch.Tensor
 ) -> tuple[Actions, Actions]:
-    """Window actions ``(B, T, A)`` -> actions of the ``T - 1`` context frames and of the targets."""
+    """Window actions ``(B, T, A)`` -> actions of the ``T - 1`` context frames and of the targets.
+
+    Action ``k`` is the command in force at frame ``k``'s stamp: it drives the motion from frame
+    ``k`` to frame ``k + 1``. Context frame ``k`` carries it, and so does target ``k`` (frame
+    ``k + 1``), which it produced.
+    """
     per_frame = modality[:, None].expand(values.shape[:2])
     context = Actions(values[:, :-1], mask[:, :-1], per_frame[:, :-1])
-    target = Actions(values[:, 1:], mask[:, 1:], per_frame[:, 1:])
-    return context, target
+    return context, context
 
 
 def drop_actions(actions: Actions, prob: float, generator: torch.Generator) -> Actions:
