@@ -69,6 +69,15 @@ def rope_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, t
     return angles.cos(), angles.sin()
 
 
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """Fixed 2D sine-cosine position embedding ``(grid * grid, width)`` (as in DiT)."""
+    quarter = width // 4
+    freqs = 1.0 / (10000.0 ** (torch.arange(quarter).float() / quarter))
+    ys, xs = torch.meshgrid(torch.arange(grid).float(), torch.arange(grid).float(), indexing="ij")
+    ay, ax = ys.reshape(-1, 1) * freqs, xs.reshape(-1, 1) * freqs
+    return torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()], dim=1)
+
+
 def timestep_embedding(s: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of noise levels ``(...)`` in [0, 1] -> ``(..., dim)``."""
     half = dim // 2
@@ -197,7 +206,7 @@ class AstraWorldModel(nn.Module):
         self.cfg = cfg
         p, w = cfg.patch_size, cfg.width
         self.patch_embed = nn.Linear(p * p * cfg.channels, w)
-        self.pos_embed = nn.Parameter(torch.zeros(cfg.tokens_per_frame, w))
+        self.register_buffer("pos_embed", sincos_2d(cfg.image_size // p, w), persistent=False)
         self.noise_embed = NoiseLevelEmbedder(w)
         self.action_embed = ActionExperts(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
@@ -215,7 +224,6 @@ class AstraWorldModel(nn.Module):
                 nn.init.zeros_(module.bias)
 
         self.apply(basic)
-        nn.init.normal_(self.pos_embed, std=0.02)
         for layer in (self.noise_embed.mlp[0], self.noise_embed.mlp[2]):
             nn.init.normal_(layer.weight, std=0.02)
         for block in self.blocks:
