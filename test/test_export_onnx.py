@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 from runtime_fixtures import tiny_checkpoint, tiny_onnx  # noqa: E402
 
 from astra_ros.export.onnx_export import INPUTS, OUTPUTS, main  # noqa: E402
-from astra_ros.model.checkpoint import file_sha256  # noqa: E402
+from astra_ros.hashing import file_sha256  # noqa: E402
 
 
 def test_graph_has_the_streaming_signature_with_dynamic_batch():

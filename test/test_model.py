@@ -10,7 +10,8 @@ from astra_ros.model.actions import pack_actions
 from astra_ros.model.astra import Actions, AstraWorldModel
 from astra_ros.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
-from astra_ros.runtime.torch_backend import TorchBackend, model_info
+from astra_ros.runtime.base import model_info
+from astra_ros.runtime.torch_backend import TorchBackend
 
 
 def perturbed_model(cfg: AstraConfig, seed: int = 0, keep_adapter_init: bool = False) -> AstraWorldModel:

@@ -93,9 +93,9 @@ def test_onnx_errors(tmp_path):
     # a corrupt ONNX file whose sidecar matches it: ONNX Runtime's failure becomes a ModelLoadError
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01garbage")
-    from astra_ros.runtime.sidecar import sha256_file
+    from astra_ros.hashing import file_sha256
 
-    junk.with_suffix(".json").write_text(json.dumps({**payload, "onnx_sha256": sha256_file(junk)}))
+    junk.with_suffix(".json").write_text(json.dumps({**payload, "onnx_sha256": file_sha256(junk)}))
     with pytest.raises(ModelLoadError, match="junk.onnx"):
         load_backend(str(junk), "onnxruntime")
 

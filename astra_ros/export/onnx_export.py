@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from astra_ros.hashing import file_sha256
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
-from astra_ros.model.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
 
 log = logging.getLogger("astra_ros.export")

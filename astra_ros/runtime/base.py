@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,27 @@ class ModelInfo:
     joint_names: tuple[str, ...] = ()  # joint order of joint_velocity actions (may be empty)
     frame_period: float = 0.0  # seconds between frames in the training data (0: unknown)
     precision: str = "fp32"
+
+
+def model_info(
+    backend: str,
+    meta: dict[str, Any],
+    config: Any,
+    model_sha: str,
+    engine_sha: str = "-",
+    precision: str = "fp32",
+) -> ModelInfo:
+    """ModelInfo from a checkpoint's or sidecar's metadata and an ``AstraConfig``."""
+    return ModelInfo(
+        backend=backend,
+        model_id=f"{model_sha[:12]}/{engine_sha[:12]}/{precision}",
+        image_size=config.image_size,
+        max_history=config.max_history,
+        modalities=tuple(meta.get("modalities", ())),
+        joint_names=tuple(meta.get("joint_names", ())),
+        frame_period=float(meta.get("frame_period", 0.0)),
+        precision=precision,
+    )
 
 
 class WorldModelBackend(ABC):

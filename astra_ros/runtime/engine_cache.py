@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar, sha256_file
+from astra_ros.hashing import file_sha256
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar
 
 log = logging.getLogger("astra_ros.runtime.engine_cache")
 
@@ -98,7 +99,7 @@ def stale_reason(engine: Path, key: dict[str, Any]) -> str | None:
     if old != key:
         changed = [f"{k} {old.get(k)!r} -> {key[k]!r}" for k in key if old.get(k) != key[k]]
         return "cache key changed: " + "; ".join(changed)
-    sha = sha256_file(engine)
+    sha = file_sha256(engine)
     if sha != recorded.get("engine_sha256"):
         recorded_sha = str(recorded.get("engine_sha256"))[:12]
         return f"engine file corrupt (sha256 {sha[:12]} != recorded {recorded_sha})"

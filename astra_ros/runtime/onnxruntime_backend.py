@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from astra_ros.runtime.base import model_info
 from astra_ros.runtime.pingpong import BufferPool, PooledCache, Slot
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model, model_info
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model
 from astra_ros.runtime.streaming import StreamingBackend
 
 log = logging.getLogger("astra_ros.runtime.onnxruntime")

@@ -2,45 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astra_ros.hashing import file_sha256
 from astra_ros.model.config import AstraConfig
-from astra_ros.runtime.base import ModelInfo
 
 SIDECAR_FORMAT = "astra_ros.onnx_step"  # same value as astra_ros.export.onnx_export (which needs torch)
 
 
 class ModelLoadError(ValueError):
     """A model file is missing, corrupt, of the wrong kind, or does not match its recorded hash."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_info(
-    backend: str, meta: dict[str, Any], config: AstraConfig, model_sha: str, engine_sha: str = "-",
-    precision: str = "fp32",
-) -> ModelInfo:
-    """ModelInfo from a sidecar's metadata (torch-free twin of ``torch_backend.model_info``)."""
-    return ModelInfo(
-        backend=backend,
-        model_id=f"{model_sha[:12]}/{engine_sha[:12]}/{precision}",
-        image_size=config.image_size,
-        max_history=config.max_history,
-        modalities=tuple(meta.get("modalities", ())),
-        joint_names=tuple(meta.get("joint_names", ())),
-        frame_period=float(meta.get("frame_period", 0.0)),
-        precision=precision,
-    )
 
 
 @dataclass(frozen=True)
@@ -107,7 +81,7 @@ def load_onnx_model(path: str | Path, verify: bool = True) -> OnnxModel:
         expected = str(payload["onnx_sha256"])
     except (KeyError, TypeError, ValueError) as err:
         raise ModelLoadError(f"sidecar {sidecar} is incomplete or invalid: {err}") from err
-    sha = sha256_file(path) if verify else expected
+    sha = file_sha256(path) if verify else expected
     if sha != expected:
         raise ModelLoadError(
             f"ONNX model {path} has sha256 {sha[:16]}...; its sidecar {sidecar} expects {expected[:16]}... "

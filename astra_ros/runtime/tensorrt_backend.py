@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from astra_ros.model.config import AstraConfig
+from astra_ros.runtime.base import model_info
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
 from astra_ros.runtime.pingpong import BufferPool, PooledCache
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, model_info
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel
 from astra_ros.runtime.streaming import StreamingBackend
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")

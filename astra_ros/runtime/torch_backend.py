@@ -8,31 +8,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from astra_ros.hashing import file_sha256
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
-from astra_ros.model.checkpoint import file_sha256, load_checkpoint
-from astra_ros.runtime.base import ModelInfo
+from astra_ros.model.checkpoint import load_checkpoint
+from astra_ros.runtime.base import ModelInfo, model_info
 from astra_ros.runtime.streaming import StreamingBackend
-
-
-def model_info(
-    backend: str,
-    meta: dict[str, Any],
-    config: Any,
-    model_sha: str,
-    engine_sha: str = "-",
-    precision: str = "fp32",
-) -> ModelInfo:
-    """ModelInfo from a checkpoint's (or sidecar's) metadata."""
-    return ModelInfo(
-        backend=backend,
-        model_id=f"{model_sha[:12]}/{engine_sha[:12]}/{precision}",
-        image_size=config.image_size,
-        max_history=config.max_history,
-        modalities=tuple(meta.get("modalities", ())),
-        joint_names=tuple(meta.get("joint_names", ())),
-        frame_period=float(meta.get("frame_period", 0.0)),
-        precision=precision,
-    )
 
 
 class TorchBackend(StreamingBackend):

@@ -9,7 +9,8 @@ import numpy as np
 from astra_ros.evaluation.metrics import HorizonAccumulator
 from astra_ros.evaluation.replay import rollout, select_windows, teacher_forced
 from astra_ros.model.astra import AstraWorldModel
-from astra_ros.runtime.torch_backend import TorchBackend, model_info
+from astra_ros.runtime.base import model_info
+from astra_ros.runtime.torch_backend import TorchBackend
 
 
 def validate(
