@@ -156,22 +156,54 @@ def run(args: argparse.Namespace) -> int:
     npz = out / "session_predictions.npz"
     py = sys.executable
     procs: list[subprocess.Popen] = []
-    print(f"astra-demo: ROS_DOMAIN_ID={domain} (loopback only), model {model}, "
-          f"{args.seconds:g} s of sim time")
+    print(
+        f"astra-demo: ROS_DOMAIN_ID={domain} (loopback only), model {model}, {args.seconds:g} s of sim time"
+    )
     try:
-        node = _spawn("node", [
-            py, "-m", "astra_ros.ros.node", "--ros-args",
-            "-p", f"model_path:={model}", "-p", f"backend:={args.backend}", "-p", "use_sim_time:=true",
-            "-p", f"horizon:={args.horizon}", "-p", f"seed:={args.seed}",
-            "-r", "image:=/camera/image_raw",
-        ], out)
+        node = _spawn(
+            "node",
+            [
+                py,
+                "-m",
+                "astra_ros.ros.node",
+                "--ros-args",
+                "-p",
+                f"model_path:={model}",
+                "-p",
+                f"backend:={args.backend}",
+                "-p",
+                "use_sim_time:=true",
+                "-p",
+                f"horizon:={args.horizon}",
+                "-p",
+                f"seed:={args.seed}",
+                "-r",
+                "image:=/camera/image_raw",
+            ],
+            out,
+        )
         procs.append(node)
         recorder = _spawn("recorder", [py, "-m", "astra_ros.ros.recorder", "--out", str(npz)], out)
         procs.append(recorder)
-        sim = _spawn("sim", [
-            py, "-m", "astra_ros.ros.sim_publisher", "--seconds", str(args.seconds), "--seed", str(args.seed),
-            "--bag", str(bag), "--wait-for-subscribers", "2", "--wait-timeout", str(args.start_timeout),
-        ], out)
+        sim = _spawn(
+            "sim",
+            [
+                py,
+                "-m",
+                "astra_ros.ros.sim_publisher",
+                "--seconds",
+                str(args.seconds),
+                "--seed",
+                str(args.seed),
+                "--bag",
+                str(bag),
+                "--wait-for-subscribers",
+                "2",
+                "--wait-timeout",
+                str(args.start_timeout),
+            ],
+            out,
+        )
         procs.append(sim)
         bar = tqdm(total=int(args.seconds), desc="astra-demo", unit="sim s")
         deadline = time.monotonic() + args.start_timeout + args.seconds * 3 + 30
@@ -179,8 +211,10 @@ def run(args: argparse.Namespace) -> int:
         while sim.poll() is None:
             for proc in (node, recorder):
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{proc.name} exited with code {proc.returncode}:\n"  # type: ignore[attr-defined]
-                                       f"{_tail(out / f'{proc.name}.log')}")  # type: ignore[attr-defined]
+                    raise RuntimeError(
+                        f"{proc.name} exited with code {proc.returncode}:\n"  # type: ignore[attr-defined]
+                        f"{_tail(out / f'{proc.name}.log')}"
+                    )  # type: ignore[attr-defined]
             if started is None and "publishing" in (out / "sim.log").read_text(errors="replace"):
                 started = time.monotonic()
             if started is not None and bar.n < min(int(time.monotonic() - started), int(args.seconds)):
@@ -203,32 +237,51 @@ def run(args: argparse.Namespace) -> int:
             _stop(proc)
 
     if not npz.is_file():
-        print(f"astra-demo: error: the recorder wrote no {npz}:\n{_tail(out / 'recorder.log')}",
-              file=sys.stderr)
+        print(
+            f"astra-demo: error: the recorder wrote no {npz}:\n{_tail(out / 'recorder.log')}", file=sys.stderr
+        )
         return 1
     session = dict(np.load(npz))
     summary = latency_summary(session, args.seconds)
     (out / "latency.json").write_text(json.dumps(summary, indent=2) + "\n")
     gif_frames = write_gif(session, out / "demo.gif")
     if summary["predictions"] == 0:
-        print(f"astra-demo: error: the node published no predictions; see {out / 'node.log'}",
-              file=sys.stderr)
+        print(
+            f"astra-demo: error: the node published no predictions; see {out / 'node.log'}", file=sys.stderr
+        )
         return 1
 
     from astra_ros.evaluation.evaluate import main as eval_main
 
-    eval_args = ["--model", model, "--bag", str(bag), "--out", str(out / "eval"), "--context", "4",
-                 "--horizon", str(args.horizon), "--max-windows", str(args.eval_windows),
-                 "--backend", args.backend]
+    eval_args = [
+        "--model",
+        model,
+        "--bag",
+        str(bag),
+        "--out",
+        str(out / "eval"),
+        "--context",
+        "4",
+        "--horizon",
+        str(args.horizon),
+        "--max-windows",
+        str(args.eval_windows),
+        "--backend",
+        args.backend,
+    ]
     rc = eval_main(eval_args)
     if rc != 0:
-        print(f"astra-demo: error: the offline evaluation failed (astra-eval {' '.join(eval_args)})",
-              file=sys.stderr)
+        print(
+            f"astra-demo: error: the offline evaluation failed (astra-eval {' '.join(eval_args)})",
+            file=sys.stderr,
+        )
         return 1
     lat = summary["latency_ms"]
-    print(f"astra-demo: {summary['predictions']} predictions at {summary['prediction_rate_hz']} Hz from "
-          f"{summary['images']} images; latency p50 {lat['p50']} ms, p99 {lat['p99']} ms "
-          f"({summary['model_id']})")
+    print(
+        f"astra-demo: {summary['predictions']} predictions at {summary['prediction_rate_hz']} Hz from "
+        f"{summary['images']} images; latency p50 {lat['p50']} ms, p99 {lat['p99']} ms "
+        f"({summary['model_id']})"
+    )
     print(f"astra-demo: outputs in {out}/")
     print(f"  {out / 'demo.gif'}  ({gif_frames} frames: true t+1 | predicted h1 | true t+H | predicted hH)")
     print(f"  {out / 'latency.json'}")

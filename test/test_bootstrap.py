@@ -41,11 +41,15 @@ def test_second_run_is_a_noop_on_the_live_venv(bootstrap):
     if not (VENV / bootstrap.STAMP_NAME).is_file():
         pytest.fail(f"{VENV} has no {bootstrap.STAMP_NAME}; run `make setup` first")
     assert bootstrap.stamp_matches(ROOT, VENV), "inputs changed since the last `make setup`"
-    watched = [VENV / bootstrap.STAMP_NAME, *VENV.glob("lib/python3*/site-packages/astra_ros.pkg"),
-               *VENV.glob("lib/python3*/site-packages/astra_ros-*.dist-info/RECORD")]
+    watched = [
+        VENV / bootstrap.STAMP_NAME,
+        *VENV.glob("lib/python3*/site-packages/astra_ros.pkg"),
+        *VENV.glob("lib/python3*/site-packages/astra_ros-*.dist-info/RECORD"),
+    ]
     before = {p: p.stat().st_mtime_ns for p in watched}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bootstrap.py")], capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bootstrap.py")], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "up to date" in proc.stdout
     assert "pip" not in proc.stdout and "cmake" not in proc.stdout
@@ -61,9 +65,19 @@ def test_stamp_matches_the_copied_tree(bootstrap, tree):
     assert bootstrap.bootstrap(root, venv) is False  # matching stamp: nothing is run
 
 
-@pytest.mark.parametrize("change", ["requirements.txt", "msg/PredictedFrames.msg", "srv/Imagine.srv",
-                                    "CMakeLists.txt", "package.xml", "setup.py", "scripts/bootstrap.py",
-                                    "msg/NewThing.msg"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "requirements.txt",
+        "msg/PredictedFrames.msg",
+        "srv/Imagine.srv",
+        "CMakeLists.txt",
+        "package.xml",
+        "setup.py",
+        "scripts/bootstrap.py",
+        "msg/NewThing.msg",
+    ],
+)
 def test_changed_input_invalidates_the_stamp(bootstrap, tree, change):
     root, venv = tree
     path = root / change

@@ -26,8 +26,11 @@ def _setup_py_scripts() -> dict[str, str]:
 
 def test_console_scripts_agree_across_setup_cmake_and_docs():
     scripts = _setup_py_scripts()
-    docs = dict(re.findall(r"^\| ([\w-]+) \| (astra_ros[\w.]*:main) \|$",
-                           (ROOT / "docs/DEVELOPING.md").read_text(), re.M))
+    docs = dict(
+        re.findall(
+            r"^\| ([\w-]+) \| (astra_ros[\w.]*:main) \|$", (ROOT / "docs/DEVELOPING.md").read_text(), re.M
+        )
+    )
     cmake = dict(re.findall(r'"([\w-]+)=(astra_ros[\w.]*)"', (ROOT / "CMakeLists.txt").read_text()))
     assert "astra_world_model" in scripts
     assert scripts == docs
@@ -39,12 +42,26 @@ def test_colcon_build_in_temporary_workspace(tmp_path):
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)
     (ws / "src" / "astra_ros").symlink_to(ROOT, target_is_directory=True)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "COLCON_PREFIX_PATH", "_ROS_WHEELS_BOOTSTRAP_COMPLETE")}
-    env.update(PATH=f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}", VIRTUAL_ENV=str(VENV),
-               CMAKE_PREFIX_PATH=str(VENV), AMENT_PREFIX_PATH=str(VENV))
-    cmd = [str(VENV / "bin" / "colcon"), "build", "--event-handlers", "console_direct+",
-           "--cmake-args", f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}", "-DBUILD_TESTING=OFF"]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "COLCON_PREFIX_PATH", "_ROS_WHEELS_BOOTSTRAP_COMPLETE")
+    }
+    env.update(
+        PATH=f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        VIRTUAL_ENV=str(VENV),
+        CMAKE_PREFIX_PATH=str(VENV),
+        AMENT_PREFIX_PATH=str(VENV),
+    )
+    cmd = [
+        str(VENV / "bin" / "colcon"),
+        "build",
+        "--event-handlers",
+        "console_direct+",
+        "--cmake-args",
+        f"-DPython3_EXECUTABLE={VENV / 'bin' / 'python'}",
+        "-DBUILD_TESTING=OFF",
+    ]
     proc = subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"colcon build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
 
@@ -73,8 +90,14 @@ def test_colcon_build_in_temporary_workspace(tmp_path):
     )
     shell = f'. "{ws}/install/setup.sh" && exec "{VENV}/bin/python" -c "$ASTRA_CHECK"'
     # cwd=ws: `python -c` puts the cwd first on sys.path, and the repo root holds an astra_ros too.
-    proc = subprocess.run(["bash", "-c", shell], cwd=ws, env=dict(env, ASTRA_CHECK=check),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", "-c", shell],
+        cwd=ws,
+        env=dict(env, ASTRA_CHECK=check),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     paths = [Path(p) for p in proc.stdout.split()]

@@ -17,8 +17,13 @@ pytest.importorskip("astra_ros.msg", reason="interfaces not generated (run make 
 
 
 def run_demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "astra_ros.demo", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "astra_ros.demo", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_short_demo_runs_and_writes_outputs(tmp_path):

@@ -15,8 +15,19 @@ from astra_ros.data.record_sim import record
 from astra_ros.evaluation.evaluate import main as eval_main
 
 CONTEXT, HORIZON = 4, 6
-KEYS = ("horizons", "model", "copy_last", "shuffled_commands", "zero_commands", "teacher_forced",
-        "windows", "episodes", "latency_ms", "backend", "model_id")
+KEYS = (
+    "horizons",
+    "model",
+    "copy_last",
+    "shuffled_commands",
+    "zero_commands",
+    "teacher_forced",
+    "windows",
+    "episodes",
+    "latency_ms",
+    "backend",
+    "model_id",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +38,22 @@ def kuka_bag(tmp_path_factory) -> Path:
 
 
 def run_eval(bag: Path, out: Path, *extra: str) -> dict:
-    rc = eval_main(["--model", "copy_last", "--bag", str(bag), "--out", str(out), "--context", str(CONTEXT),
-                    "--horizon", str(HORIZON), "--no-progress", *extra])
+    rc = eval_main(
+        [
+            "--model",
+            "copy_last",
+            "--bag",
+            str(bag),
+            "--out",
+            str(out),
+            "--context",
+            str(CONTEXT),
+            "--horizon",
+            str(HORIZON),
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert rc == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -77,13 +102,24 @@ def test_max_windows_and_report(kuka_bag, tmp_path):
     for png in ("psnr_vs_horizon.png", "ssim_vs_horizon.png", "strip_0.png", "strip_1.png"):
         assert (out / png).stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "src=\"http" not in html
+    assert html.count("data:image/png;base64,") == 4 and 'src="http' not in html
     assert "teacher_forced" in html and "copy_last" in html
 
 
 def test_clear_error_for_missing_topic(kuka_bag, tmp_path, capsys):
-    rc = eval_main(["--model", "copy_last", "--bag", str(kuka_bag), "--out", str(tmp_path / "e"),
-                    "--image-topic", "/front/image", "--no-progress"])
+    rc = eval_main(
+        [
+            "--model",
+            "copy_last",
+            "--bag",
+            str(kuka_bag),
+            "--out",
+            str(tmp_path / "e"),
+            "--image-topic",
+            "/front/image",
+            "--no-progress",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "/front/image" in err and "/camera/image_raw" in err
@@ -108,8 +144,23 @@ def test_tiny_model_checkpoint(kuka_bag, tmp_path):
     path = tmp_path / "tiny.pt"
     save_checkpoint(path, Checkpoint(cfg, model.state_dict(), meta={"modalities": ["joint_velocity"]}))
     out = tmp_path / "eval"
-    rc = eval_main(["--model", str(path), "--bag", str(kuka_bag), "--out", str(out), "--context", "3",
-                    "--horizon", "4", "--max-windows", "4", "--no-progress"])
+    rc = eval_main(
+        [
+            "--model",
+            str(path),
+            "--bag",
+            str(kuka_bag),
+            "--out",
+            str(out),
+            "--context",
+            "3",
+            "--horizon",
+            "4",
+            "--max-windows",
+            "4",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     check_shape(metrics, horizon=4)

@@ -22,8 +22,13 @@ def test_ssim_matches_scikit_image():
     for seed, size, noise in [(0, 64, 40), (1, 32, 5), (2, 17, 120)]:
         a, b = _pair(seed, size, noise)
         ref = metrics.structural_similarity(
-            a / 255.0, b / 255.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, data_range=1.0,
+            a / 255.0,
+            b / 255.0,
+            channel_axis=-1,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
         )
         assert ssim(a, b) == pytest.approx(ref, abs=1e-9)
 

@@ -56,8 +56,9 @@ def test_shuffle_pairing_is_a_fixed_seed_derangement():
 
 def test_identity_model_scores_exactly_copy_last():
     episodes = [moving_episode(20, seed=0), moving_episode(14, seed=1)]
-    scores = replay(CopyLastBackend(image_size=16), episodes, "joint_velocity", context=3, horizon=5,
-                    progress=False)
+    scores = replay(
+        CopyLastBackend(image_size=16), episodes, "joint_velocity", context=3, horizon=5, progress=False
+    )
     m = scores.metrics()
     assert m["horizons"] == [1, 2, 3, 4, 5]
     assert m["windows"] == (20 - 8 + 1) + (14 - 8 + 1)
@@ -75,8 +76,9 @@ def test_identity_model_scores_exactly_copy_last():
 
 def test_copy_last_psnr_matches_numpy():
     ep = moving_episode(18, seed=2)
-    scores = replay(CopyLastBackend(image_size=16), [ep], "joint_velocity", context=4, horizon=3,
-                    progress=False)
+    scores = replay(
+        CopyLastBackend(image_size=16), [ep], "joint_velocity", context=4, horizon=3, progress=False
+    )
     errs = np.zeros(3)
     n = 0
     for s in range(18 - 7 + 1):

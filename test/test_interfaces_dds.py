@@ -48,13 +48,23 @@ def test_predicted_frames_round_trip_between_processes(tmp_path):
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and env["ROS_DOMAIN_ID"] == str(domain)
     sent_file, recv_file = tmp_path / "sent.bin", tmp_path / "received.bin"
     cmd = [sys.executable, str(PEER)]
-    sub = subprocess.Popen([*cmd, "sub", str(recv_file), "--timeout", str(TIMEOUT)], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        [*cmd, "sub", str(recv_file), "--timeout", str(TIMEOUT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pub = None
     try:
         assert sub.stdout.readline().strip() == "ready", sub.stderr.read()
-        pub = subprocess.Popen([*cmd, "pub", str(sent_file), "--timeout", str(TIMEOUT)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pub = subprocess.Popen(
+            [*cmd, "pub", str(sent_file), "--timeout", str(TIMEOUT)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         sub_out, sub_err = sub.communicate(timeout=TIMEOUT + 30)
         pub_out, pub_err = pub.communicate(timeout=TIMEOUT + 30)
     finally:
@@ -89,8 +99,11 @@ def test_predicted_frames_round_trip_between_processes(tmp_path):
     for got, want in zip(recv.actions.points, expected.actions.points, strict=True):
         np.testing.assert_array_equal(np.asarray(got.velocities), np.asarray(want.velocities))
         assert _stamp(got.time_from_start) == _stamp(want.time_from_start)
-    assert (recv.modality, recv.command_policy, recv.model_id) == ("joint_velocity", "hold_last",
-                                                                   "0123abcd/-/fp32")
+    assert (recv.modality, recv.command_policy, recv.model_id) == (
+        "joint_velocity",
+        "hold_last",
+        "0123abcd/-/fp32",
+    )
     assert recv.rollout_id == 2**40 + 17 and recv.state_reset is True
     assert sent == recv
 

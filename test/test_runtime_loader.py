@@ -60,8 +60,16 @@ def test_checkpoint_with_the_wrong_backend_or_history(caplog):
     with pytest.raises(ModelLoadError, match="precision='fp16'"):
         load_backend(pt, precision="fp16")
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
-        backend = load_backend(pt, steps=2, context_noise=0.1, guidance_scale=1.0, seed=3, max_history=4,
-                               precision="auto", threads=1)
+        backend = load_backend(
+            pt,
+            steps=2,
+            context_noise=0.1,
+            guidance_scale=1.0,
+            seed=3,
+            max_history=4,
+            precision="auto",
+            threads=1,
+        )
     assert backend.info.backend == "torch" and backend.steps == 2 and backend.context_noise == 0.1
     assert "auto -> torch" in caplog.text
 

@@ -33,8 +33,11 @@ LPIPS_NOTE = (
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-eval", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True,
-                   help=f"checkpoint (.pt), ONNX file with its sidecar, engine, or '{COPY_LAST}'")
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"checkpoint (.pt), ONNX file with its sidecar, engine, or '{COPY_LAST}'",
+    )
     p.add_argument("--bag", required=True, help="rosbag2 directory (or file) to replay")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--image-topic", default="/camera/image_raw")
@@ -51,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampler seed and shuffled-commands pairing")
     p.add_argument("--examples", type=int, default=4, help="example strips in the report")
     p.add_argument("--live", action="store_true", help="score the astra_world_model node over ROS 2")
-    p.add_argument("--live-timeout", type=float, default=30.0,
-                   help="--live: seconds to wait for each PredictedFrames before giving up")
+    p.add_argument(
+        "--live-timeout",
+        type=float,
+        default=30.0,
+        help="--live: seconds to wait for each PredictedFrames before giving up",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -76,8 +83,11 @@ def read_episodes(args: argparse.Namespace, size: int) -> tuple[list[Any], Any]:
     if not Path(args.bag).exists():
         raise FileNotFoundError(f"--bag {args.bag!r} does not exist; expected a rosbag2 directory")
     return read_bag(
-        args.bag, image_topic=args.image_topic, command_topic=args.command_topic,
-        modality=args.modality, size=size,
+        args.bag,
+        image_topic=args.image_topic,
+        command_topic=args.command_topic,
+        modality=args.modality,
+        size=size,
     )
 
 
@@ -109,8 +119,11 @@ def finite(obj: Any) -> Any:
 def dumps_metrics(metrics: dict[str, Any]) -> str:
     """Strict JSON, indented, with each list of numbers on one line."""
     text = json.dumps(finite(metrics), indent=2)
-    text = re.sub(r"\[\s*([-0-9.eE+,\s]*?|null)\s*\]",
-                  lambda m: "[" + re.sub(r"\s*,\s*", ", ", m.group(1).strip()) + "]", text)
+    text = re.sub(
+        r"\[\s*([-0-9.eE+,\s]*?|null)\s*\]",
+        lambda m: "[" + re.sub(r"\s*,\s*", ", ", m.group(1).strip()) + "]",
+        text,
+    )
     return text + "\n"
 
 
@@ -126,13 +139,24 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
     from astra_ros.evaluation.replay import replay
 
     backend = open_backend(
-        args.model, args.backend, args.size, steps=args.steps,
-        context_noise=args.context_noise, guidance_scale=args.guidance_scale,
+        args.model,
+        args.backend,
+        args.size,
+        steps=args.steps,
+        context_noise=args.context_noise,
+        guidance_scale=args.guidance_scale,
     )
     episodes, _report = read_episodes(args, backend.info.image_size)
     scores = replay(
-        backend, episodes, args.modality, context=args.context, horizon=args.horizon,
-        max_windows=args.max_windows, steps=args.steps, seed=args.seed, examples=args.examples,
+        backend,
+        episodes,
+        args.modality,
+        context=args.context,
+        horizon=args.horizon,
+        max_windows=args.max_windows,
+        steps=args.steps,
+        seed=args.seed,
+        examples=args.examples,
         progress=not args.no_progress,
     )
     metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": "offline"}
@@ -252,8 +276,10 @@ def play_into_node(
     reset_client = player.create_client(Trigger, "/astra_world_model/reset")
     received: dict[int, tuple[Any, float]] = {}
     player.create_subscription(
-        PredictedFrames, "/predicted_frames",
-        lambda msg: received.__setitem__(stamp_to_ns(msg.header.stamp), (msg, time.monotonic())), reliable,
+        PredictedFrames,
+        "/predicted_frames",
+        lambda msg: received.__setitem__(stamp_to_ns(msg.header.stamp), (msg, time.monotonic())),
+        reliable,
     )
 
     def spin_until(done, timeout: float, what: str) -> None:
@@ -272,9 +298,14 @@ def play_into_node(
     latencies: list[float] = []
     try:
         spin_until(
-            lambda: image_pub.get_subscription_count() > 0 and plan_pub.get_subscription_count() > 0
-            and cmd_pub.get_subscription_count() > 0 and reset_client.service_is_ready(),
-            max(60.0, args.live_timeout), "the astra_world_model node to start",
+            lambda: (
+                image_pub.get_subscription_count() > 0
+                and plan_pub.get_subscription_count() > 0
+                and cmd_pub.get_subscription_count() > 0
+                and reset_client.service_is_ready()
+            ),
+            max(60.0, args.live_timeout),
+            "the astra_world_model node to start",
         )
         settle = time.monotonic() + 0.5  # let discovery finish on the node's side too
         spin_until(lambda: time.monotonic() > settle, 5.0, "discovery")
@@ -301,7 +332,7 @@ def play_into_node(
                 plan.joint_names = names
                 for k in range(1, args.horizon + 3):  # a few spare points: an older plan still covers
                     src = min(t + k, len(ep.frames) - 1)
-                    offset = (int(ep.stamps[src]) - stamp if t + k < len(ep.frames) else k * period)
+                    offset = int(ep.stamps[src]) - stamp if t + k < len(ep.frames) else k * period
                     point = JointTrajectoryPoint()
                     point.velocities = [float(v) for v in ep.commands[src]]
                     point.time_from_start = ns_to_duration(offset - period // 2)  # hold covers +-half a frame
@@ -312,8 +343,11 @@ def play_into_node(
                 sent = time.monotonic()
                 image_pub.publish(rgb_to_image(ep.frames[t], stamp, "camera"))
                 if t >= args.context - 1:
-                    spin_until(lambda s=stamp: s in received, args.live_timeout,
-                               f"the prediction for episode {e} frame {t}")
+                    spin_until(
+                        lambda s=stamp: s in received,
+                        args.live_timeout,
+                        f"the prediction for episode {e} frame {t}",
+                    )
                     msg, recv = received.pop(stamp)
                     predictions[(e, t)] = predicted_frames_to_numpy(msg)
                     latencies.append((recv - sent) * 1e3)
@@ -332,16 +366,28 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     from astra_ros.evaluation.replay import latency_summary, replay
 
     backend = open_backend(
-        args.model, args.backend, args.size, steps=args.steps,
-        context_noise=args.context_noise, guidance_scale=args.guidance_scale,
+        args.model,
+        args.backend,
+        args.size,
+        steps=args.steps,
+        context_noise=args.context_noise,
+        guidance_scale=args.guidance_scale,
     )
     episodes, _report = read_episodes(args, backend.info.image_size)
     out = Path(args.out)
     predictions, latencies = play_into_node(args, episodes, out)
     scores = replay(
-        backend, episodes, args.modality, context=args.context, horizon=args.horizon,
-        max_windows=args.max_windows, steps=args.steps, seed=args.seed, examples=args.examples,
-        progress=not args.no_progress, model_predictions=predictions,
+        backend,
+        episodes,
+        args.modality,
+        context=args.context,
+        horizon=args.horizon,
+        max_windows=args.max_windows,
+        steps=args.steps,
+        seed=args.seed,
+        examples=args.examples,
+        progress=not args.no_progress,
+        model_predictions=predictions,
     )
     metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": "live"}
     metrics["offline_latency_ms"] = metrics["latency_ms"]
@@ -378,11 +424,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     model = metrics.get("model", {}).get("psnr", [])
     copy = metrics.get("copy_last", {}).get("psnr", [])
-    print(f"astra-eval: {metrics['windows']} windows from {metrics['episodes']} episodes, "
-          f"backend {metrics['backend']} ({metrics['model_id']})")
+    print(
+        f"astra-eval: {metrics['windows']} windows from {metrics['episodes']} episodes, "
+        f"backend {metrics['backend']} ({metrics['model_id']})"
+    )
     if model and copy:
-        print(f"  PSNR h1 {model[0]:.2f} dB (copy_last {copy[0]:.2f}), "
-              f"h{len(model)} {model[-1]:.2f} dB (copy_last {copy[-1]:.2f})")
+        print(
+            f"  PSNR h1 {model[0]:.2f} dB (copy_last {copy[0]:.2f}), "
+            f"h{len(model)} {model[-1]:.2f} dB (copy_last {copy[-1]:.2f})"
+        )
     lat = metrics.get("latency_ms", {})
     print(f"  latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")
     print(f"  wrote {out / 'metrics.json'} and {out / 'report.html'}")

@@ -133,13 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     log = PredictionLog()
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(
-        Image, args.image_topic,
+        Image,
+        args.image_topic,
         lambda msg: log.add_image(stamp_to_ns(msg.header.stamp), image_message_to_rgb(msg), time.monotonic()),
         reliable,
     )
     node.create_subscription(
-        PredictedFrames, args.predictions_topic,
-        lambda msg: log.add_prediction(msg, time.monotonic()), reliable,
+        PredictedFrames,
+        args.predictions_topic,
+        lambda msg: log.add_prediction(msg, time.monotonic()),
+        reliable,
     )
     end = time.monotonic() + args.seconds if args.seconds > 0 else None
     try:
@@ -149,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         path = log.save(Path(args.out))
         node.destroy_node()
         rclpy.try_shutdown()
-    print(f"astra_prediction_recorder: {len(log.pred_stamps)} predictions and {len(log.image_stamps)} images "
-          f"-> {path}", flush=True)
+    print(
+        f"astra_prediction_recorder: {len(log.pred_stamps)} predictions and {len(log.image_stamps)} images "
+        f"-> {path}",
+        flush=True,
+    )
     return 0
 
 

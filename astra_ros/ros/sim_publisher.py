@@ -80,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", default=None, help="also record the published stream to this new rosbag2 bag")
     p.add_argument("--image-topic", default=CAMERA_TOPIC)
     p.add_argument("--command-topic", default=JOINT_TOPIC)
-    p.add_argument("--wait-for-subscribers", type=int, default=0,
-                   help="wait until the image topic has this many subscribers before starting")
+    p.add_argument(
+        "--wait-for-subscribers",
+        type=int,
+        default=0,
+        help="wait until the image topic has this many subscribers before starting",
+    )
     p.add_argument("--wait-timeout", type=float, default=60.0, help="seconds to wait for subscribers")
     return p
 
@@ -89,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.real_time_factor <= 0:
-        print(f"astra_sim_publisher: error: --real-time-factor={args.real_time_factor}; expected > 0",
-              file=sys.stderr)
+        print(
+            f"astra_sim_publisher: error: --real-time-factor={args.real_time_factor}; expected > 0",
+            file=sys.stderr,
+        )
         return 2
     if args.bag:
         try:
@@ -132,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
         deadline = time.monotonic() + args.wait_timeout
         while image_pub.get_subscription_count() < args.wait_for_subscribers and not stop["flag"]:
             if time.monotonic() > deadline:
-                print(f"astra_sim_publisher: error: {image_pub.get_subscription_count()} subscribers on "
-                      f"{args.image_topic} after {args.wait_timeout} s; expected {args.wait_for_subscribers}",
-                      file=sys.stderr)
+                print(
+                    f"astra_sim_publisher: error: {image_pub.get_subscription_count()} subscribers on "
+                    f"{args.image_topic} after {args.wait_timeout} s; expected {args.wait_for_subscribers}",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(0.05)
         node.get_logger().info(f"publishing KUKA sim on {args.image_topic} and {args.command_topic}")
@@ -171,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         stream.close()
         node.destroy_node()
         rclpy.try_shutdown()
-    print(f"astra_sim_publisher: published {images} images and {commands} commands"
-          + (f"; recorded {args.bag}" if args.bag else ""))
+    print(
+        f"astra_sim_publisher: published {images} images and {commands} commands"
+        + (f"; recorded {args.bag}" if args.bag else "")
+    )
     return 0
 
 

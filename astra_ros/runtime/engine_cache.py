@@ -121,7 +121,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def ensure_engine(
-    onnx: OnnxModel, out_dir: str | Path, builder: EngineBuilder, precision: str = "fp16",
+    onnx: OnnxModel,
+    out_dir: str | Path,
+    builder: EngineBuilder,
+    precision: str = "fp16",
     profile: Profile | None = None,
 ) -> Path:
     """The cached engine for this key, building (and logging why) when missing, stale or corrupt."""
@@ -166,8 +169,9 @@ def read_engine(engine: str | Path) -> tuple[bytes, dict[str, Any]]:
         )
     sidecar = sidecar_of(engine)
     if not sidecar.is_file():
-        raise ModelLoadError(f"TensorRT engine {engine} has no sidecar; expected {sidecar} "
-                             "(written by astra-build-engine)")
+        raise ModelLoadError(
+            f"TensorRT engine {engine} has no sidecar; expected {sidecar} (written by astra-build-engine)"
+        )
     payload = read_sidecar(sidecar, "engine")
     if payload.get("format") != ENGINE_FORMAT:
         raise ModelLoadError(
@@ -184,12 +188,17 @@ def read_engine(engine: str | Path) -> tuple[bytes, dict[str, Any]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-build-engine", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="astra-build-engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--onnx", required=True, help="step graph from astra-export (.json sidecar next to it)")
     p.add_argument("--out-dir", default="engines/cache", help="engine cache directory (never committed)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16",
-                   help="TensorRT 10.x: builder flag; 11.x: must match the ONNX types (see README)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp16",
+        help="TensorRT 10.x: builder flag; 11.x: must match the ONNX types (see README)",
+    )
     p.add_argument("--max-batch", type=int, default=16, help="largest batch of the optimization profile")
     p.add_argument("--opt-batch", type=int, default=None, help="batch TensorRT tunes for (default: max)")
     return p

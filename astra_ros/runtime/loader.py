@@ -26,8 +26,17 @@ __all__ = ["BACKENDS", "ModelLoadError", "load_backend", "tensorrt_available", "
 log = logging.getLogger("astra_ros.runtime.loader")
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "copy_last")
-OPTIONS = ("steps", "context_noise", "guidance_scale", "seed", "engine_cache_dir", "precision",
-           "max_history", "threads", "device")
+OPTIONS = (
+    "steps",
+    "context_noise",
+    "guidance_scale",
+    "seed",
+    "engine_cache_dir",
+    "precision",
+    "max_history",
+    "threads",
+    "device",
+)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".plan")
 
@@ -68,8 +77,10 @@ def _check_history(path: Path, model_history: int, wanted: int | None) -> None:
 
 def _check_precision(path: Path, backend: str, precision: str | None, allowed: tuple[str, ...]) -> None:
     if precision not in (None, "", "auto", *allowed):
-        raise ModelLoadError(f"precision={precision!r} for {backend} backend with {path}; "
-                             f"expected one of {('auto',) + allowed}")
+        raise ModelLoadError(
+            f"precision={precision!r} for {backend} backend with {path}; "
+            f"expected one of {('auto',) + allowed}"
+        )
 
 
 def load_backend(model_path: str, backend: str = "auto", **options: Any) -> WorldModelBackend:
@@ -92,8 +103,10 @@ def load_backend(model_path: str, backend: str = "auto", **options: Any) -> Worl
         return CopyLastBackend(max_history=int(options.get("max_history") or 8))
     path = Path(model_path).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"model file {path} does not exist; expected a .pt checkpoint, "
-                             ".onnx (with its .json sidecar) or .engine file")
+        raise ModelLoadError(
+            f"model file {path} does not exist; expected a .pt checkpoint, "
+            ".onnx (with its .json sidecar) or .engine file"
+        )
     if not path.is_file():
         raise ModelLoadError(f"model path {path} is not a file; expected a .pt, .onnx or .engine file")
     suffix = path.suffix.lower()
@@ -113,8 +126,10 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
             f"`astra-export --checkpoint {path} --out {path.with_suffix('.onnx')}` and load the .onnx"
         )
     if not torch_available():
-        raise ModelLoadError(f"{path} is a PyTorch checkpoint but torch is not installed; "
-                             "expected an .onnx or .engine file on this deployment")
+        raise ModelLoadError(
+            f"{path} is a PyTorch checkpoint but torch is not installed; "
+            "expected an .onnx or .engine file on this deployment"
+        )
     from astra_ros.model.checkpoint import CheckpointError
     from astra_ros.runtime.torch_backend import TorchBackend
 
@@ -136,22 +151,28 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
 
 def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelBackend:
     if backend == "torch":
-        raise ModelLoadError(f"backend='torch' needs the .pt checkpoint but {path} is an ONNX graph; "
-                             "expected a .pt file (or use backend onnxruntime/tensorrt/auto)")
+        raise ModelLoadError(
+            f"backend='torch' needs the .pt checkpoint but {path} is an ONNX graph; "
+            "expected a .pt file (or use backend onnxruntime/tensorrt/auto)"
+        )
     model = load_onnx_model(path)  # sha256 verified here, before any session or engine
     _check_history(path, model.config.max_history, options.get("max_history"))
     precision = options.get("precision") or "auto"
     sampler = _sampler_options(options)
     if backend == "tensorrt" or (backend == "auto" and tensorrt_available()):
         if not tensorrt_available():
-            raise ModelLoadError(f"backend='tensorrt' for {path}, but `import tensorrt` fails on this "
-                                 "machine; expected TensorRT 10.x/11.x (or use backend auto/onnxruntime)")
+            raise ModelLoadError(
+                f"backend='tensorrt' for {path}, but `import tensorrt` fails on this "
+                "machine; expected TensorRT 10.x/11.x (or use backend auto/onnxruntime)"
+            )
         from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
         try:
             result = TensorRTBackend.from_onnx(
-                model, engine_cache_dir=options.get("engine_cache_dir"),
-                precision="fp16" if precision == "auto" else precision, **sampler,
+                model,
+                engine_cache_dir=options.get("engine_cache_dir"),
+                precision="fp16" if precision == "auto" else precision,
+                **sampler,
             )
         except Exception as err:
             if backend == "tensorrt":
@@ -162,34 +183,45 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
                 log.info("backend auto -> tensorrt for %s (%s)", path, result.info.model_id)
             return result
     if not onnxruntime_available():
-        raise ModelLoadError(f"{path} needs onnxruntime (or TensorRT), neither is installed; "
-                             "expected `pip install onnxruntime` or onnxruntime-gpu")
+        raise ModelLoadError(
+            f"{path} needs onnxruntime (or TensorRT), neither is installed; "
+            "expected `pip install onnxruntime` or onnxruntime-gpu"
+        )
     from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     _check_precision(path, "onnxruntime", precision, ("fp32", "fp16"))
     parity = model.payload.get("parity")
     if parity is not None and not parity.get("passed", False):
-        raise ModelLoadError(f"{path}: the export's parity check failed ({parity}); "
-                             "expected a passing export")
+        raise ModelLoadError(
+            f"{path}: the export's parity check failed ({parity}); expected a passing export"
+        )
     result = OnnxRuntimeBackend(
-        model, threads=options.get("threads"), engine_cache_dir=options.get("engine_cache_dir"),
-        precision="fp32" if precision == "auto" else precision, **sampler,
+        model,
+        threads=options.get("threads"),
+        engine_cache_dir=options.get("engine_cache_dir"),
+        precision="fp32" if precision == "auto" else precision,
+        **sampler,
     )
     if backend == "auto":
         kind = "gpu" if result.device == "cuda" else "cpu"
         reason = "TensorRT not importable" if not tensorrt_available() else "TensorRT failed"
-        log.info("backend auto -> onnxruntime-%s for %s (%s; providers %s)", kind, path, reason,
-                 result.providers)
+        log.info(
+            "backend auto -> onnxruntime-%s for %s (%s; providers %s)", kind, path, reason, result.providers
+        )
     return result
 
 
 def _load_engine(path: Path, backend: str, options: dict[str, Any]) -> WorldModelBackend:
     if backend not in ("auto", "tensorrt"):
-        raise ModelLoadError(f"backend={backend!r} cannot run the TensorRT engine {path}; expected "
-                             "backend tensorrt/auto, or load the .onnx it was built from")
+        raise ModelLoadError(
+            f"backend={backend!r} cannot run the TensorRT engine {path}; expected "
+            "backend tensorrt/auto, or load the .onnx it was built from"
+        )
     if not tensorrt_available():
-        raise ModelLoadError(f"{path} is a TensorRT engine but `import tensorrt` fails on this machine; "
-                             "expected TensorRT 10.x/11.x, or load the .onnx with onnxruntime")
+        raise ModelLoadError(
+            f"{path} is a TensorRT engine but `import tensorrt` fails on this machine; "
+            "expected TensorRT 10.x/11.x, or load the .onnx with onnxruntime"
+        )
     from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
     result = TensorRTBackend.from_engine(path, **_sampler_options(options))
