@@ -92,10 +92,11 @@ def run_model_bench(args: argparse.Namespace) -> str:
             rows.append([history, "-", "-", "-", f"> max_history {cfg.max_history}"])
             continue
         empty = model.empty_cache(1)
-        cache = KVCache(torch.randn_like(empty.keys), torch.randn_like(empty.values),
-                        torch.tensor([history]))
+        cache = KVCache(torch.randn_like(empty.keys), torch.randn_like(empty.values), torch.tensor([history]))
         with torch.inference_mode():
-            cached = median_ms(lambda cache=cache: model.step(frame, level, acts(1), cache), args.repeats, 2)
+            cached = median_ms(
+                lambda cache=cache: model.step(frame, frame, level, acts(1), cache), args.repeats, 2
+            )
             ctx = torch.randn(1, history, c, s, s)
             lv = torch.full((1, history), 0.05)
             tgt = torch.randn(1, history, c, s, s)
@@ -103,32 +104,44 @@ def run_model_bench(args: argparse.Namespace) -> str:
                 lambda ctx=ctx, lv=lv, tgt=tgt, h=history: model(
                     ctx, lv, acts(1, h), tgt, lv + 0.5, acts(1, h)
                 ),
-                max(3, args.repeats // 3), 1,
+                max(3, args.repeats // 3),
+                1,
             )
         step_ms_at[history] = cached
         rows.append([history, cached, recompute, recompute / cached, ""])
-    out = [f"## Model: cached step vs full-context recompute ({args.preset}, "
-           f"max_history={cfg.max_history}, {args.threads} thread(s), batch 1)", "",
-           table(["history", "cached step ms", "recompute ms", "speedup", "note"], rows), ""]
+    out = [
+        f"## Model: cached step vs full-context recompute ({args.preset}, "
+        f"max_history={cfg.max_history}, {args.threads} thread(s), batch 1)",
+        "",
+        table(["history", "cached step ms", "recompute ms", "speedup", "note"], rows),
+        "",
+    ]
     cache = model.empty_cache(1)
     full = torch.tensor([cfg.max_history])
     cache = KVCache(torch.randn_like(cache.keys), torch.randn_like(cache.values), full)
-    flops = step_flops(model, (frame, level, acts(1), cache))
+    flops = step_flops(model, (frame, frame, level, acts(1), cache))
     peak = matmul_peak_gflops(args.threads)
     rows = []
     for batch in args.batches:
-        cache_b = KVCache(cache.keys.repeat(1, batch, 1, 1, 1), cache.values.repeat(1, batch, 1, 1, 1),
-                          cache.length.repeat(batch))
+        cache_b = KVCache(
+            cache.keys.repeat(1, batch, 1, 1, 1),
+            cache.values.repeat(1, batch, 1, 1, 1),
+            cache.length.repeat(batch),
+        )
         fb, lb = frame.repeat(batch, 1, 1, 1), level.repeat(batch)
         with torch.inference_mode():
-            ms = median_ms(lambda cb=cache_b, fb=fb, lb=lb, b=batch: model.step(fb, lb, acts(b), cb),
-                           args.repeats, 2)
+            ms = median_ms(
+                lambda cb=cache_b, fb=fb, lb=lb, b=batch: model.step(fb, fb, lb, acts(b), cb), args.repeats, 2
+            )
         achieved = flops * batch / (ms / 1000) / 1e9
         rows.append([batch, ms, flops * batch / 1e9, achieved, peak, f"{100 * achieved / peak:.0f}%"])
-    out += [f"## Model: achieved GFLOP/s of one denoising step (cache full: {cfg.max_history} frames; "
-            "FLOPs from torch.utils.flop_counter: matmuls + attention)", "",
-            table(["batch", "step ms", "GFLOP/step", "GFLOP/s", "fp32 matmul peak GFLOP/s", "of peak"], rows),
-            ""]
+    out += [
+        f"## Model: achieved GFLOP/s of one denoising step (cache full: {cfg.max_history} frames; "
+        "FLOPs from torch.utils.flop_counter: matmuls + attention)",
+        "",
+        table(["batch", "step ms", "GFLOP/step", "GFLOP/s", "fp32 matmul peak GFLOP/s", "of peak"], rows),
+        "",
+    ]
     params = sum(p.numel() for p in model.parameters())
     out.append(f"params {params / 1e6:.2f} M; peak = median 1024x1024 fp32 matmul, {args.threads} thread(s)")
     return "\n".join(out)
@@ -155,15 +168,25 @@ def runtime_backends(onnx: Path, checkpoint: Path, threads: int) -> list[tuple[s
     from astra_ros.runtime.onnxruntime_backend import available_providers
 
     if "CUDAExecutionProvider" in available_providers():
-        found.append(("onnxruntime cuda", lambda: _ort(onnx, threads, ["CUDAExecutionProvider",
-                                                                        "CPUExecutionProvider"])))
+        found.append(
+            (
+                "onnxruntime cuda",
+                lambda: _ort(onnx, threads, ["CUDAExecutionProvider", "CPUExecutionProvider"]),
+            )
+        )
     if tensorrt_available():
         from astra_ros.runtime.sidecar import load_onnx_model
         from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
         for precision in ("fp32", "fp16"):
-            found.append((f"tensorrt {precision}", lambda p=precision: TensorRTBackend.from_onnx(
-                load_onnx_model(onnx), onnx.parent / "cache", p, max_batch=16)))
+            found.append(
+                (
+                    f"tensorrt {precision}",
+                    lambda p=precision: TensorRTBackend.from_onnx(
+                        load_onnx_model(onnx), onnx.parent / "cache", p, max_batch=16
+                    ),
+                )
+            )
     return found
 
 
@@ -178,12 +201,22 @@ def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
     rng = np.random.default_rng(0)
     modality = "joint_velocity"
     for _ in range(cfg.max_history):
-        backend.ingest(rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
-                       rng.uniform(-1, 1, 7).astype(np.float32), modality)
+        backend.ingest(
+            rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
+            rng.uniform(-1, 1, 7).astype(np.float32),
+            modality,
+        )
     c, s, a = cfg.channels, cfg.image_size, cfg.action_dim
     x = rng.standard_normal((1, c, s, s)).astype(np.float32)
-    args_step = (x, np.full(1, 0.5, np.float32), np.zeros((1, a), np.float32), np.ones((1, a), np.float32),
-                 np.zeros(1, np.int64), backend._cache)
+    args_step = (
+        x,
+        x,
+        np.full(1, 0.5, np.float32),
+        np.zeros((1, a), np.float32),
+        np.ones((1, a), np.float32),
+        np.zeros(1, np.int64),
+        backend._cache,
+    )
     result = {"step": median_ms(lambda: backend._step(*args_step), args.repeats * 3, 3)}
     horizon = args.horizon
     for steps in (1, 4, 8):
@@ -248,11 +281,22 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
     base = results.get("torch eager cpu")
     rows = []
     for name, r in results.items():
-        rows.append([
-            name, r["step"], r["frame@1"], r["frame@4"], r["frame@8"], 1000 / r["frame@1"],
-            r["batch1"], r["batch4"], r["batch16"], r["batch16"] / r["batch1"],
-            base["step"] / r["step"] if base else "-", base["frame@1"] / r["frame@1"] if base else "-",
-        ])
+        rows.append(
+            [
+                name,
+                r["step"],
+                r["frame@1"],
+                r["frame@4"],
+                r["frame@8"],
+                1000 / r["frame@1"],
+                r["batch1"],
+                r["batch4"],
+                r["batch16"],
+                r["batch16"] / r["batch1"],
+                base["step"] / r["step"] if base else "-",
+                base["frame@1"] / r["frame@1"] if base else "-",
+            ]
+        )
     from astra_ros.model.config import AstraConfig
     from astra_ros.runtime.sidecar import load_onnx_model
 
@@ -260,10 +304,25 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
     lines = [
         f"## Runtime: {args.preset if not args.onnx else onnx.name} (image {cfg.image_size}, "
         f"width {cfg.width}, depth {cfg.depth}, max_history {cfg.max_history}), {args.threads} thread(s), "
-        f"cache full, horizon {args.horizon}", "",
-        table(["backend", "ms/step", "ms/frame 1 step", "ms/frame 4 steps", "ms/frame 8 steps",
-               "frames/s (1 step)", "B=1 ms/frame", "B=4 ms/frame", "B=16 ms/frame", "B16/B1",
-               "step speedup vs eager", "frame speedup vs eager"], rows),
+        f"cache full, horizon {args.horizon}",
+        "",
+        table(
+            [
+                "backend",
+                "ms/step",
+                "ms/frame 1 step",
+                "ms/frame 4 steps",
+                "ms/frame 8 steps",
+                "frames/s (1 step)",
+                "B=1 ms/frame",
+                "B=4 ms/frame",
+                "B=16 ms/frame",
+                "B16/B1",
+                "step speedup vs eager",
+                "frame speedup vs eager",
+            ],
+            rows,
+        ),
         "",
         "ms/step: one `_step` (batch 1) against a full cache; ms/frame: predict() time / horizon for one "
         "candidate (denoising steps + the cache write of the predicted frame); B=N: N candidates in one "
@@ -275,8 +334,9 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="astra-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     m = sub.add_parser("model", help="cached step vs recompute; GFLOP/s vs matmul peak")
     m.add_argument("--preset", default="small")

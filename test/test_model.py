@@ -100,9 +100,11 @@ def test_cache_streaming_equals_full_forward_with_eviction(cfg):
         full, _ = model(ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
         cache = model.empty_cache(2)
         worst = 0.0
+        previous = torch.zeros_like(ctx[:, 0])
         for k in range(t):
-            _, cache = model.step(ctx[:, k], ctx_level[:, k], at(ctx_act, k), cache)
-            out, _ = model.step(tgt[:, k], tgt_level[:, k], at(tgt_act, k), cache)
+            _, cache = model.step(ctx[:, k], previous, ctx_level[:, k], at(ctx_act, k), cache)
+            previous = ctx[:, k]
+            out, _ = model.step(tgt[:, k], previous, tgt_level[:, k], at(tgt_act, k), cache)
             worst = max(worst, (out - full[:, k]).abs().max().item())
     assert cache.length.tolist() == [cfg.max_history] * 2
     assert worst < 1e-4
@@ -118,7 +120,7 @@ def test_cache_step_cost_is_bounded_by_max_history(cfg):
     )
     with torch.no_grad():
         for _ in range(3 * cfg.max_history):
-            _, cache = model.step(frame, torch.zeros(1), acts, cache)
+            _, cache = model.step(frame, frame, torch.zeros(1), acts, cache)
     assert cache.keys.shape[3] == cfg.max_history * cfg.tokens_per_frame
 
 

@@ -125,7 +125,12 @@ assert b.predict(np.zeros((2, 2, 7), np.float32), "joint_velocity").shape == (2,
 bad = [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
 print("TORCH" if bad else "CLEAN", b.info.backend)
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["CLEAN", "onnxruntime"]

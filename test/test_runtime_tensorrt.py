@@ -46,7 +46,7 @@ class FakeRuntime:
         assert engine.startswith(MAGIC)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
-        return ort.InferenceSession(engine[len(MAGIC):].decode(), so, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(engine[len(MAGIC) :].decode(), so, providers=["CPUExecutionProvider"])
 
     def malloc(self, nbytes):
         ptr = self._next
@@ -93,8 +93,12 @@ def test_engine_is_built_once_then_reused(onnx_model, tmp_path, caplog):
         engine = ensure_engine(onnx_model, out, fake, "fp16", Profile(1, 8, 8))
     assert len(fake.builds) == 1 and "no cached engine" in caplog.text and "built" in caplog.text
     sidecar = json.loads(sidecar_of(engine).read_text())
-    assert sidecar["key"] == {"onnx_sha256": onnx_model.sha256, **ENV, "precision": "fp16",
-                              "profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 8}}
+    assert sidecar["key"] == {
+        "onnx_sha256": onnx_model.sha256,
+        **ENV,
+        "precision": "fp16",
+        "profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 8},
+    }
     assert sidecar["model"]["config"]["max_history"] == 4 and "build_seconds" in sidecar
     data, payload = read_engine(engine)
     assert data.startswith(MAGIC) and payload["engine_sha256"] == sidecar["engine_sha256"]
@@ -177,8 +181,9 @@ def recording(backend):
 
 def test_tensorrt_backend_logic_matches_torch_and_never_aliases_cache_buffers(onnx_model, tmp_path):
     fake = FakeRuntime()
-    trt = TensorRTBackend.from_onnx(onnx_model, tmp_path / "engines", "fp32", max_batch=4, runtime=fake,
-                                    seed=2, steps=2)
+    trt = TensorRTBackend.from_onnx(
+        onnx_model, tmp_path / "engines", "fp32", max_batch=4, runtime=fake, seed=2, steps=2
+    )
     ref = loader.load_backend(str(tiny_checkpoint()), "torch", seed=2, steps=2)
     assert trt.info.backend == "tensorrt" and trt.info.precision == "fp32" and trt.info.max_history == 4
     outs = {"trt": recording(trt), "torch": recording(ref)}
@@ -239,8 +244,10 @@ def test_build_engine_cli_without_tensorrt(tmp_path, capsys):
 def test_build_engine_cli_with_a_builder(tmp_path, capsys):
     path = copy_model(tmp_path)
     fake = FakeRuntime()
-    rc = engine_cache.main(["--onnx", str(path), "--out-dir", str(tmp_path / "e"), "--precision", "fp32",
-                            "--max-batch", "8"], builder=fake)
+    rc = engine_cache.main(
+        ["--onnx", str(path), "--out-dir", str(tmp_path / "e"), "--precision", "fp32", "--max-batch", "8"],
+        builder=fake,
+    )
     assert rc == 0 and fake.builds == [("fp32", Profile(1, 8, 8))]
     assert (tmp_path / "e" / "tiny-fp32.engine").is_file()
     assert engine_cache.main(["--onnx", str(tmp_path / "none.onnx")], builder=fake) == 2
@@ -258,6 +265,7 @@ def test_real_tensorrt_engine(tmp_path):
         b.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
     plan = np.zeros((2, 2, 7), np.float32)
     diff = backend.predict(plan, "joint_velocity", seed=1).astype(int) - ref.predict(
-        plan, "joint_velocity", seed=1).astype(int)
+        plan, "joint_velocity", seed=1
+    ).astype(int)
     assert np.abs(diff).max() <= 2
     assert Path(backend.info.model_id)

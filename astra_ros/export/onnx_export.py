@@ -2,7 +2,7 @@
 
 One graph = ``AstraWorldModel.step`` with its causal state as explicit inputs and outputs:
 
-inputs  ``frame`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
+inputs  ``frame``, ``previous`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
         ``modality`` (B,) int64, ``cache_keys`` / ``cache_values`` (depth,B,heads,M*N,head_dim) f32,
         ``cache_length`` (B,) int64
 outputs ``output`` (B,C,S,S), ``cache_keys_out``, ``cache_values_out``, ``cache_length_out``
@@ -46,7 +46,15 @@ log = logging.getLogger("astra_ros.export")
 SIDECAR_FORMAT = "astra_ros.onnx_step"
 SIDECAR_VERSION = 1
 INPUTS = (
-    "frame", "level", "actions", "action_mask", "modality", "cache_keys", "cache_values", "cache_length"
+    "frame",
+    "previous",
+    "level",
+    "actions",
+    "action_mask",
+    "modality",
+    "cache_keys",
+    "cache_values",
+    "cache_length",
 )
 OUTPUTS = ("output", "cache_keys_out", "cache_values_out", "cache_length_out")
 ROLLOUT_FRAMES = 20
@@ -59,9 +67,13 @@ class StepGraph(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, frame, level, actions, action_mask, modality, cache_keys, cache_values, cache_length):
+    def forward(
+        self, frame, previous, level, actions, action_mask, modality, cache_keys, cache_values, cache_length
+    ):
         actions = Actions(actions, action_mask, modality)
-        out, cache = self.model.step(frame, level, actions, KVCache(cache_keys, cache_values, cache_length))
+        out, cache = self.model.step(
+            frame, previous, level, actions, KVCache(cache_keys, cache_values, cache_length)
+        )
         return out, cache.keys, cache.values, cache.length
 
 
@@ -71,6 +83,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
     cache = [cfg.depth, b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
     shapes = {
         "frame": ([b, c, s, s], "float32"),
+        "previous": ([b, c, s, s], "float32"),
         "level": ([b], "float32"),
         "actions": ([b, a], "float32"),
         "action_mask": ([b, a], "float32"),
@@ -94,7 +107,9 @@ def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.n
     """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), a cache with mixed valid lengths."""
     rng = np.random.default_rng(seed)
     spec = {e["name"]: e for e in io_spec(cfg, batch)["inputs"]}
-    x = {n: rng.standard_normal(spec[n]["shape"]).astype(np.float32) for n in ("frame", "actions")}
+    x = {
+        n: rng.standard_normal(spec[n]["shape"]).astype(np.float32) for n in ("frame", "previous", "actions")
+    }
     x["level"] = rng.uniform(0, 1, batch).astype(np.float32)
     x["action_mask"] = (rng.uniform(0, 1, (batch, cfg.action_dim)) < 0.7).astype(np.float32)
     x["modality"] = rng.integers(0, 5, batch).astype(np.int64)
@@ -119,9 +134,15 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            StepGraph(model.eval()), tuple(example[n] for n in INPUTS), None,
-            input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_shapes=dynamic,
-            opset_version=opset, dynamo=True, verbose=False,
+            StepGraph(model.eval()),
+            tuple(example[n] for n in INPUTS),
+            None,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
         )
     program.save(str(path), external_data=False)
 
@@ -189,8 +210,11 @@ def parity_rollout(
         float(np.abs(a - b).max()) for a, b in zip(records["torch"], records["onnxruntime"], strict=True)
     )
     video = np.abs(videos["torch"].astype(np.int32) - videos["onnxruntime"].astype(np.int32)).max() / 255
-    return {"rollout_steps": len(records["torch"]), "rollout_max_abs_diff": outputs,
-            "rollout_frames_max_abs_diff": float(video)}
+    return {
+        "rollout_steps": len(records["torch"]),
+        "rollout_max_abs_diff": outputs,
+        "rollout_frames_max_abs_diff": float(video),
+    }
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -272,12 +296,17 @@ def export(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="astra-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="astra-export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--checkpoint", required=True, help="astra_ros .pt checkpoint")
     p.add_argument("--out", required=True, help="output .onnx path (sidecar: same name, .json)")
-    p.add_argument("--max-history", type=int, default=None,
-                   help="cache size in frames; must equal the checkpoint's (checked)")
+    p.add_argument(
+        "--max-history",
+        type=int,
+        default=None,
+        help="cache size in frames; must equal the checkpoint's (checked)",
+    )
     p.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed in parity (fp32)")
@@ -299,15 +328,18 @@ def main(argv: list[str] | None = None) -> int:
             if batch < 1:
                 raise ValueError
         except ValueError:
-            print(f"astra-export: --batch={args.batch!r}; expected 'dynamic' or a positive integer",
-                  file=sys.stderr)
+            print(
+                f"astra-export: --batch={args.batch!r}; expected 'dynamic' or a positive integer",
+                file=sys.stderr,
+            )
             return 2
     if not args.out.endswith(".onnx"):
         print(f"astra-export: --out={args.out!r}; expected a path ending in .onnx", file=sys.stderr)
         return 2
     try:
-        payload = export(args.checkpoint, args.out, args.max_history, batch, args.opset, args.tolerance,
-                         args.threads)
+        payload = export(
+            args.checkpoint, args.out, args.max_history, batch, args.opset, args.tolerance, args.threads
+        )
     except CheckpointError as err:
         print(f"astra-export: {err}", file=sys.stderr)
         return 2
@@ -316,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     parity = payload["parity"]
     print(f"wrote {args.out} (sha256 {payload['onnx_sha256'][:12]}) and {sidecar_path(args.out)}")
-    print("parity: " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in parity.items()))
+    print(
+        "parity: "
+        + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in parity.items())
+    )
     return 0
 
 

@@ -1,6 +1,8 @@
 """The Astra world model: a diffusion transformer with temporal causal attention and a KV cache.
 
-Every frame is a grid of ``N`` patch tokens. A sequence holds two streams:
+Every frame is a grid of ``N`` patch tokens; each token also sees the same patch of the frame
+before it (as written into the history), so local motion is learnable without attention. A
+sequence holds two streams:
 
 - context frames (the history memory, each written at its own small noise level), and
 - target frames (being denoised; target ``k`` is the frame that follows context frame ``k``).
@@ -205,7 +207,7 @@ class AstraWorldModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         p, w = cfg.patch_size, cfg.width
-        self.patch_embed = nn.Linear(p * p * cfg.channels, w)
+        self.patch_embed = nn.Linear(2 * p * p * cfg.channels, w)  # (frame, previous frame) patches
         self.register_buffer("pos_embed", sincos_2d(cfg.image_size // p, w), persistent=False)
         self.noise_embed = NoiseLevelEmbedder(w)
         self.action_embed = ActionExperts(cfg)
@@ -257,8 +259,10 @@ class AstraWorldModel(nn.Module):
         x = tokens.reshape(*lead, g, g, p, p, c).transpose(-4, -3)  # (..., g, p, g, p, C)
         return x.movedim(-1, -5).reshape(*lead, c, size, size)
 
-    def embed(self, frames: torch.Tensor) -> torch.Tensor:
-        return self.patch_embed(self.patchify(frames)) + self.pos_embed  # (..., N, W)
+    def embed(self, frames: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Tokens of frames, each patch next to the same patch of the frame before it."""
+        patches = torch.cat([self.patchify(frames), self.patchify(previous)], dim=-1)
+        return self.patch_embed(patches) + self.pos_embed  # (..., N, W)
 
     def conditioning(
         self, s: torch.Tensor, actions: Actions
@@ -299,7 +303,10 @@ class AstraWorldModel(nn.Module):
         n, hd = self.cfg.tokens_per_frame, self.cfg.head_dim
         c_ctx, a_ctx, bal_ctx = self.conditioning(context_level, context_actions)  # (B, T, W)
         c_tgt, a_tgt, bal_tgt = self.conditioning(target_level, target_actions)
-        x = torch.cat([self.embed(context), self.embed(target)], 1)  # (B, 2T, N, W)
+        context_previous = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], 1)
+        x = torch.cat(
+            [self.embed(context, context_previous), self.embed(target, context)], 1
+        )  # (B, 2T, N, W)
         c = torch.cat([c_ctx, c_tgt], 1)[:, :, None]  # (B, 2T, 1, W)
         a = torch.cat([a_ctx, a_tgt], 1)[:, :, None]
         positions = torch.cat([torch.arange(t), torch.arange(1, t + 1)]).repeat_interleave(n)
@@ -321,11 +328,17 @@ class AstraWorldModel(nn.Module):
         return KVCache(zeros, zeros.clone(), torch.zeros(batch, dtype=torch.long, device=device))
 
     def step(
-        self, frame: torch.Tensor, level: torch.Tensor, actions: Actions, cache: KVCache
+        self,
+        frame: torch.Tensor,
+        previous: torch.Tensor,
+        level: torch.Tensor,
+        actions: Actions,
+        cache: KVCache,
     ) -> tuple[torch.Tensor, KVCache]:
         """Run one frame against the cache.
 
-        frame ``(B, C, H, W)`` at noise ``level`` ``(B,)``, actions ``(B, A)``. Returns the network
+        frame ``(B, C, H, W)`` at noise ``level`` ``(B,)``, ``previous`` the frame before it as it was
+        written into the cache (zeros when the cache is empty), actions ``(B, A)``. Returns the network
         output ``(B, C, H, W)`` and the cache with this frame appended (oldest frame evicted when
         full). Denoising steps use the output and drop the new cache; writing a context frame
         (at the small context noise level) keeps the new cache.
@@ -334,7 +347,7 @@ class AstraWorldModel(nn.Module):
         n, slots = cfg.tokens_per_frame, cfg.max_history * cfg.tokens_per_frame
         c, a, _ = self.conditioning(level, actions)  # (B, W)
         c, a = c[:, None, None], a[:, None, None]  # (B, 1, 1, W)
-        x = self.embed(frame)[:, None]  # (B, 1, N, W)
+        x = self.embed(frame, previous)[:, None]  # (B, 1, N, W)
         slot = torch.arange(slots, device=x.device) // n
         valid = slot[None, :] >= cfg.max_history - cache.length[:, None]  # (B, slots)
         mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, slots + N)

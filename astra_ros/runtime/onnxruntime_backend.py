@@ -22,7 +22,7 @@ from astra_ros.runtime.streaming import StreamingBackend
 log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-STEP_INPUTS = ("frame", "level", "actions", "action_mask", "modality")
+STEP_INPUTS = ("frame", "previous", "level", "actions", "action_mask", "modality")
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -152,8 +152,11 @@ class OnnxRuntimeBackend(StreamingBackend):
         dtype = self._types["cache_keys"]
         for ov, arr in zip(
             slot.payload,
-            (pad_batch(keys, gb, 1).astype(dtype), pad_batch(values, gb, 1).astype(dtype),
-             pad_batch(length, gb).astype(np.int64)),
+            (
+                pad_batch(keys, gb, 1).astype(dtype),
+                pad_batch(values, gb, 1).astype(dtype),
+                pad_batch(length, gb).astype(np.int64),
+            ),
             strict=True,
         ):
             ov.update_inplace(np.ascontiguousarray(arr))
@@ -178,18 +181,22 @@ class OnnxRuntimeBackend(StreamingBackend):
         gb = self._batch_for(batch)
         keys, values, length = self.cache_arrays(cache)
         slot = self._pool.acquire(gb, exclude=cache.slot)
-        self._fill(slot, np.repeat(keys[:, :1], batch, 1), np.repeat(values[:, :1], batch, 1),
-                   np.repeat(length[:1], batch))
+        self._fill(
+            slot,
+            np.repeat(keys[:, :1], batch, 1),
+            np.repeat(values[:, :1], batch, 1),
+            np.repeat(length[:1], batch),
+        )
         return PooledCache(slot, batch)
 
-    def _step(self, frame, level, actions, mask, modality, cache: PooledCache):
+    def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
         batch = frame.shape[0]
         gb = self._batch_for(batch)
         if cache.batch != batch:
             raise ValueError(f"cache batch {cache.batch} != frame batch {batch}")
         binding = self.session.io_binding()
         feeds = {}
-        for name, arr in zip(STEP_INPUTS, (frame, level, actions, mask, modality), strict=True):
+        for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):
             feeds[name] = np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name], copy=False))
             binding.bind_cpu_input(name, feeds[name])
         for name, ov in zip(("cache_keys", "cache_values", "cache_length"), cache.slot.payload, strict=True):
@@ -197,8 +204,9 @@ class OnnxRuntimeBackend(StreamingBackend):
         target = self._pool.acquire(gb, exclude=cache.slot)
         assert target is not cache.slot
         binding.bind_output("output", "cpu")
-        for name, ov in zip(("cache_keys_out", "cache_values_out", "cache_length_out"), target.payload,
-                            strict=True):
+        for name, ov in zip(
+            ("cache_keys_out", "cache_values_out", "cache_length_out"), target.payload, strict=True
+        ):
             binding.bind_ortvalue_output(name, ov)
         self.session.run_with_iobinding(binding)
         out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)

@@ -63,21 +63,25 @@ class StreamingBackend(WorldModelBackend):
     def _step(
         self,
         frame: np.ndarray,
+        previous: np.ndarray,
         level: np.ndarray,
         actions: np.ndarray,
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
     ) -> tuple[np.ndarray, Cache]:
-        """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, actions and mask
-        ``(B, A)``, modality ``(B,)`` int64 -> output ``(B, C, S, S)`` and the cache with the
-        frame appended. Must not modify ``cache`` in place."""
+        """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, the previous frame as
+        written into the cache ``(B, C, S, S)``, actions and mask ``(B, A)``, modality ``(B,)`` int64
+        -> output ``(B, C, S, S)`` and the cache with the frame appended. Must not modify ``cache``."""
 
     # -- the WorldModelBackend interface ---------------------------------------------------------
 
     def reset(self) -> None:
         self._cache = self._empty_cache(1)
         self._last: np.ndarray | None = None  # newest observed frame, model space (1, C, S, S)
+        self._written = np.zeros(
+            (1, self.config.channels, self.config.image_size, self.config.image_size), np.float32
+        )
         self._last_command: tuple[np.ndarray, ...] = ()  # its packed command, mask, modality id
         self._length = 0
 
@@ -92,7 +96,9 @@ class StreamingBackend(WorldModelBackend):
         actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
         x = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
         modality_ids = np.array([modality_id(modality)])
-        self._cache = self._write(x, actions, mask, modality_ids, self._cache)
+        self._cache, self._written = self._write(
+            x, self._written, actions, mask, modality_ids, self._cache, self._rng
+        )
         self._last = x
         self._last_command = (actions, mask, modality_ids)
         self._length = min(self._length + 1, self.config.max_history)
@@ -115,6 +121,7 @@ class StreamingBackend(WorldModelBackend):
         steps = steps or self.steps
         cache = self._tile_cache(self._cache, batch)
         base = np.repeat(self._last, batch, axis=0)
+        written = np.repeat(self._written, batch, axis=0)
         frames = []
         for h in range(horizon):
             if h == 0:
@@ -122,8 +129,10 @@ class StreamingBackend(WorldModelBackend):
             else:
                 a, m, ids = packed[:, h - 1], mask[:, h - 1], modality_ids
 
-            def network(x: np.ndarray, s: float, a=a, m=m, ids=ids, cache=cache) -> np.ndarray:
-                return self._guided(x, np.full(batch, s, np.float32), a, m, ids, cache)
+            def network(
+                x: np.ndarray, s: float, a=a, m=m, ids=ids, cache=cache, written=written
+            ) -> np.ndarray:
+                return self._guided(x, written, np.full(batch, s, np.float32), a, m, ids, cache)
 
             noise = rng.standard_normal(base.shape).astype(np.float32)
             x0 = sample_next_frame(
@@ -131,7 +140,7 @@ class StreamingBackend(WorldModelBackend):
             ).clip(-1.0, 1.0)
             frames.append(x0)
             if h + 1 < horizon:
-                cache = self._write(x0, packed[:, h], mask[:, h], modality_ids, cache, rng)
+                cache, written = self._write(x0, written, packed[:, h], mask[:, h], modality_ids, cache, rng)
             base = x0
         video = np.stack(frames, 1)  # (B, H, C, S, S)
         return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
@@ -141,31 +150,33 @@ class StreamingBackend(WorldModelBackend):
     def _write(
         self,
         x0: np.ndarray,
+        previous: np.ndarray,
         actions: np.ndarray,
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
-        rng: np.random.Generator | None = None,
-    ) -> Cache:
-        """Append clean frames to the cache at the context noise level."""
-        rng = rng or self._rng
+        rng: np.random.Generator,
+    ) -> tuple[Cache, np.ndarray]:
+        """Append clean frames to the cache at the context noise level; returns the new cache and
+        the frames as written (the next step's ``previous``)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
         noise = rng.standard_normal(x0.shape).astype(np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
-        return self._step(x, level, actions, mask, modality, cache)[1]
+        return self._step(x, previous, level, actions, mask, modality, cache)[1], x
 
     def _guided(
         self,
         x: np.ndarray,
+        previous: np.ndarray,
         level: np.ndarray,
         actions: np.ndarray,
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
     ) -> np.ndarray:
-        cond = self._step(x, level, actions, mask, modality, cache)[0]
+        cond = self._step(x, previous, level, actions, mask, modality, cache)[0]
         if self.guidance_scale == 1.0:
             return cond
         free = np.full_like(modality, NO_ACTION)
-        uncond = self._step(x, level, actions, mask, free, cache)[0]
+        uncond = self._step(x, previous, level, actions, mask, free, cache)[0]
         return uncond + self.guidance_scale * (cond - uncond)

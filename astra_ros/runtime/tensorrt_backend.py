@@ -30,7 +30,7 @@ from astra_ros.runtime.streaming import StreamingBackend
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
 
-STEP_INPUTS = ("frame", "level", "actions", "action_mask", "modality")
+STEP_INPUTS = ("frame", "previous", "level", "actions", "action_mask", "modality")
 CACHE_IN = ("cache_keys", "cache_values", "cache_length")
 CACHE_OUT = ("cache_keys_out", "cache_values_out", "cache_length_out")
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
@@ -68,8 +68,11 @@ class TensorRTRuntime:
         prop = self._check(self.cudart.cudaGetDeviceProperties(self.device))
         name = prop.name
         name = name.decode(errors="replace").rstrip("\0") if isinstance(name, bytes) else str(name)
-        return {"tensorrt_version": self.trt.__version__, "gpu_name": name,
-                "compute_capability": f"{prop.major}.{prop.minor}"}
+        return {
+            "tensorrt_version": self.trt.__version__,
+            "gpu_name": name,
+            "compute_capability": f"{prop.major}.{prop.minor}",
+        }
 
     def build(self, onnx_path: Path, precision: str, profile: Profile) -> bytes:
         trt = self.trt
@@ -87,8 +90,11 @@ class TensorRTRuntime:
             if hasattr(trt.BuilderFlag, "FP16"):  # 10.x weak typing
                 config.set_flag(trt.BuilderFlag.FP16)
             else:  # 11.x: strongly typed, precision comes from the ONNX
-                log.warning("TensorRT %s: precision follows the ONNX types; export an FP16 ONNX with "
-                            "ModelOpt AutoCast for FP16 kernels", trt.__version__)
+                log.warning(
+                    "TensorRT %s: precision follows the ONNX types; export an FP16 ONNX with "
+                    "ModelOpt AutoCast for FP16 kernels",
+                    trt.__version__,
+                )
         opt = builder.create_optimization_profile()
         for i in range(network.num_inputs):
             tensor = network.get_input(i)
@@ -147,7 +153,12 @@ class TensorRTBackend(StreamingBackend):
     """A TensorRT engine of the step graph; ``runtime`` is the seam (a fake in tests)."""
 
     def __init__(
-        self, engine: bytes, sidecar: dict[str, Any], runtime: Any, model_sha: str, engine_sha: str,
+        self,
+        engine: bytes,
+        sidecar: dict[str, Any],
+        runtime: Any,
+        model_sha: str,
+        engine_sha: str,
         **options: Any,
     ):
         model = sidecar["model"]
@@ -168,8 +179,13 @@ class TensorRTBackend(StreamingBackend):
 
     @classmethod
     def from_onnx(
-        cls, onnx: OnnxModel, engine_cache_dir: str | Path | None = None, precision: str = "fp16",
-        max_batch: int = 16, runtime: Any = None, **options: Any,
+        cls,
+        onnx: OnnxModel,
+        engine_cache_dir: str | Path | None = None,
+        precision: str = "fp16",
+        max_batch: int = 16,
+        runtime: Any = None,
+        **options: Any,
     ) -> TensorRTBackend:
         """Engine from the cache (built when missing, stale or corrupt), then the backend."""
         runtime = runtime or TensorRTRuntime()
@@ -185,8 +201,10 @@ class TensorRTBackend(StreamingBackend):
         key = sidecar["key"]
         mismatch = [f"{k}: engine {key.get(k)!r}, machine {v!r}" for k, v in env.items() if key.get(k) != v]
         if mismatch:
-            raise ModelLoadError(f"TensorRT engine {path} was built elsewhere ({'; '.join(mismatch)}); "
-                                 "expected an engine for this machine: rebuild it with astra-build-engine")
+            raise ModelLoadError(
+                f"TensorRT engine {path} was built elsewhere ({'; '.join(mismatch)}); "
+                "expected an engine for this machine: rebuild it with astra-build-engine"
+            )
         return cls(data, sidecar, runtime, key["onnx_sha256"], sidecar["engine_sha256"], **options)
 
     # -- buffers ---------------------------------------------------------------------------------
@@ -211,8 +229,10 @@ class TensorRTBackend(StreamingBackend):
 
     def _check_batch(self, batch: int) -> None:
         if not 1 <= batch <= self.max_batch:
-            raise ValueError(f"batch={batch}; this engine's profile allows 1..{self.max_batch} "
-                             "(rebuild with astra-build-engine --max-batch)")
+            raise ValueError(
+                f"batch={batch}; this engine's profile allows 1..{self.max_batch} "
+                "(rebuild with astra-build-engine --max-batch)"
+            )
 
     def _upload_cache(self, slot: Any, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
         for ptr, name, arr in zip(slot.payload, CACHE_IN, (keys, values, length), strict=True):
@@ -240,16 +260,20 @@ class TensorRTBackend(StreamingBackend):
         self._check_batch(batch)
         keys, values, length = self.cache_arrays(cache)
         slot = self._pool.acquire(batch, exclude=cache.slot)
-        self._upload_cache(slot, np.repeat(keys[:, :1], batch, 1), np.repeat(values[:, :1], batch, 1),
-                           np.repeat(length[:1], batch))
+        self._upload_cache(
+            slot,
+            np.repeat(keys[:, :1], batch, 1),
+            np.repeat(values[:, :1], batch, 1),
+            np.repeat(length[:1], batch),
+        )
         return PooledCache(slot, batch)
 
-    def _step(self, frame, level, actions, mask, modality, cache: PooledCache):
+    def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
         batch = frame.shape[0]
         self._check_batch(batch)
         if cache.batch != batch:
             raise ValueError(f"cache batch {cache.batch} != frame batch {batch}")
-        for name, arr in zip(STEP_INPUTS, (frame, level, actions, mask, modality), strict=True):
+        for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         target = self._pool.acquire(batch, exclude=cache.slot)
         addresses = {name: self._io[name] for name in (*STEP_INPUTS, "output")}

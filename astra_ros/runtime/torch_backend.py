@@ -38,11 +38,15 @@ class TorchBackend(StreamingBackend):
         )
 
     @torch.inference_mode()
-    def _step(self, frame, level, actions, mask, modality, cache):
+    def _step(self, frame, previous, level, actions, mask, modality, cache):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
         out, cache = self.model.step(
-            tensor(frame), tensor(level), Actions(tensor(actions), tensor(mask), tensor(modality)), cache
+            tensor(frame),
+            tensor(previous),
+            tensor(level),
+            Actions(tensor(actions), tensor(mask), tensor(modality)),
+            cache,
         )
         return out.float().cpu().numpy(), cache
