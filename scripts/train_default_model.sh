@@ -13,7 +13,7 @@ mkdir -p "$bags"
 [ -d "$bags/kuka_heldout" ] || $bin/astra-record-sim --env kuka --episodes 10 --steps 300 --seed 1000 --size 64 --out "$bags/kuka_heldout"
 
 # Train (75 minutes of optimisation steps; --resume continues an interrupted run exactly).
-$bin/astra-train --bags "$bags/kuka_train" --preset small --out "$run" --minutes 40 --lr 1e-3 --rollout-prob 0.3 --val-every 250 --seed 0 --resume
+$bin/astra-train --bags "$bags/kuka_train" --preset small --out "$run" --minutes 40 --lr 1e-3 --rollout-prob 0.3 --ema-decay 0.99 --val-every 250 --seed 0 --resume
 
 # Ship: the EMA weights, the ONNX step graph with its sidecar, and the held-out evaluation.
 cp "$run/model.pt" engines/astra_small.pt

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     p.add_argument("--window", type=int, default=0, help="frames per window (default max_history + 1)")
     p.add_argument("--lr", type=float, default=TrainSettings.lr)
+    p.add_argument(
+        "--ema-decay", type=float, default=TrainSettings.ema_decay, help="EMA decay of the shipped weights"
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--val-every", type=int, default=TrainSettings.val_every)
     p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
@@ -121,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = AstraConfig.preset(args.preset, **parse_overrides(args.set))
         settings = TrainSettings(
             batch_size=args.batch_size,
+            ema_decay=args.ema_decay,
             window=args.window,
             lr=args.lr,
             steps=args.steps,
