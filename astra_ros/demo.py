@@ -1,6 +1,6 @@
 """``make demo``: the KUKA simulator, the world-model node and a planner-like recorder over ROS 2.
 
-``python -m astra_ros.demo [--seconds 60] [--out demo_out] [--model engines/astra_small.pt]``
+``python -m astra_ros.demo [--seconds 60] [--out demo_out] [--model engines/astra_small.onnx]``
 
 Starts three processes on an isolated ROS domain (loopback only):
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MODEL = "engines/astra_small.pt"
+DEFAULT_MODEL = "engines/astra_small.onnx"
 COPY_LAST = "copy_last"
 GIF_SCALE = 3
 MAX_GIF_FRAMES = 300

@@ -30,7 +30,7 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument(
             "model_path",
-            default_value="engines/astra_small.pt",
+            default_value="engines/astra_small.onnx",
             description="Model file, or copy_last for the model-free backend",
         ),
         DeclareLaunchArgument(

@@ -130,4 +130,4 @@ def test_yaml_values_are_valid_and_default_model(yaml_params):
     for name, value in values.items():  # floats are written as floats, so ROS types them as doubles
         assert type(value) is type(SPECS[name].default) or (value == [] and SPECS[name].default == []), name
     settings = Settings.from_values(values)
-    assert settings.model_path == "engines/astra_small.pt" and settings.backend == "auto"
+    assert settings.model_path == "engines/astra_small.onnx" and settings.backend == "auto"

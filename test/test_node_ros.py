@@ -223,7 +223,7 @@ def test_bad_input_is_rejected_counted_and_logged(node_and_driver):
 def test_astra_ros_run_starts_from_yaml(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text(
-        "astra_world_model:\n  ros__parameters:\n    model_path: engines/astra_small.pt\n    horizon: 3\n"
+        "astra_world_model:\n  ros__parameters:\n    model_path: engines/astra_small.onnx\n    horizon: 3\n"
         "    prediction_rate: 0\n    image_qos_reliability: reliable\n    image_qos_depth: 20\n"
     )
     overrides = {"model_path": "copy_last", "joint_names": COPY_LAST_JOINTS}

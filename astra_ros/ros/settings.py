@@ -41,9 +41,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # model and backend
     ParamSpec(
         "model_path",
-        "engines/astra_small.pt",
-        "Model file (.pt checkpoint, .onnx, or engine); relative paths resolve against the "
-        "working directory, the package share directory, then the repository. "
+        "engines/astra_small.onnx",
+        "Model file (.onnx with its .json sidecar, .pt checkpoint, or TensorRT engine); relative paths "
+        "resolve against the working directory, the package share directory, then the repository. "
         f"'{COPY_LAST}' selects the model-free copy-last backend.",
     ),
     ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS),
