@@ -42,7 +42,7 @@ BASE_PARAMS = {
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ros_context():
+def ros_context(ros_domain):
     rclpy.init()
     yield
     rclpy.try_shutdown()

@@ -64,8 +64,10 @@ def test_soak_10000_frames_memory_and_accounting():
                 # /diagnostics), so the rate is what the node sustains and the QoS queues never overflow.
                 rss_warm = None
                 started = time.monotonic()
+                deadline = started + 600  # bounded: a stalled node fails the test instead of hanging CI
                 for i in range(TOTAL):
                     while i - taken_in(driver) > IN_FLIGHT:
+                        assert time.monotonic() < deadline, f"node stopped taking in frames at {i}"
                         rclpy.spin_once(driver.node, timeout_sec=0.001)
                     publish(i)
                     if i == WARMUP:
