@@ -135,9 +135,8 @@ def write_outputs(metrics: dict[str, Any], examples: list[dict[str, Any]], out: 
     return write_report(metrics, examples, out)
 
 
-def run_offline(args: argparse.Namespace) -> dict[str, Any]:
-    from astra_ros.evaluation.replay import replay
-
+def open_inputs(args: argparse.Namespace) -> tuple[WorldModelBackend, list[Any]]:
+    """The backend named by the arguments and the bag's episodes at its resolution."""
     backend = open_backend(
         args.model,
         args.backend,
@@ -147,6 +146,13 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
         guidance_scale=args.guidance_scale,
     )
     episodes, _report = read_episodes(args, backend.info.image_size)
+    return backend, episodes
+
+
+def run_offline(args: argparse.Namespace) -> dict[str, Any]:
+    from astra_ros.evaluation.replay import replay
+
+    backend, episodes = open_inputs(args)
     scores = replay(
         backend,
         episodes,
@@ -365,15 +371,7 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
     """Score the node's PredictedFrames as ``model``; diagnostics from the same model run offline."""
     from astra_ros.evaluation.replay import latency_summary, replay
 
-    backend = open_backend(
-        args.model,
-        args.backend,
-        args.size,
-        steps=args.steps,
-        context_noise=args.context_noise,
-        guidance_scale=args.guidance_scale,
-    )
-    episodes, _report = read_episodes(args, backend.info.image_size)
+    backend, episodes = open_inputs(args)
     out = Path(args.out)
     predictions, latencies = play_into_node(args, episodes, out)
     scores = replay(
