@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -109,27 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from astra_ros.ros.isolation import isolate_ros
-
-    isolate_ros()
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
 
     from astra_ros.data.images import image_message_to_rgb
     from astra_ros.msg import PredictedFrames
     from astra_ros.ros.conversions import stamp_to_ns
+    from astra_ros.ros.process import init_stoppable_node
 
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop["flag"] = True
-
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    node = rclpy.create_node("astra_prediction_recorder")
+    node, stopped = init_stoppable_node("astra_prediction_recorder")
     log = PredictionLog()
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(
@@ -146,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     end = time.monotonic() + args.seconds if args.seconds > 0 else None
     try:
-        while not stop["flag"] and (end is None or time.monotonic() < end):
+        while not stopped() and (end is None or time.monotonic() < end):
             rclpy.spin_once(node, timeout_sec=0.1)
     finally:
         path = log.save(Path(args.out))

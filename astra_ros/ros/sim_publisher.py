@@ -16,7 +16,6 @@ simulated time, or at SIGINT/SIGTERM (the bag is closed cleanly either way).
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -105,26 +104,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"astra_sim_publisher: error: {exc}", file=sys.stderr)
             return 2
 
-    from astra_ros.ros.isolation import isolate_ros
-
-    isolate_ros()
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.signals import SignalHandlerOptions
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, JointState
 
     from astra_ros.ros.conversions import ns_to_stamp, rgb_to_image
+    from astra_ros.ros.process import init_stoppable_node
 
-    stop = {"flag": False}
-
-    def on_signal(signum, frame):  # noqa: ARG001
-        stop["flag"] = True
-
-    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    node = rclpy.create_node("astra_sim_publisher")
+    node, stopped = init_stoppable_node("astra_sim_publisher")
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = node.create_publisher(Clock, "/clock", reliable)
     image_pub = node.create_publisher(Image, args.image_topic, reliable)
@@ -136,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     images = commands = 0
     try:
         deadline = time.monotonic() + args.wait_timeout
-        while image_pub.get_subscription_count() < args.wait_for_subscribers and not stop["flag"]:
+        while image_pub.get_subscription_count() < args.wait_for_subscribers and not stopped():
             if time.monotonic() > deadline:
                 print(
                     f"astra_sim_publisher: error: {image_pub.get_subscription_count()} subscribers on "
@@ -148,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         node.get_logger().info(f"publishing KUKA sim on {args.image_topic} and {args.command_topic}")
         wall0 = time.monotonic()
         end_ns = START_NS + int(args.seconds * NS) if args.seconds > 0 else None
-        while not stop["flag"]:
+        while not stopped():
             t_ns, command, image = stream.tick()
             if end_ns is not None and t_ns >= end_ns:
                 break
