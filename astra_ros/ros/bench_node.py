@@ -123,7 +123,7 @@ class Driver:
         namespace: str = "",
         node_name: str = "astra_world_model",
         reliable_images: bool = True,
-        depth: int = 10,
+        depth: int = 50,
     ):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray

@@ -135,7 +135,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=RELIABILITIES,
     ),
     ParamSpec(
-        "command_qos_depth", 10, "Keep-last depth of the (reliable) command subscriptions.", min=1, max=1000
+        "command_qos_depth", 50, "Keep-last depth of the (reliable) command subscriptions.", min=1, max=1000
     ),
     ParamSpec(
         "output_qos_depth",
