@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from astra_ros.runtime.base import model_info
-from astra_ros.runtime.pingpong import BufferPool, PooledCache, Slot
+from astra_ros.runtime.pingpong import BufferPool, PooledCache, PooledStreamingBackend, Slot
 from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model
-from astra_ros.runtime.streaming import StreamingBackend
 
 log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
@@ -48,7 +47,7 @@ def pad_batch(x: np.ndarray, batch: int, axis: int = 0) -> np.ndarray:
     return np.concatenate([x, np.repeat(first, batch - have, axis=axis)], axis=axis)
 
 
-class OnnxRuntimeBackend(StreamingBackend):
+class OnnxRuntimeBackend(PooledStreamingBackend):
     """``threads``: intra-op threads (None: ORT's default); ``providers``: explicit provider list."""
 
     def __init__(
@@ -126,9 +125,12 @@ class OnnxRuntimeBackend(StreamingBackend):
 
         return ort.OrtValue.ortvalue_from_numpy(array, self.device, self.device_id)
 
-    def _allocate(self, batch: int) -> tuple[Any, Any, Any]:
+    def _cache_dims(self, batch: int) -> tuple[int, ...]:
         d, h, t, k = self._cache_shape
-        shape = (d, batch, h, t, k)
+        return (d, batch, h, t, k)
+
+    def _allocate(self, batch: int) -> tuple[Any, Any, Any]:
+        shape = self._cache_dims(batch)
         dtype = self._types["cache_keys"]
         # Fresh host arrays per buffer: on CPU the OrtValue shares their memory.
         return (
@@ -137,7 +139,7 @@ class OnnxRuntimeBackend(StreamingBackend):
             self._ortvalue(np.zeros(batch, np.int64)),
         )
 
-    def _batch_for(self, batch: int) -> int:
+    def _slot_batch(self, batch: int) -> int:
         if self._graph_batch is None:
             return batch
         if batch > self._graph_batch:
@@ -147,7 +149,7 @@ class OnnxRuntimeBackend(StreamingBackend):
             )
         return self._graph_batch
 
-    def _fill(self, slot: Slot, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
+    def _upload(self, slot: Slot, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
         gb = slot.batch
         dtype = self._types["cache_keys"]
         for ov, arr in zip(
@@ -167,33 +169,10 @@ class OnnxRuntimeBackend(StreamingBackend):
         b = cache.batch
         return keys[:, :b], values[:, :b], length[:b]
 
-    # -- StreamingBackend primitives -------------------------------------------------------------
-
-    def _empty_cache(self, batch: int) -> PooledCache:
-        gb = self._batch_for(batch)
-        slot = self._pool.acquire(gb)
-        d, h, t, k = self._cache_shape
-        zeros = np.zeros((d, gb, h, t, k), np.float32)
-        self._fill(slot, zeros, zeros, np.zeros(gb, np.int64))
-        return PooledCache(slot, batch)
-
-    def _tile_cache(self, cache: PooledCache, batch: int) -> PooledCache:
-        gb = self._batch_for(batch)
-        keys, values, length = self.cache_arrays(cache)
-        slot = self._pool.acquire(gb, exclude=cache.slot)
-        self._fill(
-            slot,
-            np.repeat(keys[:, :1], batch, 1),
-            np.repeat(values[:, :1], batch, 1),
-            np.repeat(length[:1], batch),
-        )
-        return PooledCache(slot, batch)
+    # -- StreamingBackend primitive ---------------------------------------------------------------
 
     def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
-        batch = frame.shape[0]
-        gb = self._batch_for(batch)
-        if cache.batch != batch:
-            raise ValueError(f"cache batch {cache.batch} != frame batch {batch}")
+        batch, gb = frame.shape[0], self._step_batch(frame, cache)
         binding = self.session.io_binding()
         feeds = {}
         for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):

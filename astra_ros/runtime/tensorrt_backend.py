@@ -24,9 +24,8 @@ import numpy as np
 from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
-from astra_ros.runtime.pingpong import BufferPool, PooledCache
+from astra_ros.runtime.pingpong import BufferPool, PooledCache, PooledStreamingBackend, Slot
 from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel
-from astra_ros.runtime.streaming import StreamingBackend
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
 
@@ -149,7 +148,7 @@ class TensorRTRuntime:
         self._keep.clear()
 
 
-class TensorRTBackend(StreamingBackend):
+class TensorRTBackend(PooledStreamingBackend):
     """A TensorRT engine of the step graph; ``runtime`` is the seam (a fake in tests)."""
 
     def __init__(
@@ -227,14 +226,18 @@ class TensorRTBackend(StreamingBackend):
             self.runtime.free(ptr)
         self._allocated.clear()
 
-    def _check_batch(self, batch: int) -> None:
+    def _slot_batch(self, batch: int) -> int:
         if not 1 <= batch <= self.max_batch:
             raise ValueError(
                 f"batch={batch}; this engine's profile allows 1..{self.max_batch} "
                 "(rebuild with astra-build-engine --max-batch)"
             )
+        return batch
 
-    def _upload_cache(self, slot: Any, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
+    def _cache_dims(self, batch: int) -> tuple[int, ...]:
+        return self._shape("cache_keys", batch)
+
+    def _upload(self, slot: Slot, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
         for ptr, name, arr in zip(slot.payload, CACHE_IN, (keys, values, length), strict=True):
             self.runtime.htod(ptr, arr.astype(self._dtypes[name]))
         self.runtime.synchronize()
@@ -247,32 +250,10 @@ class TensorRTBackend(StreamingBackend):
             out.append(arr)
         return out[0], out[1], out[2]
 
-    # -- StreamingBackend primitives -------------------------------------------------------------
-
-    def _empty_cache(self, batch: int) -> PooledCache:
-        self._check_batch(batch)
-        slot = self._pool.acquire(batch)
-        zeros = np.zeros(self._shape("cache_keys", batch), np.float32)
-        self._upload_cache(slot, zeros, zeros, np.zeros(batch, np.int64))
-        return PooledCache(slot, batch)
-
-    def _tile_cache(self, cache: PooledCache, batch: int) -> PooledCache:
-        self._check_batch(batch)
-        keys, values, length = self.cache_arrays(cache)
-        slot = self._pool.acquire(batch, exclude=cache.slot)
-        self._upload_cache(
-            slot,
-            np.repeat(keys[:, :1], batch, 1),
-            np.repeat(values[:, :1], batch, 1),
-            np.repeat(length[:1], batch),
-        )
-        return PooledCache(slot, batch)
+    # -- StreamingBackend primitive ---------------------------------------------------------------
 
     def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
-        batch = frame.shape[0]
-        self._check_batch(batch)
-        if cache.batch != batch:
-            raise ValueError(f"cache batch {cache.batch} != frame batch {batch}")
+        batch = self._step_batch(frame, cache)
         for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         target = self._pool.acquire(batch, exclude=cache.slot)
