@@ -25,26 +25,8 @@ def read_all(bag: Path) -> dict[str, list[tuple[int, object]]]:
 @pytest.fixture(scope="module")
 def kuka_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("rec") / "kuka"
-    assert (
-        main(
-            [
-                "--env",
-                "kuka",
-                "--episodes",
-                "2",
-                "--steps",
-                "30",
-                "--seed",
-                "3",
-                "--size",
-                "32",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    args = "--env kuka --episodes 2 --steps 30 --seed 3 --size 32 --quiet --out".split()
+    assert main([*args, str(out)]) == 0  # through the command line once
     return out
 
 

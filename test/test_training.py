@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from astra_ros.data.record_sim import main as record_sim
+from astra_ros.data.record_sim import record
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.training.train import main as train
 
@@ -23,52 +23,14 @@ TINY = ["--preset", "tiny", "--batch-size", "2", "--val-every", "1000", "--no-bf
 @pytest.fixture(scope="module")
 def kuka_bag(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bags") / "kuka"
-    assert (
-        record_sim(
-            [
-                "--env",
-                "kuka",
-                "--episodes",
-                "3",
-                "--steps",
-                "20",
-                "--seed",
-                "3",
-                "--size",
-                "32",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    record("kuka", episodes=3, steps=20, seed=3, out=out, size=32, progress=False)
     return out
 
 
 @pytest.fixture(scope="module")
 def car_bag(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bags") / "car"
-    assert (
-        record_sim(
-            [
-                "--env",
-                "carracing",
-                "--episodes",
-                "2",
-                "--steps",
-                "15",
-                "--seed",
-                "4",
-                "--size",
-                "32",
-                "--out",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    record("carracing", episodes=2, steps=15, seed=4, out=out, size=32, progress=False)
     return out
 
 

@@ -18,11 +18,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from astra_ros.runtime.base import WorldModelBackend
+
+if TYPE_CHECKING:
+    from astra_ros.evaluation.replay import ReplayScores
 
 COPY_LAST = "copy_last"  # --model value selecting the model-free CopyLastBackend
 LPIPS_NOTE = (
@@ -149,10 +152,16 @@ def open_inputs(args: argparse.Namespace) -> tuple[WorldModelBackend, list[Any]]
     return backend, episodes
 
 
-def run_offline(args: argparse.Namespace) -> dict[str, Any]:
+def score(
+    args: argparse.Namespace,
+    backend: WorldModelBackend,
+    episodes: list[Any],
+    mode: str,
+    model_predictions: dict[tuple[int, int], np.ndarray] | None = None,
+) -> tuple[ReplayScores, dict[str, Any]]:
+    """Replay ``episodes`` through ``backend`` with the command line's window settings."""
     from astra_ros.evaluation.replay import replay
 
-    backend, episodes = open_inputs(args)
     scores = replay(
         backend,
         episodes,
@@ -164,8 +173,14 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         examples=args.examples,
         progress=not args.no_progress,
+        model_predictions=model_predictions,
     )
-    metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": "offline"}
+    return scores, {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
+
+
+def run_offline(args: argparse.Namespace) -> dict[str, Any]:
+    backend, episodes = open_inputs(args)
+    scores, metrics = score(args, backend, episodes, "offline")
     report = write_outputs(metrics, scores.examples, Path(args.out))
     metrics["report"] = str(report)
     return metrics
@@ -369,25 +384,12 @@ def play_into_node(
 
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
     """Score the node's PredictedFrames as ``model``; diagnostics from the same model run offline."""
-    from astra_ros.evaluation.replay import latency_summary, replay
+    from astra_ros.evaluation.replay import latency_summary
 
     backend, episodes = open_inputs(args)
     out = Path(args.out)
     predictions, latencies = play_into_node(args, episodes, out)
-    scores = replay(
-        backend,
-        episodes,
-        args.modality,
-        context=args.context,
-        horizon=args.horizon,
-        max_windows=args.max_windows,
-        steps=args.steps,
-        seed=args.seed,
-        examples=args.examples,
-        progress=not args.no_progress,
-        model_predictions=predictions,
-    )
-    metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": "live"}
+    scores, metrics = score(args, backend, episodes, "live", model_predictions=predictions)
     metrics["offline_latency_ms"] = metrics["latency_ms"]
     metrics["latency_ms"] = latency_summary(latencies)
     metrics["live_predictions"] = len(predictions)
