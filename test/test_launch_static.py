@@ -19,6 +19,8 @@ from astra_ros.ros.settings import DECLARED_NAMES, SPECS, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((REPO / "launch").glob("*.launch.py"))
+WORLD_MODEL_LAUNCH = REPO / "launch" / "astra_world_model.launch.py"
+DEMO_LAUNCH = REPO / "launch" / "astra_demo.launch.py"
 YAML_PATH = REPO / "config" / "astra_world_model.yaml"
 
 
@@ -41,6 +43,7 @@ def analyse(source: str) -> dict:
     declared: dict[str, object] = {}
     used: set[str] = set()
     nodes: list[dict] = []
+    includes: list[str] = []
     has_entry = any(
         isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body
     )
@@ -58,7 +61,9 @@ def analyse(source: str) -> dict:
                     for key, value in zip(item.keys, item.values, strict=True):
                         params[_const(key)] = value
             nodes.append({"executable": _const(_kw(call, "executable")), "params": params, "call": call})
-    return {"declared": declared, "used": used, "nodes": nodes, "entry": has_entry}
+        elif name == "IncludeLaunchDescription":
+            includes += [_const(n) for n in ast.walk(call) if str(_const(n)).endswith(".launch.py")]
+    return {"declared": declared, "used": used, "nodes": nodes, "includes": includes, "entry": has_entry}
 
 
 def undeclared_parameters(source: str) -> list[str]:
@@ -80,13 +85,17 @@ def test_launch_files_exist():
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_parses_and_sets_only_declared_parameters(path):
+def test_launch_file_parses_and_uses_only_declared_arguments(path):
     info = analyse(path.read_text())
     assert info["entry"], "generate_launch_description() missing"
     assert undeclared_parameters(path.read_text()) == []
     assert info["used"] <= set(info["declared"]), (
         f"undeclared launch arguments {info['used'] - set(info['declared'])}"
     )
+
+
+def test_world_model_launch_starts_the_node_from_the_params_file():
+    info = analyse(WORLD_MODEL_LAUNCH.read_text())
     world_models = [n for n in info["nodes"] if n["executable"] == "astra_world_model"]
     assert len(world_models) == 1
     params = _kw(world_models[0]["call"], "parameters")
@@ -94,21 +103,21 @@ def test_launch_file_parses_and_sets_only_declared_parameters(path):
     assert _call_name(first) == "LaunchConfiguration" and _const(first.args[0]) == "params_file"
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_argument_defaults_match_yaml(path, yaml_params):
-    info = analyse(path.read_text())
+def test_world_model_launch_defaults_match_yaml(yaml_params):
+    info = analyse(WORLD_MODEL_LAUNCH.read_text())
     node = next(n for n in info["nodes"] if n["executable"] == "astra_world_model")
     for name, value in node["params"].items():
         assert _call_name(value) == "LaunchConfiguration"
         argument = _const(value.args[0])
         default = info["declared"][argument]
-        assert yaml.safe_load(default) == yaml_params[name], f"{path.name}: {argument} default {default!r}"
+        assert yaml.safe_load(default) == yaml_params[name], f"{argument} default {default!r}"
 
 
-def test_demo_references_the_demo_executables():
-    info = analyse((REPO / "launch" / "astra_demo.launch.py").read_text())
+def test_demo_includes_the_world_model_launch_and_the_demo_executables():
+    info = analyse(DEMO_LAUNCH.read_text())
+    assert info["includes"] == [WORLD_MODEL_LAUNCH.name]
     executables = {n["executable"] for n in info["nodes"]}
-    assert executables == {"astra_sim_publisher", "astra_world_model", "astra_prediction_recorder"}
+    assert executables == {"astra_sim_publisher", "astra_prediction_recorder"}
     scripts = set(re.findall(r'"([\w-]+) = astra_ros\.', (REPO / "setup.py").read_text()))
     assert executables <= scripts
 
