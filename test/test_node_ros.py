@@ -149,6 +149,24 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
     assert all(stamp_ns(s) >= BASE + 100 * PERIOD for s in first.context_stamps)
 
 
+@pytest.mark.parametrize("node_and_driver", [{"frame_period": 2 * PERIOD / 1e9}], indirect=True)
+def test_camera_faster_than_the_model_is_decimated_to_its_frame_period(node_and_driver):
+    proc, driver = node_and_driver
+    count = 20
+    stream(driver, count, 30.0, COPY_LAST_JOINTS, size=96, start_ns=BASE)
+    diag = diag_when(
+        driver, lambda d: int(d.get("count.images", 0)) == count and d.get("queue_length") == "0"
+    )
+    assert int(diag["count.decimated"]) == count // 2  # every second image is between model frames
+    assert driver.spin_until(lambda: len(driver.predictions) > 0, 5), proc.output()
+    msg = driver.predictions[-1][0]
+    step = msg.time_step.sec * 10**9 + msg.time_step.nanosec
+    assert abs(step - 2 * PERIOD) <= 1  # the model's time step, not the camera's
+    context = [stamp_ns(s) for s in msg.context_stamps]
+    assert all((s - BASE) % (2 * PERIOD) == 0 for s in context) and np.all(np.diff(context) == 2 * PERIOD)
+    assert "frame_period=66.6667 ms" in proc.output()
+
+
 def test_time_jump_and_gap_reset_state(node_and_driver):
     proc, driver = node_and_driver
     stream(driver, 10, 30.0, COPY_LAST_JOINTS, start_ns=BASE)

@@ -9,6 +9,7 @@ import pytest
 
 from astra_ros.ros.pairing import (
     CommandBuffer,
+    FrameGrid,
     LatencyStats,
     PeriodEstimator,
     Timeline,
@@ -84,6 +85,28 @@ def test_period_latency_rate_helpers():
     assert not due_for_prediction(50 * MS, 0, 10.0)
     assert due_for_prediction(100 * MS, 0, 10.0)
     assert due_for_prediction(1, 0, 0.0)
+
+
+def taken(grid: FrameGrid, stamps_ms: list[float], image_ms: float) -> list[float]:
+    return [t for t in stamps_ms if grid.take(int(t * MS), int(image_ms * MS))]
+
+
+def test_frame_grid_decimates_to_the_model_period_without_drift():
+    period = 66.667
+    assert taken(FrameGrid(int(period * MS)), [33.333 * i for i in range(9)], 33.333) == [
+        33.333 * i for i in (0, 2, 4, 6, 8)
+    ]  # 30 Hz camera, 15 Hz model: every second image
+    jittered = [33.333 * i + (2.0 if i % 2 else -2.0) for i in range(1, 61)]
+    kept = taken(FrameGrid(int(period * MS)), jittered, 33.333)
+    assert len(kept) == 30 and np.allclose(np.diff(kept), period, atol=4.5)  # no drift, no double take
+    kept = taken(FrameGrid(int(period * MS)), [40.0 * i for i in range(31)], 40.0)  # 25 Hz camera
+    assert abs((kept[-1] - kept[0]) / (len(kept) - 1) - period) < 2.0 and np.max(np.diff(kept)) <= 80.0
+    assert taken(FrameGrid(int(period * MS)), [0.0, 100.0, 200.0, 300.0], 100.0) == [0.0, 100.0, 200.0, 300.0]
+    grid = FrameGrid(int(period * MS))
+    assert taken(grid, [0.0, 33.0, 5000.0, 5033.0, 5067.0], 33.333) == [0.0, 5000.0, 5067.0]  # re-anchors
+    grid.reset()
+    assert taken(grid, [10.0, 43.0], 33.333) == [10.0]
+    assert taken(FrameGrid(0), [0.0, 1.0, 2.0], 1.0) == [0.0, 1.0, 2.0]  # 0: every image
 
 
 def test_hold_plan():

@@ -7,8 +7,9 @@ Threads (one MultiThreadedExecutor, one worker):
   images; ``~/reset`` with the images) only convert, validate and enqueue: image -> RGB at model
   size, paired with the command in force at its stamp
   (zero-order hold, ``pairing.CommandBuffer``), timeline checks (gap / backwards jump reset,
-  out-of-order rejection), then appended to a bounded ingestion queue (oldest dropped and
-  counted when the worker falls behind).
+  out-of-order rejection), decimation to the model's frame period (``frame_period``: a 30 Hz
+  camera feeds a 15 Hz model every second image, ``pairing.FrameGrid``), then appended to a
+  bounded ingestion queue (oldest dropped and counted when the worker falls behind).
 - The worker ingests EVERY queued frame, in order, so the causal history stays correct; then,
   if any of those frames was due for prediction (``prediction_rate`` in image time), it predicts
   once from the newest state (latest frame wins; the other due frames are counted as
@@ -60,6 +61,7 @@ from astra_ros.ros.conversions import (
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.pairing import (
     CommandBuffer,
+    FrameGrid,
     LatencyStats,
     PeriodEstimator,
     RateMeter,
@@ -160,7 +162,10 @@ class WorldModelNode(Node):
         if self.joint_order is not None:
             self._make_command_buffer()
         self._timeline = Timeline(int(s.max_image_gap * 1e9))
-        self._periods = PeriodEstimator()
+        frame_period = info.frame_period if s.frame_period < 0 else s.frame_period
+        self._grid = FrameGrid(int(frame_period * 1e9))
+        self._image_periods = PeriodEstimator()
+        self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
         self._last_due_ns: int | None = None
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
@@ -245,10 +250,18 @@ class WorldModelNode(Node):
         self.get_logger().info(
             f"ready: backend={info.backend} model_id={info.model_id} image_size={info.image_size} "
             f"modality={self.modality} horizon={s.horizon} min_history={s.min_history} "
-            f"cache={history_cap} prediction_rate={s.prediction_rate} Hz"
+            f"cache={history_cap} prediction_rate={s.prediction_rate} Hz "
+            f"frame_period={self._grid.period_ns / 1e6:g} ms (0: every image)"
         )
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _restart_timing(self) -> None:
+        """Forget the image timing of the stream before a reset (the camera rate is kept)."""
+        self._image_periods.reset()
+        self._frame_periods.reset()
+        self._grid.reset()
+        self._last_due_ns = None
 
     def _make_command_buffer(self) -> None:
         s = self.settings
@@ -356,12 +369,15 @@ class WorldModelNode(Node):
             return
         if verdict in ("gap", "jump_back"):
             self._carry_reset = verdict
-            self._periods.reset()
-            self._last_due_ns = None
+            self._restart_timing()
             self.get_logger().warning(
                 f"image timeline {verdict} at stamp {stamp_ns} ns: resetting the causal state"
             )
-        self._periods.add(stamp_ns)
+        self._image_periods.add(stamp_ns)
+        if not self._grid.take(stamp_ns, self._image_periods.median_ns()):
+            self._count(self._counts, "decimated")
+            return
+        self._frame_periods.add(stamp_ns)
         if self._commands is None:
             self._count(self._dropped, "missing_command")
             return
@@ -381,7 +397,7 @@ class WorldModelNode(Node):
             msg.header.frame_id,
             rgb,
             paired.command,
-            self._periods.median_ns(default_step),
+            self._frame_periods.median_ns(default_step),
             due,
             self._carry_reset,
         )
@@ -404,8 +420,7 @@ class WorldModelNode(Node):
         with self._backend_lock:
             self._reset_state("service")
         self._timeline.reset()
-        self._periods.reset()
-        self._last_due_ns = None
+        self._restart_timing()
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
         self.get_logger().info(response.message)

@@ -115,7 +115,7 @@ class Timeline:
 
 
 class PeriodEstimator:
-    """Median of the recent image periods (the model time step for the published message)."""
+    """Median of the recent periods of a stamp sequence (images, or the frames the model took)."""
 
     def __init__(self, window: int = 64):
         self._periods: deque[int] = deque(maxlen=window)
@@ -131,6 +131,32 @@ class PeriodEstimator:
 
     def median_ns(self, default_ns: int = 0) -> int:
         return int(np.median(self._periods)) if self._periods else default_ns
+
+
+class FrameGrid:
+    """Decimates a camera stream to the model's frame period, without drift.
+
+    Targets advance by ``period_ns`` from the first taken image; an image is taken when it is the
+    first at or after its target less half an image period (so the image nearest the target wins).
+    A gap longer than a period re-anchors the grid on the image. ``period_ns`` 0 takes every image.
+    """
+
+    def __init__(self, period_ns: int):
+        self.period_ns = period_ns
+        self._target: int | None = None
+
+    def reset(self) -> None:
+        self._target = None
+
+    def take(self, stamp_ns: int, image_period_ns: int) -> bool:
+        if self.period_ns <= 0:
+            return True
+        target = stamp_ns if self._target is None else self._target
+        if stamp_ns < target - image_period_ns // 2:
+            return False
+        target += self.period_ns
+        self._target = target if target > stamp_ns else stamp_ns + self.period_ns  # re-anchor after a gap
+        return True
 
 
 class LatencyStats:

@@ -112,6 +112,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     # time and state
     ParamSpec(
+        "frame_period",
+        -1.0,
+        "Seconds between model frames: images in between are skipped (count.decimated) so the "
+        "model sees the time step it was trained on; -1 = the model's own (every image when it "
+        "records none), 0 = every image.",
+        min=-1.0,
+        max=60.0,
+    ),
+    ParamSpec(
         "max_image_gap",
         1.0,
         "Seconds: a forward image gap or backwards jump larger than this resets the causal state; "
@@ -175,6 +184,7 @@ class Settings:
     joint_names: tuple[str, ...]
     command_staleness: float
     stale_command_policy: str
+    frame_period: float
     max_image_gap: float
     ingest_queue_size: int
     image_qos_depth: int
