@@ -231,10 +231,8 @@ def stream(
 # --- benchmark -------------------------------------------------------------------------------------
 
 
-def _bare_backend_ms(
-    model_path: str, settings: Settings, frames: int, image_size: int
-) -> tuple[float, float]:
-    """p50 of ingest+predict per frame on the bare backend (what the worker does per prediction)."""
+def _bare_backend_ms(model_path: str, settings: Settings, frames: int) -> tuple[float, float, float]:
+    """The worker's two jobs on the bare backend: p50 of one ingest, p50 and p99 of one predict."""
     from astra_ros.ros.conversions import command_width
     from astra_ros.ros.node import load_world_model
 
@@ -243,42 +241,46 @@ def _bare_backend_ms(
     width = command_width(settings.modality, joints)
     size = backend.info.image_size
     rng = np.random.default_rng(0)
-    samples = []
+    ingest, predict = [], []
     for i in range(frames):
         frame = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        action = np.zeros(width, np.float32)
         started = time.perf_counter()
-        backend.ingest(frame, action, settings.modality)
+        backend.ingest(frame, np.zeros(width, np.float32), settings.modality)
+        ingest.append((time.perf_counter() - started) * 1e3)
         if backend.history_length >= settings.min_history:
+            started = time.perf_counter()
             backend.predict(
                 np.zeros((1, settings.horizon, width), np.float32),
                 settings.modality,
                 steps=settings.denoising_steps,
                 seed=i,
             )
-            samples.append((time.perf_counter() - started) * 1e3)
-    return float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
+            predict.append((time.perf_counter() - started) * 1e3)
+    return float(np.median(ingest)), float(np.median(predict)), float(np.percentile(predict, 99))
 
 
 def run_benchmark(
-    model_path: str, rates: list[float], seconds: float, image_size: int
+    model_path: str, rates: list[float], prediction_rate: float | None, seconds: float, image_size: int
 ) -> list[dict[str, Any]]:
+    """One node per input rate; ``prediction_rate`` None = the input rate."""
     import rclpy
 
     isolate_ros()
     settings = Settings.from_values({"model_path": model_path})
-    bare50, bare99 = _bare_backend_ms(model_path, settings, 60, image_size)
+    ingest50, predict50, predict99 = _bare_backend_ms(model_path, settings, 60)
     from astra_ros.ros.node import load_world_model
 
     info = load_world_model(settings).info
     joints = list(info.joint_names) or COPY_LAST_JOINTS
+    model_hz = 1.0 / info.frame_period if info.frame_period > 0 else float("inf")
     rows = []
     rclpy.init()
     try:
         for rate in rates:
+            predict_hz = min(rate, prediction_rate or rate)
             params = {
                 "model_path": model_path,
-                "prediction_rate": float(rate),
+                "prediction_rate": float(predict_hz),
                 "image_qos_reliability": "reliable",
                 "image_qos_depth": 10,
                 "diagnostics_period": 0.5,
@@ -298,15 +300,16 @@ def run_benchmark(
                     rows.append(
                         dict(
                             rate=rate,
+                            prediction_rate=predict_hz,
+                            load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
                             images=count,
                             predictions=len(driver.predictions),
                             publish_p50=float(diag.get("latency_p50_ms", "nan")),
                             publish_p99=float(diag.get("latency_p99_ms", "nan")),
                             receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
                             receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
-                            superseded=int(diag.get("dropped.superseded", "0")),
-                            bare_p50=bare50,
-                            bare_p99=bare99,
+                            bare_p50=ingest50 + predict50,
+                            bare_p99=ingest50 + predict99,
                         )
                     )
                 finally:
@@ -321,16 +324,20 @@ def stamp_ns(stamp) -> int:
 
 
 def print_table(rows: list[dict[str, Any]], backend: str) -> None:
-    print(f"astra_world_model latency ({backend}); ms from image stamp; bare = backend ingest+predict p50")
     print(
-        "| input Hz | images | predictions | publish p50 | publish p99 | receipt p50 | receipt p99 "
-        "| bare p50 | ROS ms p50 | ROS overhead p50 |"
+        f"astra_world_model latency ({backend}); ms from image stamp; bare = backend ingest + predict p50; "
+        "worker load = ingests/s x ingest ms + predictions/s x predict ms (over 100%: it cannot keep up)"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| input Hz | prediction Hz | worker load | images | predictions | publish p50 | publish p99 "
+        "| receipt p50 | receipt p99 | bare p50 | ROS ms p50 | ROS overhead p50 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         overhead = r["publish_p50"] / r["bare_p50"] - 1 if r["bare_p50"] > 0 else float("nan")
         print(
-            f"| {r['rate']:g} | {r['images']} | {r['predictions']} "
+            f"| {r['rate']:g} | {r['prediction_rate']:g} | {r['load']:.0%} "
+            f"| {r['images']} | {r['predictions']} "
             f"| {r['publish_p50']:.1f} | {r['publish_p99']:.1f} "
             f"| {r['receipt_p50']:.1f} | {r['receipt_p99']:.1f} | {r['bare_p50']:.1f} "
             f"| {r['publish_p50'] - r['bare_p50']:.1f} | {overhead:+.0%} |"
@@ -340,11 +347,14 @@ def print_table(rows: list[dict[str, Any]], backend: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="astra-bench node", description=__doc__)
     parser.add_argument("--model-path", default=SPECS["model_path"].default)
-    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[10.0, 30.0], help="camera rates (Hz)")
+    parser.add_argument(
+        "--prediction-rate", type=float, default=None, help="predictions/s (default: the camera rate)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--image-size", type=int, default=256, help="camera image side (resized by the node)")
     args = parser.parse_args(argv)
-    rows = run_benchmark(args.model_path, args.rates, args.seconds, args.image_size)
+    rows = run_benchmark(args.model_path, args.rates, args.prediction_rate, args.seconds, args.image_size)
     print_table(rows, args.model_path)
     return 0
 
