@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from astra_ros.data.bags import read_bag
 from astra_ros.evaluation.metrics import mse, psnr_from_mse, ssim
@@ -69,7 +70,12 @@ def frames_of(bag: str, size: int) -> list[np.ndarray]:
 
 
 def train_autoencoder(
-    frames: np.ndarray, latent_channels: int, seconds: float, batch: int = 16, seed: int = 0
+    frames: np.ndarray,
+    latent_channels: int,
+    seconds: float,
+    batch: int = 16,
+    seed: int = 0,
+    progress: bool = False,
 ) -> tuple[ConvAutoencoder, int]:
     """Adam on the MSE of random frames for a wall-clock budget; -> (model, steps)."""
     torch.manual_seed(seed)
@@ -77,13 +83,17 @@ def train_autoencoder(
     model = ConvAutoencoder(latent_channels)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     steps, start = 0, time.monotonic()
-    while time.monotonic() - start < seconds:
-        x = to_model(frames[rng.integers(0, len(frames), batch)])
-        loss = F.mse_loss(model(x), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        steps += 1
+    bar = tqdm(total=round(seconds), unit="s", desc=f"autoencoder C={latent_channels}", disable=not progress)
+    with bar:
+        while (elapsed := time.monotonic() - start) < seconds:
+            x = to_model(frames[rng.integers(0, len(frames), batch)])
+            loss = F.mse_loss(model(x), x)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            bar.update(round(elapsed) - bar.n)
+            bar.set_postfix(loss=f"{loss.item():.4f}", steps=steps, refresh=False)
     return model.eval(), steps
 
 
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             tokens = f"{grid}x{grid}x192" if key == "model" else "-"
             rows.append((f"{name} one-step prediction, astra-eval h1", tokens, psnr, ssim_value, "-"))
     for channels in args.latent_channels:
-        model, steps = train_autoencoder(train, channels, 60 * args.minutes)
+        model, steps = train_autoencoder(train, channels, 60 * args.minutes, progress=True)
         psnr, ssim_value = reconstruction_scores(model, heldout)
         name = f"autoencoder reconstruction, {channels} latent channels"
         rows.append((name, f"{grid}x{grid}x{channels}", psnr, ssim_value, steps))
