@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model (engines/astra_small.*) on a CPU machine (~80 min on 2 cores).
+# Reproduce the shipped default model (engines/astra_small.*) on a CPU machine (about 2 hours on 2 cores).
 # Run from the repository root after `make setup`.
 set -euo pipefail
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
@@ -12,8 +12,8 @@ mkdir -p "$bags"
 [ -d "$bags/kuka_train" ] || $bin/astra-record-sim --env kuka --episodes 60 --steps 300 --seed 0 --size 64 --out "$bags/kuka_train"
 [ -d "$bags/kuka_heldout" ] || $bin/astra-record-sim --env kuka --episodes 10 --steps 300 --seed 1000 --size 64 --out "$bags/kuka_heldout"
 
-# Train (75 minutes of optimisation steps; --resume continues an interrupted run exactly).
-$bin/astra-train --bags "$bags/kuka_train" --preset small --out "$run" --minutes 40 --lr 1e-3 --rollout-prob 0.3 --ema-decay 0.99 --val-every 250 --seed 0 --resume
+# Train (110 minutes of optimisation steps; --resume continues an interrupted run exactly).
+$bin/astra-train --bags "$bags/kuka_train" --preset small --out "$run" --minutes 110 --lr 1e-3 --rollout-prob 0.3 --ema-decay 0.99 --val-every 250 --seed 0 --resume
 
 # Ship: the EMA weights, the ONNX step graph with its sidecar, and the held-out evaluation.
 cp "$run/model.pt" engines/astra_small.pt
