@@ -37,6 +37,8 @@ def test_copy_last_scores_pairs_each_frame_with_the_one_before():
     assert 0.0 < ssim_value < 1.0
 
 
-def test_size_must_be_a_multiple_of_eight(capsys):
+def test_bad_arguments_exit_2_with_a_message(capsys, tmp_path):
     assert main(["--train", "a", "--heldout", "b", "--size", "60"]) == 2
     assert "--size=60" in capsys.readouterr().err
+    assert main(["--train", str(tmp_path / "missing"), "--heldout", "b"]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -132,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latent_study: error: --size={args.size}; expected a multiple of 8", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    train = np.concatenate(frames_of(args.train, args.size))
-    heldout_episodes = frames_of(args.heldout, args.size)
+    try:
+        train = np.concatenate(frames_of(args.train, args.size))
+        heldout_episodes = frames_of(args.heldout, args.size)
+    except (OSError, ValueError) as err:
+        print(f"latent_study: error: {err}", file=sys.stderr)
+        return 2
     heldout = np.concatenate(heldout_episodes)
     grid = args.size // 8
     rows = []
