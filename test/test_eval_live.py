@@ -17,46 +17,13 @@ def test_live_mode_scores_predicted_frames_with_the_same_keys(tmp_path):
     isolate_ros()
     bag = tmp_path / "kuka"
     record("kuka", episodes=2, steps=14, seed=5, out=bag, progress=False)
+    common = ["--model", "copy_last", "--bag", str(bag), "--context", "3", "--horizon", "4", "--no-progress"]
     out = tmp_path / "live"
-    rc = eval_main(
-        [
-            "--model",
-            "copy_last",
-            "--bag",
-            str(bag),
-            "--out",
-            str(out),
-            "--live",
-            "--context",
-            "3",
-            "--horizon",
-            "4",
-            "--no-progress",
-            "--live-timeout",
-            "60",
-        ]
-    )
+    rc = eval_main([*common, "--out", str(out), "--live", "--live-timeout", "60"])
     assert rc == 0, (out / "node.log").read_text() if (out / "node.log").exists() else ""
     live = json.loads((out / "metrics.json").read_text())
     offline_out = tmp_path / "offline"
-    assert (
-        eval_main(
-            [
-                "--model",
-                "copy_last",
-                "--bag",
-                str(bag),
-                "--out",
-                str(offline_out),
-                "--context",
-                "3",
-                "--horizon",
-                "4",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert eval_main([*common, "--out", str(offline_out)]) == 0
     offline = json.loads((offline_out / "metrics.json").read_text())
     assert live["mode"] == "live" and offline["mode"] == "offline"
     for key in offline:
