@@ -47,24 +47,16 @@ def test_predicted_frames_round_trip_between_processes(tmp_path):
     env = dict(os.environ)
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST" and env["ROS_DOMAIN_ID"] == str(domain)
     sent_file, recv_file = tmp_path / "sent.bin", tmp_path / "received.bin"
-    cmd = [sys.executable, str(PEER)]
-    sub = subprocess.Popen(
-        [*cmd, "sub", str(recv_file), "--timeout", str(TIMEOUT)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def peer(role: str, path: Path) -> subprocess.Popen:
+        args = [sys.executable, str(PEER), role, str(path), "--timeout", str(TIMEOUT)]
+        return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    sub = peer("sub", recv_file)
     pub = None
     try:
         assert sub.stdout.readline().strip() == "ready", sub.stderr.read()
-        pub = subprocess.Popen(
-            [*cmd, "pub", str(sent_file), "--timeout", str(TIMEOUT)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        pub = peer("pub", sent_file)
         sub_out, sub_err = sub.communicate(timeout=TIMEOUT + 30)
         pub_out, pub_err = pub.communicate(timeout=TIMEOUT + 30)
     finally:
