@@ -656,7 +656,7 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
     """Init rclpy with ``args`` (ROS arguments), run the node with its executor, shut down."""
     # The worker runs 15 backend calls per 8-frame prediction; after each it needs the GIL back from
     # the executor threads. At Python's default 5 ms switch interval that wait added ~80 ms to the
-    # p50 latency and up to 2 s to the p99 (astra-bench node, 2-core CPU); 0.2 ms removes most of it.
+    # p50 latency and up to 2 s to the p99 (node diagnostics, 2-core CPU); 0.2 ms removes most of it.
     sys.setswitchinterval(0.0002)
     rclpy.init(args=args)
     try:
