@@ -15,6 +15,7 @@ import torch
 from astra_ros.data.record_sim import record
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.training.train import main as train
+from astra_ros.training.trainer import TrainSettings, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "tiny", "--batch-size", "2", "--val-every", "1000", "--no-bf16"]
@@ -86,6 +87,48 @@ def test_resume_after_a_stop_is_exact(kuka_bag, tmp_path):
     assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
+def test_cosine_schedule_warms_up_then_decays_to_lr_min():
+    s = TrainSettings(lr=1e-3, lr_min=1e-5, warmup_steps=10, steps=110, lr_schedule="cosine")
+    lrs = [learning_rate(s, step) for step in range(110)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lrs[59] == pytest.approx(0.5 * (1e-3 + 1e-5))
+    assert lrs[-1] == pytest.approx(1e-5)
+    constant = TrainSettings(lr=1e-3, warmup_steps=10, steps=110)
+    assert learning_rate(constant, 109) == pytest.approx(1e-3)
+
+
+def test_init_starts_from_given_weights_with_a_fresh_optimizer(kuka_bag, tmp_path):
+    common = ["--bags", str(kuka_bag), *TINY, "--val-fraction", "0"]
+    assert train([*common, "--out", str(tmp_path / "base"), "--steps", "2"]) == 0
+    base = load_checkpoint(tmp_path / "base" / "model.pt").model
+    assert (
+        train(
+            [
+                *common,
+                "--out",
+                str(tmp_path / "ft"),
+                "--steps",
+                "1",
+                "--lr",
+                "0",
+                "--init",
+                str(tmp_path / "base" / "model.pt"),
+            ]
+        )
+        == 0
+    )
+    assert train([*common, "--out", str(tmp_path / "scratch"), "--steps", "1", "--lr", "0"]) == 0
+    tuned, scratch = (
+        weights(tmp_path / "ft" / "checkpoint.pt"),
+        weights(tmp_path / "scratch" / "checkpoint.pt"),
+    )
+    assert all(torch.equal(base[k], tuned[k]) for k in base)
+    assert any(not torch.equal(base[k], scratch[k]) for k in base)
+    other = ["--set", "context_noise=0.2", "--out", str(tmp_path / "other"), "--steps", "1"]
+    assert train([*common, *other, "--init", str(tmp_path / "base" / "model.pt")]) == 2
+
+
 def test_two_robots_train_one_model(kuka_bag, car_bag, tmp_path):
     run = tmp_path / "mixed"
     assert (
@@ -150,6 +193,42 @@ def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
     assert "GiB" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         train(["--bags", "--out", str(tmp_path / "r"), "--steps", "1"])
+    assert (
+        train(
+            [
+                "--bags",
+                str(kuka_bag),
+                "--out",
+                str(tmp_path / "r"),
+                "--minutes",
+                "1",
+                "--lr-schedule",
+                "cosine",
+                *TINY,
+            ]
+        )
+        == 2
+    )
+    assert "--steps" in capsys.readouterr().err
+    small = tmp_path / "small.pt"
+    assert (
+        train(
+            [
+                "--bags",
+                str(kuka_bag),
+                "--out",
+                str(tmp_path / "r"),
+                "--steps",
+                "1",
+                "--preset",
+                "small",
+                "--init",
+                str(small),
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_torchrun_two_cpu_processes_keep_identical_weights(kuka_bag, tmp_path):

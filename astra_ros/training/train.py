@@ -21,6 +21,7 @@ import numpy as np
 
 from astra_ros.data.bags import DEFAULT_TOPICS, BagError, Episode, read_bag
 from astra_ros.data.windows import split_episodes
+from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import PRESETS, AstraConfig
 from astra_ros.training.objective import ObjectiveSettings
 from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings
@@ -37,9 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float)
     budget.add_argument("--steps", type=int)
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    p.add_argument(
+        "--init", type=Path, help="start from the weights of this model.pt or checkpoint.pt, fresh optimizer"
+    )
     p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     p.add_argument("--window", type=int, default=0, help="frames per window (default max_history + 1)")
     p.add_argument("--lr", type=float, default=TrainSettings.lr)
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default=TrainSettings.lr_schedule,
+        help="after warm-up: constant, or cosine decay to --lr-min at --steps",
+    )
+    p.add_argument("--lr-min", type=float, default=TrainSettings.lr_min)
     p.add_argument(
         "--ema-decay", type=float, default=TrainSettings.ema_decay, help="EMA decay of the shipped weights"
     )
@@ -127,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             ema_decay=args.ema_decay,
             window=args.window,
             lr=args.lr,
+            lr_schedule=args.lr_schedule,
+            lr_min=args.lr_min,
             steps=args.steps,
             minutes=args.minutes,
             val_every=args.val_every,
@@ -139,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         train, val, meta = load_data(args, cfg)
         args.out.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        trainer = Trainer(cfg, train, val, args.out, settings, meta, resume=args.resume)
+        init = load_checkpoint(args.init) if args.init else None
+        trainer = Trainer(cfg, train, val, args.out, settings, meta, resume=args.resume, init=init)
         final = trainer.train()
         if trainer.rank == 0:
             trainer.export_model(args.out / "model.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ class TrainSettings:
     window: int = 0  # frames per training window; 0 = max_history + 1
     lr: float = 4e-4
     warmup_steps: int = 100
+    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at `steps`; needs a step budget)
+    lr_min: float = 1e-5
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.995  # short CPU runs: a long EMA drags in the early, worse weights
@@ -46,6 +49,15 @@ class TrainSettings:
     checkpoint_minutes: float = 2.0
     seed: int = 0
     objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
+
+
+def learning_rate(s: TrainSettings, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay reaching ``lr_min`` at the last step."""
+    warmup = min(1.0, (step + 1) / s.warmup_steps)
+    if s.lr_schedule == "constant" or s.steps is None:
+        return s.lr * warmup
+    progress = min(1.0, max(0.0, (step + 1 - s.warmup_steps) / max(s.steps - s.warmup_steps, 1)))
+    return warmup * (s.lr_min + 0.5 * (s.lr - s.lr_min) * (1.0 + math.cos(math.pi * progress)))
 
 
 class TrainingError(ValueError):
@@ -100,12 +112,17 @@ class Trainer:
         settings: TrainSettings,
         meta: dict[str, Any],
         resume: bool = False,
+        init: Checkpoint | None = None,
     ):
         self.rank, self.world = distributed()
         if settings.window == 0:
             settings.window = cfg.max_history + 1
         if settings.steps is None and settings.minutes is None:
             raise TrainingError("give a budget: steps or minutes")
+        if settings.lr_schedule not in ("constant", "cosine"):
+            raise TrainingError(f"lr_schedule is {settings.lr_schedule!r}; expected 'constant' or 'cosine'")
+        if settings.lr_schedule == "cosine" and settings.steps is None:
+            raise TrainingError("the cosine learning-rate schedule decays over --steps; give --steps")
         check_memory(cfg, settings)
         self.cfg, self.settings, self.run_dir, self.val = cfg, settings, run_dir, val
         self.data = WindowDataset(train, settings.window, cfg)
@@ -113,6 +130,10 @@ class Trainer:
             raise TrainingError(f"no training windows of {settings.window} frames in {len(train)} episodes")
         torch.manual_seed(settings.seed)
         self.model = AstraWorldModel(cfg)
+        if init is not None:
+            if init.config != cfg:
+                raise TrainingError("--init has another config than the preset with its --set overrides")
+            self.model.load_state_dict(init.model)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -160,9 +181,6 @@ class Trainer:
         indices = rng.integers(0, len(self.data), self.settings.batch_size)
         return collate([self.data[int(i)] for i in indices]), torch.Generator().manual_seed(seed)
 
-    def _lr(self, step: int) -> float:
-        return self.settings.lr * min(1.0, (step + 1) / self.settings.warmup_steps)
-
     def _done(self) -> bool:
         s = self.settings
         return (s.steps is not None and self.step >= s.steps) or (
@@ -180,7 +198,7 @@ class Trainer:
             start = time.monotonic()
             batch, generator = self._batch(self.step)
             for group in self.optimizer.param_groups:
-                group["lr"] = self._lr(self.step)
+                group["lr"] = learning_rate(self.settings, self.step)
             with torch.autocast(
                 "cpu", dtype=torch.bfloat16, enabled=s.bf16 and not torch.cuda.is_available()
             ):
@@ -198,7 +216,7 @@ class Trainer:
             row = {
                 "step": self.step,
                 "elapsed_s": round(self.elapsed, 2),
-                "lr": self._lr(self.step - 1),
+                "lr": learning_rate(self.settings, self.step - 1),
                 "grad_norm": round(grad_norm, 4),
                 "samples_per_s": round(s.batch_size * self.world / seconds, 2),
                 **{k: round(v, 6) for k, v in stats.items()},
