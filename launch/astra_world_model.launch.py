@@ -37,6 +37,9 @@ def generate_launch_description():
             "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch"
         ),
         DeclareLaunchArgument("precision", default_value="auto", description="auto | fp32 | fp16"),
+        DeclareLaunchArgument(
+            "inference_threads", default_value="0", description="CPU threads per inference (0 = all cores)"
+        ),
         DeclareLaunchArgument("horizon", default_value="8", description="Predicted frames per prediction"),
         DeclareLaunchArgument("denoising_steps", default_value="1", description="Denoising steps per frame"),
         DeclareLaunchArgument("prediction_rate", default_value="10.0", description="Predictions per second"),
@@ -74,6 +77,7 @@ def generate_launch_description():
                 "model_path": LaunchConfiguration("model_path"),
                 "backend": LaunchConfiguration("backend"),
                 "precision": LaunchConfiguration("precision"),
+                "inference_threads": LaunchConfiguration("inference_threads"),
                 "horizon": LaunchConfiguration("horizon"),
                 "denoising_steps": LaunchConfiguration("denoising_steps"),
                 "prediction_rate": LaunchConfiguration("prediction_rate"),

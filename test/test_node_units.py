@@ -260,3 +260,12 @@ def test_imports_stay_torch_free():
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_inference_threads_reach_the_onnxruntime_session():
+    from astra_ros.ros.node import load_world_model
+
+    one = load_world_model(Settings.from_values({"inference_threads": 1}))
+    assert one.session.get_session_options().intra_op_num_threads == 1
+    default = load_world_model(Settings.from_values({}))
+    assert default.session.get_session_options().intra_op_num_threads == 0  # ORT picks: one per core

@@ -260,60 +260,68 @@ def _bare_backend_ms(model_path: str, settings: Settings, frames: int) -> tuple[
 
 
 def run_benchmark(
-    model_path: str, rates: list[float], prediction_rate: float | None, seconds: float, image_size: int
+    model_path: str,
+    rates: list[float],
+    prediction_rate: float | None,
+    seconds: float,
+    image_size: int,
+    threads: tuple[int, ...] = (0,),
 ) -> list[dict[str, Any]]:
-    """One node per input rate; ``prediction_rate`` None = the input rate."""
+    """One node per inference thread count and input rate; ``prediction_rate`` None = the input rate."""
     import rclpy
 
     isolate_ros()
-    settings = Settings.from_values({"model_path": model_path})
-    ingest50, predict50, predict99 = _bare_backend_ms(model_path, settings, 60)
     from astra_ros.ros.node import load_world_model
 
-    info = load_world_model(settings).info
+    info = load_world_model(Settings.from_values({"model_path": model_path})).info
     joints = list(info.joint_names) or COPY_LAST_JOINTS
     model_hz = 1.0 / info.frame_period if info.frame_period > 0 else float("inf")
     rows = []
     rclpy.init()
     try:
-        for rate in rates:
-            predict_hz = min(rate, prediction_rate or rate)
-            params = {
-                "model_path": model_path,
-                "prediction_rate": float(predict_hz),
-                "image_qos_reliability": "reliable",
-                "image_qos_depth": 10,
-                "diagnostics_period": 0.5,
-            }
-            if not info.joint_names:
-                params["joint_names"] = joints
-            with NodeProcess(params) as proc:
-                driver = Driver()
-                try:
-                    if not driver.wait_connected(proc, 60):
-                        raise RuntimeError(f"node did not come up:\n{proc.output()}")
-                    count = int(seconds * rate)
-                    stream(driver, count, rate, joints, image_size)
-                    driver.spin_for(2.0)
-                    receipt = [(t - stamp_ns(m.header.stamp)) / 1e6 for m, t in driver.predictions]
-                    diag = driver.latest_diagnostics()
-                    rows.append(
-                        dict(
-                            rate=rate,
-                            prediction_rate=predict_hz,
-                            load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
-                            images=count,
-                            predictions=len(driver.predictions),
-                            publish_p50=float(diag.get("latency_p50_ms", "nan")),
-                            publish_p99=float(diag.get("latency_p99_ms", "nan")),
-                            receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
-                            receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
-                            bare_p50=ingest50 + predict50,
-                            bare_p99=ingest50 + predict99,
+        for n_threads in threads:
+            settings = Settings.from_values({"model_path": model_path, "inference_threads": n_threads})
+            ingest50, predict50, predict99 = _bare_backend_ms(model_path, settings, 60)
+            for rate in rates:
+                predict_hz = min(rate, prediction_rate or rate)
+                params = {
+                    "model_path": model_path,
+                    "inference_threads": n_threads,
+                    "prediction_rate": float(predict_hz),
+                    "image_qos_reliability": "reliable",
+                    "image_qos_depth": 10,
+                    "diagnostics_period": 0.5,
+                }
+                if not info.joint_names:
+                    params["joint_names"] = joints
+                with NodeProcess(params) as proc:
+                    driver = Driver()
+                    try:
+                        if not driver.wait_connected(proc, 60):
+                            raise RuntimeError(f"node did not come up:\n{proc.output()}")
+                        count = int(seconds * rate)
+                        stream(driver, count, rate, joints, image_size)
+                        driver.spin_for(2.0)
+                        receipt = [(t - stamp_ns(m.header.stamp)) / 1e6 for m, t in driver.predictions]
+                        diag = driver.latest_diagnostics()
+                        rows.append(
+                            dict(
+                                threads=n_threads,
+                                rate=rate,
+                                prediction_rate=predict_hz,
+                                load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
+                                images=count,
+                                predictions=len(driver.predictions),
+                                publish_p50=float(diag.get("latency_p50_ms", "nan")),
+                                publish_p99=float(diag.get("latency_p99_ms", "nan")),
+                                receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
+                                receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
+                                bare_p50=ingest50 + predict50,
+                                bare_p99=ingest50 + predict99,
+                            )
                         )
-                    )
-                finally:
-                    driver.close()
+                    finally:
+                        driver.close()
     finally:
         rclpy.try_shutdown()
     return rows
@@ -329,14 +337,14 @@ def print_table(rows: list[dict[str, Any]], backend: str) -> None:
         "worker load = ingests/s x ingest ms + predictions/s x predict ms (over 100%: it cannot keep up)"
     )
     print(
-        "| input Hz | prediction Hz | worker load | images | predictions | publish p50 | publish p99 "
-        "| receipt p50 | receipt p99 | bare p50 | ROS ms p50 | ROS overhead p50 |"
+        "| threads | input Hz | prediction Hz | worker load | images | predictions | publish p50 "
+        "| publish p99 | receipt p50 | receipt p99 | bare p50 | ROS ms p50 | ROS overhead p50 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         overhead = r["publish_p50"] / r["bare_p50"] - 1 if r["bare_p50"] > 0 else float("nan")
         print(
-            f"| {r['rate']:g} | {r['prediction_rate']:g} | {r['load']:.0%} "
+            f"| {r['threads'] or 'default'} | {r['rate']:g} | {r['prediction_rate']:g} | {r['load']:.0%} "
             f"| {r['images']} | {r['predictions']} "
             f"| {r['publish_p50']:.1f} | {r['publish_p99']:.1f} "
             f"| {r['receipt_p50']:.1f} | {r['receipt_p99']:.1f} | {r['bare_p50']:.1f} "
@@ -353,8 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--image-size", type=int, default=256, help="camera image side (resized by the node)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[0], help="inference_threads values (0 = runtime default)"
+    )
     args = parser.parse_args(argv)
-    rows = run_benchmark(args.model_path, args.rates, args.prediction_rate, args.seconds, args.image_size)
+    rows = run_benchmark(
+        args.model_path, args.rates, args.prediction_rate, args.seconds, args.image_size, tuple(args.threads)
+    )
     print_table(rows, args.model_path)
     return 0
 

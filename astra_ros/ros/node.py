@@ -118,6 +118,8 @@ def load_world_model(settings: Settings) -> WorldModelBackend:
     )
     if settings.engine_cache_dir:
         options["engine_cache_dir"] = settings.engine_cache_dir
+    if settings.inference_threads:
+        options["threads"] = settings.inference_threads
     if settings.max_history:
         options["max_history"] = settings.max_history
     path = resolve_model_path(settings.model_path)

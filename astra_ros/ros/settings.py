@@ -51,6 +51,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision", "auto", "Inference precision ('auto' = the backend's choice).", choices=PRECISIONS
     ),
+    ParamSpec(
+        "inference_threads",
+        0,
+        "CPU threads per inference call (0 = the runtime's default, usually one per core).",
+        min=0,
+        max=256,
+    ),
     ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50),
     ParamSpec("context_noise", 0.05, "Noise level the causal cache is written at.", min=0.0, max=1.0),
     ParamSpec("guidance_scale", 1.0, "Action guidance scale (1 = no guidance).", min=0.0, max=20.0),
@@ -170,6 +177,7 @@ class Settings:
     backend: str
     engine_cache_dir: str
     precision: str
+    inference_threads: int
     denoising_steps: int
     context_noise: float
     guidance_scale: float
