@@ -74,6 +74,7 @@ def run_model_bench(args: argparse.Namespace) -> str:
 
     from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
     from astra_ros.model.config import AstraConfig
+    from astra_ros.model.rope import rope_tables
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -85,17 +86,26 @@ def run_model_bench(args: argparse.Namespace) -> str:
         return Actions(torch.randn(*lead, a), torch.ones(*lead, a), torch.zeros(*lead, dtype=torch.long))
 
     frame, level = torch.randn(1, c, s, s), torch.full((1,), 0.5)
+
+    def full_cache(batch: int, history: int) -> KVCache:
+        """Random keys/values with the first ``history`` ring slots valid."""
+        empty = model.empty_cache(batch)
+        valid = (torch.arange(cfg.max_history) < history).float().repeat(batch, 1)
+        return KVCache(torch.randn_like(empty.keys), torch.randn_like(empty.values), valid)
+
+    def rope(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.from_numpy(x) for x in rope_tables(np.full(batch, 1000), cfg.head_dim))
+
     rows = []
     step_ms_at = {}
     for history in args.histories:
         if history > cfg.max_history:
             rows.append([history, "-", "-", "-", f"> max_history {cfg.max_history}"])
             continue
-        empty = model.empty_cache(1)
-        cache = KVCache(torch.randn_like(empty.keys), torch.randn_like(empty.values), torch.tensor([history]))
+        cache = full_cache(1, history)
         with torch.inference_mode():
             cached = median_ms(
-                lambda cache=cache: model.step(frame, frame, level, acts(1), cache), args.repeats, 2
+                lambda cache=cache: model.step(frame, frame, level, acts(1), cache, *rope(1)), args.repeats, 2
             )
             ctx = torch.randn(1, history, c, s, s)
             lv = torch.full((1, history), 0.05)
@@ -116,22 +126,17 @@ def run_model_bench(args: argparse.Namespace) -> str:
         table(["history", "cached step ms", "recompute ms", "speedup", "note"], rows),
         "",
     ]
-    cache = model.empty_cache(1)
-    full = torch.tensor([cfg.max_history])
-    cache = KVCache(torch.randn_like(cache.keys), torch.randn_like(cache.values), full)
-    flops = step_flops(model, (frame, frame, level, acts(1), cache))
+    flops = step_flops(model, (frame, frame, level, acts(1), full_cache(1, cfg.max_history), *rope(1)))
     peak = matmul_peak_gflops(args.threads)
     rows = []
     for batch in args.batches:
-        cache_b = KVCache(
-            cache.keys.repeat(1, batch, 1, 1, 1),
-            cache.values.repeat(1, batch, 1, 1, 1),
-            cache.length.repeat(batch),
-        )
+        cache_b, rope_b = full_cache(batch, cfg.max_history), rope(batch)
         fb, lb = frame.repeat(batch, 1, 1, 1), level.repeat(batch)
         with torch.inference_mode():
             ms = median_ms(
-                lambda cb=cache_b, fb=fb, lb=lb, b=batch: model.step(fb, fb, lb, acts(b), cb), args.repeats, 2
+                lambda cb=cache_b, fb=fb, lb=lb, b=batch, r=rope_b: model.step(fb, fb, lb, acts(b), cb, *r),
+                args.repeats,
+                2,
             )
         achieved = flops * batch / (ms / 1000) / 1e9
         rows.append([batch, ms, flops * batch / 1e9, achieved, peak, f"{100 * achieved / peak:.0f}%"])

@@ -30,7 +30,8 @@ def test_graph_has_the_streaming_signature_with_dynamic_batch():
     assert isinstance(dims(inputs["cache_keys"])[1], str)
     assert dims(inputs["cache_keys"])[0] == 2 and dims(inputs["cache_keys"])[3] == 4 * 16  # depth, M*N
     assert inputs["modality"].type.tensor_type.elem_type == onnx.TensorProto.INT64
-    assert inputs["cache_length"].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert dims(inputs["cache_valid"])[1] == 4 and dims(inputs["rope_cos"])[1] == 32 // 2  # M, head_dim / 2
+    assert dims(outputs["new_keys"])[0] == 2 and dims(outputs["new_keys"])[3] == 16  # depth, N: one frame
 
 
 def test_sidecar_records_everything_the_runtime_needs():
@@ -46,6 +47,7 @@ def test_sidecar_records_everything_the_runtime_needs():
     keys = sidecar["inputs"][INPUTS.index("cache_keys")]
     assert keys["shape"] == [2, "batch", 2, 64, 32] and keys["dtype"] == "float32"
     assert [e["name"] for e in sidecar["outputs"]] == list(OUTPUTS)
+    assert sidecar["version"] == 2
     parity = sidecar["parity"]
     assert parity["passed"] is True and parity["tolerance"] == 1e-3
     assert parity["random_max_abs_diff"] < 1e-4 and parity["rollout_max_abs_diff"] < 1e-4

@@ -22,9 +22,9 @@ def recording(backend):
     step = backend._step
 
     def wrapped(*args):
-        out, cache = step(*args)
+        out, entries = step(*args)
         outputs.append(out.copy())
-        return out, cache
+        return out, entries
 
     backend._step = wrapped
     return outputs
@@ -50,10 +50,10 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     for f, c in zip(frames, commands, strict=True):  # 6 > max_history 4: eviction included
         ref.ingest(f, c, "joint_velocity")
         ort.ingest(f, c, "joint_velocity")
-    keys, values, length = ort.cache_arrays(ort._cache)
-    assert np.abs(keys - ref._cache.keys.numpy()).max() < 1e-4
-    assert np.abs(values - ref._cache.values.numpy()).max() < 1e-4
-    assert length.tolist() == ref._cache.length.tolist() == [4]
+    keys, values = ort.kv_arrays(ort._cache.kv)
+    assert np.abs(keys - ref._cache.kv.keys.numpy()).max() < 1e-4
+    assert np.abs(values - ref._cache.kv.values.numpy()).max() < 1e-4
+    assert ort.history_length == ref.history_length == 4 and ort._cache.position == 6
     video_ref = ref.predict(plan, "joint_velocity", seed=11)
     video_ort = ort.predict(plan, "joint_velocity", seed=11)
     assert video_ort.shape == (3, 4, 32, 32, 3) and video_ort.dtype == np.uint8
@@ -65,30 +65,33 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     assert ort.info.max_history == 4 and ort.info.frame_period == 0.1
 
 
-def test_cache_stays_in_two_ping_pong_buffers_and_predict_leaves_it_alone():
+def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alone():
     frames, commands, plan = scenario(4)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
-    seen = []
-    for f, c in zip(frames, commands, strict=True):
-        before = backend._cache.slot
+    buffers = backend._cache.kv.buffers
+    pointers = [ov.data_ptr() for _, ov in buffers.payload]
+    n = backend.config.tokens_per_frame
+    for k, (f, c) in enumerate(zip(frames, commands, strict=True)):
+        before = backend.kv_arrays(backend._cache.kv)
         backend.ingest(f, c, "joint_velocity")
-        after = backend._cache.slot
-        assert after is not before  # never read and written at the same address
-        assert after.payload[0].data_ptr() != before.payload[0].data_ptr()
-        seen.append(after)
-    assert len({id(s) for s in seen}) == 2  # ping-pong: two persistent slots for batch 1
-    live = [a.copy() for a in backend.cache_arrays(backend._cache)]
+        after = backend.kv_arrays(backend._cache.kv)
+        slot = k % backend.config.max_history  # the ring wraps at max_history 4
+        changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 1, 2, 4)))
+        assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only this frame's slot
+        assert backend._cache.kv.buffers is buffers  # the same persistent buffers, written in place
+    assert [ov.data_ptr() for _, ov in buffers.payload] == pointers
+    live = [a.copy() for a in backend.kv_arrays(backend._cache.kv)]
     backend.predict(plan, "joint_velocity", seed=1)
     backend.predict(plan[:1], "joint_velocity", seed=2)
-    for a, b in zip(live, backend.cache_arrays(backend._cache), strict=True):
+    for a, b in zip(live, backend.kv_arrays(backend._cache.kv), strict=True):
         np.testing.assert_array_equal(a, b)
     assert backend.history_length == 4
-    for slots in (backend._pool.slots(1), backend._pool.slots(3)):
-        ptrs = [s.payload[0].data_ptr() for s in slots]
-        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 3
+    for sets in (backend._pool.sets(1), backend._pool.sets(3)):
+        ptrs = [b.payload[0][1].data_ptr() for b in sets]
+        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 2  # tiled sets are reused, not reallocated
     backend.reset()
-    assert backend.history_length == 0
-    assert backend.cache_arrays(backend._cache)[2].tolist() == [0]
+    assert backend.history_length == 0 and backend._cache.position == 0
+    assert not backend.kv_arrays(backend._cache.kv)[0].any()
 
 
 def test_a_modified_onnx_file_is_refused(tmp_path):
@@ -111,11 +114,21 @@ def test_a_failed_parity_record_is_refused(tmp_path):
         load_backend(str(path), "onnxruntime")
 
 
+def test_an_export_with_the_old_cache_interface_is_refused(tmp_path):
+    path = copy_model(tmp_path)
+    sidecar = path.with_suffix(".json")
+    payload = json.loads(sidecar.read_text())
+    payload["version"] = 1
+    sidecar.write_text(json.dumps(payload))
+    with pytest.raises(ModelLoadError, match="version=1; expected 2.*re-run astra-export"):
+        load_backend(str(path), "onnxruntime")
+
+
 def test_deployment_modules_do_not_import_torch():
     path = tiny_onnx()
     code = f"""
 import importlib, importlib.util, sys, numpy as np
-for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "pingpong", "sidecar"):
+for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "kv_pool", "sidecar"):
     if importlib.util.find_spec("astra_ros.runtime." + name):
         importlib.import_module("astra_ros.runtime." + name)
 import astra_ros.runtime.loader as loader

@@ -4,12 +4,14 @@ One graph = ``AstraWorldModel.step`` with its causal state as explicit inputs an
 
 inputs  ``frame``, ``previous`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
         ``modality`` (B,) int64, ``cache_keys`` / ``cache_values`` (depth,B,heads,M*N,head_dim) f32,
-        ``cache_length`` (B,) int64
-outputs ``output`` (B,C,S,S), ``cache_keys_out``, ``cache_values_out``, ``cache_length_out``
+        ``cache_valid`` (B,M) f32, ``rope_cos`` / ``rope_sin`` (B,head_dim/2) f32
+outputs ``output`` (B,C,S,S), ``new_keys`` / ``new_values`` (depth,B,heads,N,head_dim)
 
-The cache is right-aligned at a fixed maximum size (no ring buffer, so no write position). Writing a
-frame into the cache is the same graph at the context noise level, keeping the cache outputs; a
-denoising step ignores them. Exported with the dynamo exporter. The batch axis is dynamic unless
+The cache is a ring buffer of ``M = max_history`` frame slots whose keys are stored rotated at their
+absolute frame index; the caller computes the rope tables of the step's frame index in float64
+(``astra_ros.model.rope``) and writes ``new_keys`` / ``new_values`` of a context frame into the next
+slot (the write position is host state). A denoising step ignores them, so the cache is never
+copied by the graph. Exported with the dynamo exporter. The batch axis is dynamic unless
 ``--batch N`` fixes it.
 
 The sidecar ``<name>.json`` records the config, the checkpoint ``meta`` (modalities, joint names,
@@ -40,11 +42,11 @@ from astra_ros.hashing import file_sha256
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
+from astra_ros.model.rope import rope_tables
+from astra_ros.runtime.sidecar import SIDECAR_FORMAT, SIDECAR_VERSION
 
 log = logging.getLogger("astra_ros.export")
 
-SIDECAR_FORMAT = "astra_ros.onnx_step"
-SIDECAR_VERSION = 1
 INPUTS = (
     "frame",
     "previous",
@@ -54,9 +56,11 @@ INPUTS = (
     "modality",
     "cache_keys",
     "cache_values",
-    "cache_length",
+    "cache_valid",
+    "rope_cos",
+    "rope_sin",
 )
-OUTPUTS = ("output", "cache_keys_out", "cache_values_out", "cache_length_out")
+OUTPUTS = ("output", "new_keys", "new_values")
 ROLLOUT_FRAMES = 20
 
 
@@ -68,19 +72,29 @@ class StepGraph(nn.Module):
         self.model = model
 
     def forward(
-        self, frame, previous, level, actions, action_mask, modality, cache_keys, cache_values, cache_length
+        self,
+        frame,
+        previous,
+        level,
+        actions,
+        action_mask,
+        modality,
+        cache_keys,
+        cache_values,
+        cache_valid,
+        rope_cos,
+        rope_sin,
     ):
         actions = Actions(actions, action_mask, modality)
-        out, cache = self.model.step(
-            frame, previous, level, actions, KVCache(cache_keys, cache_values, cache_length)
-        )
-        return out, cache.keys, cache.values, cache.length
+        cache = KVCache(cache_keys, cache_values, cache_valid)
+        return tuple(self.model.step(frame, previous, level, actions, cache, rope_cos, rope_sin))
 
 
 def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]]]:
     """Names, shapes (``batch`` may be the symbolic ``"batch"``) and dtypes of the step graph."""
     b, s, c, a = batch, cfg.image_size, cfg.channels, cfg.action_dim
     cache = [cfg.depth, b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
+    entries = [cfg.depth, b, cfg.heads, cfg.tokens_per_frame, cfg.head_dim]
     shapes = {
         "frame": ([b, c, s, s], "float32"),
         "previous": ([b, c, s, s], "float32"),
@@ -90,11 +104,12 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
         "modality": ([b], "int64"),
         "cache_keys": (cache, "float32"),
         "cache_values": (cache, "float32"),
-        "cache_length": ([b], "int64"),
+        "cache_valid": ([b, cfg.max_history], "float32"),
+        "rope_cos": ([b, cfg.head_dim // 2], "float32"),
+        "rope_sin": ([b, cfg.head_dim // 2], "float32"),
         "output": ([b, c, s, s], "float32"),
-        "cache_keys_out": (cache, "float32"),
-        "cache_values_out": (cache, "float32"),
-        "cache_length_out": ([b], "int64"),
+        "new_keys": (entries, "float32"),
+        "new_values": (entries, "float32"),
     }
 
     def entries(names: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -104,7 +119,8 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
 
 
 def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), a cache with mixed valid lengths."""
+    """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), a cache with random valid slots, frame
+    indices up to 10^6."""
     rng = np.random.default_rng(seed)
     spec = {e["name"]: e for e in io_spec(cfg, batch)["inputs"]}
     x = {
@@ -115,7 +131,8 @@ def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.n
     x["modality"] = rng.integers(0, 5, batch).astype(np.int64)
     x["cache_keys"] = rng.standard_normal(spec["cache_keys"]["shape"]).astype(np.float32)
     x["cache_values"] = rng.standard_normal(spec["cache_values"]["shape"]).astype(np.float32)
-    x["cache_length"] = rng.integers(0, cfg.max_history + 1, batch).astype(np.int64)
+    x["cache_valid"] = (rng.uniform(0, 1, (batch, cfg.max_history)) < 0.7).astype(np.float32)
+    x["rope_cos"], x["rope_sin"] = rope_tables(rng.integers(0, 10**6, batch), cfg.head_dim)
     return x
 
 
@@ -148,7 +165,7 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
 
 
 def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], threads: int) -> float:
-    """Max abs diff of all four outputs, ONNX Runtime vs PyTorch, over random inputs per batch size."""
+    """Max abs diff of all outputs, ONNX Runtime vs PyTorch, over random inputs per batch size."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -186,9 +203,9 @@ def parity_rollout(
         step = backend._step
 
         def recording(*args, _step=step, _out=records[name]):
-            out, cache = _step(*args)
+            out, entries = _step(*args)
             _out.append(out.copy())
-            return out, cache
+            return out, entries
 
         backend._step = recording  # type: ignore[method-assign]
     cfg = torch_backend.config
@@ -248,7 +265,7 @@ def export(
     if max_history is not None and max_history != cfg.max_history:
         raise ValueError(
             f"--max-history={max_history} but the checkpoint was trained with max_history={cfg.max_history}; "
-            "the cache size is part of the model (rotary slots, attention span): expected the same value"
+            "the cache size is part of the model (attention span): expected the same value"
         )
     if not 7 <= opset <= 23:
         raise ValueError(f"--opset={opset}; expected 7..23 (18 recommended)")

@@ -10,12 +10,14 @@ sequence holds two streams:
 Attention is block-causal over frames and full inside a frame: context frame ``k`` sees context
 frames ``k - max_history .. k``; target ``k`` sees context frames ``k - max_history + 1 .. k`` and
 itself. Time is encoded with rotary embeddings over the frame index, so attention depends on
-frame distance only and a cache can keep un-rotated keys at fixed age slots.
+frame distance only.
 
-Streaming keeps a right-aligned cache of the last ``max_history`` context frames per layer; a
-step attends the cache plus its own frame, so its cost does not grow with the history length.
-When the cache is full the oldest frame is evicted (no attention sink: an old sink frame would
-sit at a frame distance never seen in training).
+Streaming keeps a ring buffer of the last ``max_history`` context frames per layer. Keys enter it
+rotated at their absolute frame index (cos/sin computed on the host in float64, ``rope.py``), so a
+step never touches cached keys again: it attends the valid slots plus its own frame, and its cost
+does not grow with the history length. ``step`` returns the new frame's keys and values;
+``write`` stores them in the next slot, overwriting the oldest frame once the buffer is full (no
+attention sink: an old sink frame would sit at a frame distance never seen in training).
 
 Conditioning per frame: the noise level enters adaLN-Zero modulation (DiT); the action enters
 through the action-aware adapter (added to the modulated input of self-attention, plus an
@@ -32,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
+from astra_ros.model.rope import ROPE_BASE
 
 
 class Actions(NamedTuple):
@@ -43,15 +46,23 @@ class Actions(NamedTuple):
 
 
 class KVCache(NamedTuple):
-    """Keys and values of the last ``max_history`` context frames, right-aligned (newest last).
+    """A ring buffer of ``max_history`` context frames per layer (slot order does not matter).
 
-    ``keys``/``values``: ``(depth, B, heads, max_history * N, head_dim)``; ``length``: ``(B,)``
-    int64 number of valid frames (the last ``length`` frame slots are valid).
+    ``keys`` (rotated at their frame index) / ``values``: ``(depth, B, heads, max_history * N,
+    head_dim)``; ``valid``: ``(B, max_history)`` float, 1 where a slot holds a frame.
     """
 
     keys: torch.Tensor
     values: torch.Tensor
-    length: torch.Tensor
+    valid: torch.Tensor
+
+
+class StepOutput(NamedTuple):
+    """The network output ``(B, C, H, W)`` and the frame's keys/values ``(depth, B, heads, N, head_dim)``."""
+
+    output: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -66,7 +77,7 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 def rope_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin ``(..., head_dim / 2)`` for frame positions ``(...)``."""
-    freqs = 1.0 / (100.0 ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    freqs = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
     angles = positions.float()[..., None] * freqs
     return angles.cos(), angles.sin()
 
@@ -213,10 +224,6 @@ class AstraWorldModel(nn.Module):
         self.action_embed = ActionExperts(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
-        ages = torch.arange(cfg.max_history, 0, -1).repeat_interleave(cfg.tokens_per_frame)
-        cos, sin = rope_angles(-ages, cfg.head_dim)  # cache slot positions relative to the new frame
-        self.register_buffer("cache_cos", cos, persistent=False)
-        self.register_buffer("cache_sin", sin, persistent=False)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -325,7 +332,7 @@ class AstraWorldModel(nn.Module):
         cfg = self.cfg
         shape = (cfg.depth, batch, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
         zeros = torch.zeros(shape, device=device)
-        return KVCache(zeros, zeros.clone(), torch.zeros(batch, dtype=torch.long, device=device))
+        return KVCache(zeros, zeros.clone(), torch.zeros(batch, cfg.max_history, device=device))
 
     def step(
         self,
@@ -334,33 +341,42 @@ class AstraWorldModel(nn.Module):
         level: torch.Tensor,
         actions: Actions,
         cache: KVCache,
-    ) -> tuple[torch.Tensor, KVCache]:
-        """Run one frame against the cache.
+        rope_cos: torch.Tensor,
+        rope_sin: torch.Tensor,
+    ) -> StepOutput:
+        """Run one frame against the cache (which it does not modify).
 
         frame ``(B, C, H, W)`` at noise ``level`` ``(B,)``, ``previous`` the frame before it as it was
-        written into the cache (zeros when the cache is empty), actions ``(B, A)``. Returns the network
-        output ``(B, C, H, W)`` and the cache with this frame appended (oldest frame evicted when
-        full). Denoising steps use the output and drop the new cache; writing a context frame
-        (at the small context noise level) keeps the new cache.
+        written into the cache (zeros when the cache is empty), actions ``(B, A)``, ``rope_cos`` /
+        ``rope_sin`` ``(B, head_dim / 2)`` of the frame's index (``rope.rope_tables``). Denoising
+        steps use the output; writing a context frame (at the small context noise level) passes the
+        returned keys and values to ``write``.
         """
         cfg = self.cfg
-        n, slots = cfg.tokens_per_frame, cfg.max_history * cfg.tokens_per_frame
+        n = cfg.tokens_per_frame
         c, a, _ = self.conditioning(level, actions)  # (B, W)
         c, a = c[:, None, None], a[:, None, None]  # (B, 1, 1, W)
         x = self.embed(frame, previous)[:, None]  # (B, 1, N, W)
-        slot = torch.arange(slots, device=x.device) // n
-        valid = slot[None, :] >= cfg.max_history - cache.length[:, None]  # (B, slots)
-        mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, slots + N)
+        b = x.shape[0]
+        cos, sin = rope_cos[:, None, None], rope_sin[:, None, None]  # (B, 1, 1, head_dim / 2)
+        valid = (cache.valid > 0.5)[:, :, None].expand(b, cfg.max_history, n).reshape(b, -1)
+        mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, M*N + N)
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
             mod = block.modulation(c)
-            q, k, v = block.attn.split(block.attention_input(x, mod, a))  # this frame sits at position 0
-            cached_k = rotate(cache.keys[layer], self.cache_cos, self.cache_sin)
-            keys = torch.cat([cached_k, k], 2)
+            q, k, v = block.attn.split(block.attention_input(x, mod, a))  # (B, heads, N, head_dim)
+            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
+            keys = torch.cat([cache.keys[layer], k], 2)
             values = torch.cat([cache.values[layer], v], 2)
             x = block.finish(x, block.attn.merge(q, keys, values, mask), mod)
-            new_keys.append(torch.cat([cache.keys[layer][:, :, n:], k], 2))
-            new_values.append(torch.cat([cache.values[layer][:, :, n:], v], 2))
+            new_keys.append(k)
+            new_values.append(v)
         out = self.unpatchify(self.final(x, c))[:, 0]
-        length = torch.clamp(cache.length + 1, max=cfg.max_history)
-        return out, KVCache(torch.stack(new_keys), torch.stack(new_values), length)
+        return StepOutput(out, torch.stack(new_keys), torch.stack(new_values))
+
+    def write(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:
+        """Store a frame's keys/values from ``step`` in ring slot ``slot`` (in place)."""
+        n = self.cfg.tokens_per_frame
+        cache.keys[:, :, :, slot * n : (slot + 1) * n] = keys
+        cache.values[:, :, :, slot * n : (slot + 1) * n] = values
+        cache.valid[:, slot] = 1.0

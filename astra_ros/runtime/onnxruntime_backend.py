@@ -1,9 +1,11 @@
 """ONNX Runtime backend: the exported step graph behind StreamingBackend. Never imports torch.
 
 CPU by default; the CUDA (and TensorRT) execution providers are used when this onnxruntime build
-has them. The cache stays in ORT-owned buffers (OrtValues on the provider's device) between
-calls through I/O binding: a step binds the input cache of one slot and writes the updated cache
-into another slot (see ``pingpong``), so nothing is copied back to numpy except the frame output.
+has them. The key/value ring buffers are host arrays bound through I/O binding as OrtValues: on
+CPU they share the arrays' memory, so storing a frame's keys/values is a slice assignment in place
+and nothing else is copied; on a GPU provider the buffers live on the device and are refreshed
+from the host arrays after each store. A step's ``new_keys`` / ``new_values`` go to persistent
+output buffers per batch size.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from typing import Any
 import numpy as np
 
 from astra_ros.runtime.base import model_info
-from astra_ros.runtime.pingpong import BufferPool, PooledCache, PooledStreamingBackend, Slot
+from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
 from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model
 
 log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-STEP_INPUTS = ("frame", "previous", "level", "actions", "action_mask", "modality")
+STEP_INPUTS = (
+    "frame",
+    "previous",
+    "level",
+    "actions",
+    "action_mask",
+    "modality",
+    "cache_valid",
+    "rope_cos",
+    "rope_sin",
+)
+CACHE_IN = ("cache_keys", "cache_values")
+CACHE_OUT = ("new_keys", "new_values")
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -93,15 +107,17 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
         self._types = {i.name: NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
-        missing = {"cache_keys", "cache_values", "cache_length", *STEP_INPUTS} - set(self._types)
+        missing = {*CACHE_IN, *STEP_INPUTS} - set(self._types)
         if missing:
             raise ModelLoadError(
                 f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
             )
         cfg = model.config
         self._cache_shape = (cfg.depth, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
-        self._graph_batch = model.batch
+        self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
+        self._fixed_batch = model.batch
         self._pool = BufferPool(self._allocate)
+        self._entries: dict[int, list[tuple[np.ndarray, Any]]] = {}  # graph batch -> new_keys/new_values
         info = model_info("onnxruntime", model.meta, cfg, model.sha256, "-", self._precision())
         super().__init__(info, cfg, **options)
 
@@ -120,73 +136,70 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     # -- buffers ---------------------------------------------------------------------------------
 
-    def _ortvalue(self, array: np.ndarray) -> Any:
+    def _buffer(self, shape: tuple[int, ...], device: bool) -> tuple[np.ndarray, Any]:
+        """A host array and its OrtValue: on the provider's device (``device``) or on CPU, where the
+        OrtValue shares the array's memory."""
         import onnxruntime as ort
 
-        return ort.OrtValue.ortvalue_from_numpy(array, self.device, self.device_id)
+        array = np.zeros(shape, self._types["cache_keys"])
+        where = self.device if device else "cpu"
+        return array, ort.OrtValue.ortvalue_from_numpy(array, where, self.device_id if device else 0)
 
-    def _cache_dims(self, batch: int) -> tuple[int, ...]:
+    def _kv_dims(self, batch: int) -> tuple[int, ...]:
         d, h, t, k = self._cache_shape
         return (d, batch, h, t, k)
 
-    def _allocate(self, batch: int) -> tuple[Any, Any, Any]:
-        shape = self._cache_dims(batch)
-        dtype = self._types["cache_keys"]
-        # Fresh host arrays per buffer: on CPU the OrtValue shares their memory.
-        return (
-            self._ortvalue(np.zeros(shape, dtype)),
-            self._ortvalue(np.zeros(shape, dtype)),
-            self._ortvalue(np.zeros(batch, np.int64)),
-        )
+    def _allocate(self, batch: int) -> list[tuple[np.ndarray, Any]]:
+        return [self._buffer(self._kv_dims(batch), device=True) for _ in CACHE_IN]
 
-    def _slot_batch(self, batch: int) -> int:
-        if self._graph_batch is None:
+    def _graph_batch(self, batch: int) -> int:
+        if self._fixed_batch is None:
             return batch
-        if batch > self._graph_batch:
+        if batch > self._fixed_batch:
             raise ValueError(
                 f"batch={batch} but {self.model.path} was exported with a fixed batch of "
-                f"{self._graph_batch}; expected at most {self._graph_batch} (or export --batch dynamic)"
+                f"{self._fixed_batch}; expected at most {self._fixed_batch} (or export --batch dynamic)"
             )
-        return self._graph_batch
+        return self._fixed_batch
 
-    def _upload(self, slot: Slot, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
-        gb = slot.batch
-        dtype = self._types["cache_keys"]
-        for ov, arr in zip(
-            slot.payload,
-            (
-                pad_batch(keys, gb, 1).astype(dtype),
-                pad_batch(values, gb, 1).astype(dtype),
-                pad_batch(length, gb).astype(np.int64),
-            ),
-            strict=True,
-        ):
-            ov.update_inplace(np.ascontiguousarray(arr))
+    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
+        for (host, ov), arr in zip(buffers.payload, (keys, values), strict=True):
+            host[...] = pad_batch(arr, buffers.batch, 1)
+            self._sync(host, ov)
 
-    def cache_arrays(self, cache: PooledCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Host copies of a cache (logical batch only)."""
-        keys, values, length = (ov.numpy() for ov in cache.slot.payload)
-        b = cache.batch
-        return keys[:, :b], values[:, :b], length[:b]
+    def _sync(self, host: np.ndarray, ov: Any) -> None:
+        """Make the OrtValue hold ``host`` (a no-op on CPU, where they share memory)."""
+        if self.device != "cpu":
+            ov.update_inplace(host)
 
-    # -- StreamingBackend primitive ---------------------------------------------------------------
+    def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
+        """Host copies of the keys and values (logical batch only)."""
+        keys, values = (host[:, : kv.batch].copy() for host, _ in kv.buffers.payload)
+        return keys, values
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
-        batch, gb = frame.shape[0], self._step_batch(frame, cache)
+    # -- StreamingBackend primitives --------------------------------------------------------------
+
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope):
+        kv: PooledKV = cache.kv
+        batch, gb = frame.shape[0], self._check_batch(frame, kv)
         binding = self.session.io_binding()
-        feeds = {}
-        for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):
-            feeds[name] = np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name], copy=False))
-            binding.bind_cpu_input(name, feeds[name])
-        for name, ov in zip(("cache_keys", "cache_values", "cache_length"), cache.slot.payload, strict=True):
+        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
+        for name, arr in zip(STEP_INPUTS, inputs, strict=True):
+            binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
+        for name, (_, ov) in zip(CACHE_IN, kv.buffers.payload, strict=True):
             binding.bind_ortvalue_input(name, ov)
-        target = self._pool.acquire(gb, exclude=cache.slot)
-        assert target is not cache.slot
         binding.bind_output("output", "cpu")
-        for name, ov in zip(
-            ("cache_keys_out", "cache_values_out", "cache_length_out"), target.payload, strict=True
-        ):
+        if gb not in self._entries:
+            d, h, n, k = self._entry_shape
+            self._entries[gb] = [self._buffer((d, gb, h, n, k), device=False) for _ in CACHE_OUT]
+        for name, (_, ov) in zip(CACHE_OUT, self._entries[gb], strict=True):
             binding.bind_ortvalue_output(name, ov)
         self.session.run_with_iobinding(binding)
         out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)
-        return out, PooledCache(target, batch)
+        return out, [host for host, _ in self._entries[gb]]
+
+    def _store(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:
+        n = self.config.tokens_per_frame
+        for (host, ov), new in zip(kv.buffers.payload, entries, strict=True):
+            host[:, :, :, slot * n : (slot + 1) * n] = new
+            self._sync(host, ov)

@@ -10,7 +10,8 @@ from typing import Any
 from astra_ros.hashing import file_sha256
 from astra_ros.model.config import AstraConfig
 
-SIDECAR_FORMAT = "astra_ros.onnx_step"  # same value as astra_ros.export.onnx_export (which needs torch)
+SIDECAR_FORMAT = "astra_ros.onnx_step"
+SIDECAR_VERSION = 2  # 2: ring-buffer cache with rotated keys, rope inputs, new_keys/new_values outputs
 
 
 class ModelLoadError(ValueError):
@@ -75,6 +76,11 @@ def load_onnx_model(path: str | Path, verify: bool = True) -> OnnxModel:
     if payload.get("format") != SIDECAR_FORMAT:
         raise ModelLoadError(
             f"sidecar {sidecar} has format={payload.get('format')!r}; expected {SIDECAR_FORMAT!r}"
+        )
+    if payload.get("version") != SIDECAR_VERSION:
+        raise ModelLoadError(
+            f"sidecar {sidecar} has version={payload.get('version')!r}; expected {SIDECAR_VERSION} "
+            "(the step graph's cache interface changed): re-run astra-export on the checkpoint"
         )
     try:
         config = AstraConfig.from_dict(payload["config"])

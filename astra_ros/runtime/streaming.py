@@ -7,6 +7,7 @@ Torch-free: the sampler loop runs on numpy arrays around whatever executes the s
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,25 @@ import numpy as np
 from astra_ros.model.actions import modality_id, pack_actions
 from astra_ros.model.config import NO_ACTION, AstraConfig
 from astra_ros.model.flow import noisy, sample_next_frame, to_model_space
+from astra_ros.model.rope import rope_tables
 from astra_ros.runtime.base import ModelInfo, WorldModelBackend
 
-Cache = Any  # backend-specific causal state (KV cache + valid length)
+KV = Any  # backend-specific key/value ring buffers
+Entries = Any  # backend-specific keys/values of one frame, as returned by a step
+
+
+@dataclass
+class Cache:
+    """The causal state of ``B`` streams: the backend's ring buffers plus what the host tracks."""
+
+    kv: KV
+    valid: np.ndarray  # (B, max_history) float32: 1 where a ring slot holds a frame
+    position: int = 0  # frames written so far = the next frame's time index
+
+    @property
+    def slot(self) -> int:
+        """The ring slot the next written frame goes to (the oldest once the buffer is full)."""
+        return self.position % self.valid.shape[1]
 
 
 class StreamingBackend(WorldModelBackend):
@@ -52,12 +69,12 @@ class StreamingBackend(WorldModelBackend):
     # -- primitives implemented by each backend -------------------------------------------------
 
     @abstractmethod
-    def _empty_cache(self, batch: int) -> Cache:
-        """A cache holding no frames for ``batch`` streams."""
+    def _empty_kv(self, batch: int) -> KV:
+        """Zeroed key/value ring buffers for ``batch`` streams."""
 
     @abstractmethod
-    def _tile_cache(self, cache: Cache, batch: int) -> Cache:
-        """An independent copy of a batch-1 cache repeated ``batch`` times."""
+    def _tile_kv(self, kv: KV, batch: int) -> KV:
+        """Independent buffers holding a batch-1 ``kv`` repeated ``batch`` times."""
 
     @abstractmethod
     def _step(
@@ -69,12 +86,25 @@ class StreamingBackend(WorldModelBackend):
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
-    ) -> tuple[np.ndarray, Cache]:
+        rope: tuple[np.ndarray, np.ndarray],
+    ) -> tuple[np.ndarray, Entries]:
         """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, the previous frame as
-        written into the cache ``(B, C, S, S)``, actions and mask ``(B, A)``, modality ``(B,)`` int64
-        -> output ``(B, C, S, S)`` and the cache with the frame appended. Must not modify ``cache``."""
+        written into the cache ``(B, C, S, S)``, actions and mask ``(B, A)``, modality ``(B,)`` int64,
+        rope cos/sin ``(B, head_dim / 2)`` -> output ``(B, C, S, S)`` and the frame's keys/values
+        (valid until the next step). Must not modify ``cache``."""
+
+    @abstractmethod
+    def _store(self, kv: KV, entries: Entries, slot: int) -> None:
+        """Write a step's keys/values into ring slot ``slot`` of ``kv``, in place."""
 
     # -- the WorldModelBackend interface ---------------------------------------------------------
+
+    def _empty_cache(self, batch: int) -> Cache:
+        return Cache(self._empty_kv(batch), np.zeros((batch, self.config.max_history), np.float32))
+
+    def _tile_cache(self, cache: Cache, batch: int) -> Cache:
+        """An independent copy of a batch-1 cache for ``batch`` streams (the live one stays as is)."""
+        return Cache(self._tile_kv(cache.kv, batch), np.repeat(cache.valid, batch, 0), cache.position)
 
     def reset(self) -> None:
         self._cache = self._empty_cache(1)
@@ -83,11 +113,10 @@ class StreamingBackend(WorldModelBackend):
             (1, self.config.channels, self.config.image_size, self.config.image_size), np.float32
         )
         self._last_command: tuple[np.ndarray, ...] = ()  # its packed command, mask, modality id
-        self._length = 0
 
     @property
     def history_length(self) -> int:
-        return self._length
+        return int(self._cache.valid[0].sum())
 
     def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
         size = self.config.image_size
@@ -96,12 +125,9 @@ class StreamingBackend(WorldModelBackend):
         actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
         x = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
         modality_ids = np.array([modality_id(modality)])
-        self._cache, self._written = self._write(
-            x, self._written, actions, mask, modality_ids, self._cache, self._rng
-        )
+        self._written = self._write(x, self._written, actions, mask, modality_ids, self._cache, self._rng)
         self._last = x
         self._last_command = (actions, mask, modality_ids)
-        self._length = min(self._length + 1, self.config.max_history)
 
     def predict(
         self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
@@ -140,7 +166,7 @@ class StreamingBackend(WorldModelBackend):
             ).clip(-1.0, 1.0)
             frames.append(x0)
             if h + 1 < horizon:
-                cache, written = self._write(x0, written, packed[:, h], mask[:, h], modality_ids, cache, rng)
+                written = self._write(x0, written, packed[:, h], mask[:, h], modality_ids, cache, rng)
             base = x0
         video = np.stack(frames, 1)  # (B, H, C, S, S)
         return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
@@ -156,13 +182,21 @@ class StreamingBackend(WorldModelBackend):
         modality: np.ndarray,
         cache: Cache,
         rng: np.random.Generator,
-    ) -> tuple[Cache, np.ndarray]:
-        """Append clean frames to the cache at the context noise level; returns the new cache and
-        the frames as written (the next step's ``previous``)."""
+    ) -> np.ndarray:
+        """Write clean frames into ``cache`` (in place) at the context noise level; returns the
+        frames as written (the next step's ``previous``)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
         noise = rng.standard_normal(x0.shape).astype(np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
-        return self._step(x, previous, level, actions, mask, modality, cache)[1], x
+        entries = self._step(x, previous, level, actions, mask, modality, cache, self._rope(cache))[1]
+        self._store(cache.kv, entries, cache.slot)
+        cache.valid[:, cache.slot] = 1.0
+        cache.position += 1
+        return x
+
+    def _rope(self, cache: Cache) -> tuple[np.ndarray, np.ndarray]:
+        """cos/sin of the next frame's index for every stream of ``cache``."""
+        return rope_tables(np.full(cache.valid.shape[0], cache.position), self.config.head_dim)
 
     def _guided(
         self,
@@ -174,9 +208,10 @@ class StreamingBackend(WorldModelBackend):
         modality: np.ndarray,
         cache: Cache,
     ) -> np.ndarray:
-        cond = self._step(x, previous, level, actions, mask, modality, cache)[0]
+        rope = self._rope(cache)
+        cond = self._step(x, previous, level, actions, mask, modality, cache, rope)[0]
         if self.guidance_scale == 1.0:
             return cond
         free = np.full_like(modality, NO_ACTION)
-        uncond = self._step(x, previous, level, actions, mask, free, cache)[0]
+        uncond = self._step(x, previous, level, actions, mask, free, cache, rope)[0]
         return uncond + self.guidance_scale * (cond - uncond)

@@ -2,9 +2,10 @@
 
 Every TensorRT and CUDA call sits in ``TensorRTRuntime`` (the seam): build an engine from ONNX,
 deserialize it, allocate/copy device memory, run ``execute_async_v3`` on a dedicated stream. The
-backend logic around it (persistent device buffers, ping-pong cache slots, batch shapes, the engine
-cache) is tested with a fake runtime; the real calls need a GPU with TensorRT and are NOT exercised
-by the test suite on machines without one.
+backend logic around it (persistent device buffers, key/value ring buffers that a step reads while
+it writes the new frame's entries elsewhere, the strided copy of those entries into a ring slot,
+batch shapes, the engine cache) is tested with a fake runtime; the real calls need a GPU with
+TensorRT and are NOT exercised by the test suite on machines without one.
 
 Precision: TensorRT 10.x builds FP16 from the FP32 ONNX with ``BuilderFlag.FP16`` (weak typing).
 TensorRT 11.x only has strongly typed networks: the precision comes from the ONNX types, so an FP16
@@ -24,14 +25,24 @@ import numpy as np
 from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
-from astra_ros.runtime.pingpong import BufferPool, PooledCache, PooledStreamingBackend, Slot
+from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
 from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
 
-STEP_INPUTS = ("frame", "previous", "level", "actions", "action_mask", "modality")
-CACHE_IN = ("cache_keys", "cache_values", "cache_length")
-CACHE_OUT = ("cache_keys_out", "cache_values_out", "cache_length_out")
+STEP_INPUTS = (
+    "frame",
+    "previous",
+    "level",
+    "actions",
+    "action_mask",
+    "modality",
+    "cache_valid",
+    "rope_cos",
+    "rope_sin",
+)
+CACHE_IN = ("cache_keys", "cache_values")
+CACHE_OUT = ("new_keys", "new_values")
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
 
 
@@ -143,6 +154,13 @@ class TensorRTRuntime:
         if not context.execute_async_v3(self.stream):
             raise RuntimeError("TensorRT execute_async_v3 failed")
 
+    def copy_rows(self, dst: int, dst_pitch: int, src: int, src_pitch: int, width: int, rows: int) -> None:
+        """Device-to-device copy of ``rows`` rows of ``width`` bytes (strided on both sides)."""
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        self._check(
+            self.cudart.cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, kind, self.stream)
+        )
+
     def synchronize(self) -> None:
         self._check(self.cudart.cudaStreamSynchronize(self.stream))
         self._keep.clear()
@@ -169,8 +187,9 @@ class TensorRTBackend(PooledStreamingBackend):
         self._dtypes = {e["name"]: DTYPES[e["dtype"]] for e in model["inputs"] + model["outputs"]}
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
         self._allocated: list[int] = []
-        # Persistent I/O buffers sized for max_batch; cache buffers come from the slot pool.
-        self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in (*STEP_INPUTS, "output")}
+        # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool.
+        io_names = (*STEP_INPUTS, "output", *CACHE_OUT)
+        self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
         self._pool = BufferPool(lambda b: tuple(self._malloc(self._nbytes(n, b)) for n in CACHE_IN))
         precision = self.key["precision"]
         info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
@@ -226,7 +245,7 @@ class TensorRTBackend(PooledStreamingBackend):
             self.runtime.free(ptr)
         self._allocated.clear()
 
-    def _slot_batch(self, batch: int) -> int:
+    def _graph_batch(self, batch: int) -> int:
         if not 1 <= batch <= self.max_batch:
             raise ValueError(
                 f"batch={batch}; this engine's profile allows 1..{self.max_batch} "
@@ -234,36 +253,45 @@ class TensorRTBackend(PooledStreamingBackend):
             )
         return batch
 
-    def _cache_dims(self, batch: int) -> tuple[int, ...]:
+    def _kv_dims(self, batch: int) -> tuple[int, ...]:
         return self._shape("cache_keys", batch)
 
-    def _upload(self, slot: Slot, keys: np.ndarray, values: np.ndarray, length: np.ndarray) -> None:
-        for ptr, name, arr in zip(slot.payload, CACHE_IN, (keys, values, length), strict=True):
+    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
+        for ptr, name, arr in zip(buffers.payload, CACHE_IN, (keys, values), strict=True):
             self.runtime.htod(ptr, arr.astype(self._dtypes[name]))
         self.runtime.synchronize()
 
-    def cache_arrays(self, cache: PooledCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
-        for ptr, name in zip(cache.slot.payload, CACHE_IN, strict=True):
-            arr = np.empty(self._shape(name, cache.batch), self._dtypes[name])
+        for ptr, name in zip(kv.buffers.payload, CACHE_IN, strict=True):
+            arr = np.empty(self._shape(name, kv.batch), self._dtypes[name])
             self.runtime.dtoh(arr, ptr)
             out.append(arr)
-        return out[0], out[1], out[2]
+        return out[0], out[1]
 
-    # -- StreamingBackend primitive ---------------------------------------------------------------
+    # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache: PooledCache):
-        batch = self._step_batch(frame, cache)
-        for name, arr in zip(STEP_INPUTS, (frame, previous, level, actions, mask, modality), strict=True):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope):
+        kv: PooledKV = cache.kv
+        batch = self._check_batch(frame, kv)
+        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
+        for name, arr in zip(STEP_INPUTS, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
-        target = self._pool.acquire(batch, exclude=cache.slot)
-        addresses = {name: self._io[name] for name in (*STEP_INPUTS, "output")}
-        addresses.update(zip(CACHE_IN, cache.slot.payload, strict=True))
-        addresses.update(zip(CACHE_OUT, target.payload, strict=True))
-        if set(cache.slot.payload) & set(target.payload):
-            raise RuntimeError("cache input and output buffers alias")  # guarded by the pool
+        addresses = {name: self._io[name] for name in (*STEP_INPUTS, "output", *CACHE_OUT)}
+        addresses.update(zip(CACHE_IN, kv.buffers.payload, strict=True))
         shapes = {name: self._shape(name, batch) for name in (*STEP_INPUTS, *CACHE_IN)}
         self.runtime.execute(self.handle, shapes, addresses)
         out = np.empty(self._shape("output", batch), self._dtypes["output"])
         self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
-        return out.astype(np.float32, copy=False), PooledCache(target, batch)
+        return out.astype(np.float32, copy=False), batch  # the entries stay in the new_keys/values buffers
+
+    def _store(self, kv: PooledKV, entries: int, slot: int) -> None:
+        """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into ring slot
+        ``slot``: one strided device copy per tensor, rows = depth x batch x heads."""
+        cfg = self.config
+        itemsize = np.dtype(self._dtypes["cache_keys"]).itemsize
+        width = cfg.tokens_per_frame * cfg.head_dim * itemsize  # one frame of one head
+        pitch = cfg.max_history * width  # one head's whole ring
+        rows = cfg.depth * entries * cfg.heads
+        for dst, name in zip(kv.buffers.payload, CACHE_OUT, strict=True):
+            self.runtime.copy_rows(dst + slot * width, pitch, self._io[name], width, width, rows)

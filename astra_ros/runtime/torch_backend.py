@@ -12,7 +12,7 @@ from astra_ros.hashing import file_sha256
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.runtime.base import ModelInfo, model_info
-from astra_ros.runtime.streaming import StreamingBackend
+from astra_ros.runtime.streaming import Cache, StreamingBackend
 
 
 class TorchBackend(StreamingBackend):
@@ -27,26 +27,30 @@ class TorchBackend(StreamingBackend):
         info = model_info("torch", checkpoint.meta, checkpoint.config, file_sha256(path))
         return cls(checkpoint.build_model(), info, device, **options)
 
-    def _empty_cache(self, batch: int) -> KVCache:
+    def _empty_kv(self, batch: int) -> KVCache:
         return self.model.empty_cache(batch, self.device)
 
-    def _tile_cache(self, cache: KVCache, batch: int) -> KVCache:
+    def _tile_kv(self, kv: KVCache, batch: int) -> KVCache:
         return KVCache(
-            cache.keys.repeat(1, batch, 1, 1, 1),
-            cache.values.repeat(1, batch, 1, 1, 1),
-            cache.length.repeat(batch),
+            kv.keys.repeat(1, batch, 1, 1, 1), kv.values.repeat(1, batch, 1, 1, 1), kv.valid.repeat(batch, 1)
         )
 
     @torch.inference_mode()
-    def _step(self, frame, previous, level, actions, mask, modality, cache):
+    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
-        out, cache = self.model.step(
+        kv = cache.kv._replace(valid=tensor(cache.valid))
+        out = self.model.step(
             tensor(frame),
             tensor(previous),
             tensor(level),
             Actions(tensor(actions), tensor(mask), tensor(modality)),
-            cache,
+            kv,
+            *(tensor(x) for x in rope),
         )
-        return out.float().cpu().numpy(), cache
+        return out.output.float().cpu().numpy(), (out.keys, out.values)
+
+    @torch.inference_mode()
+    def _store(self, kv: KVCache, entries: tuple[torch.Tensor, torch.Tensor], slot: int) -> None:
+        self.model.write(kv, *entries, slot)
