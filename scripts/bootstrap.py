@@ -144,10 +144,18 @@ def bootstrap(root: Path, venv: Path, force: bool = False) -> bool:
 
     build = venv / ".build" / "astra_ros"
     configure = [
-        venv / "bin" / "cmake", "-S", root, "-B", build,
-        f"-DCMAKE_PREFIX_PATH={venv}", f"-DCMAKE_INSTALL_PREFIX={venv}",
-        f"-DPython3_EXECUTABLE={python}", "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release",
-        "-DASTRA_ROS_INSTALL_PYTHON_PACKAGE=OFF", f"-DPYTHON_INSTALL_DIR={INTERFACE_DIR}",
+        venv / "bin" / "cmake",
+        "-S",
+        root,
+        "-B",
+        build,
+        f"-DCMAKE_PREFIX_PATH={venv}",
+        f"-DCMAKE_INSTALL_PREFIX={venv}",
+        f"-DPython3_EXECUTABLE={python}",
+        "-DBUILD_TESTING=OFF",
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DASTRA_ROS_INSTALL_PYTHON_PACKAGE=OFF",
+        f"-DPYTHON_INSTALL_DIR={INTERFACE_DIR}",
     ]
     try:
         _run(configure, env=env)
@@ -162,10 +170,16 @@ def bootstrap(root: Path, venv: Path, force: bool = False) -> bool:
     site = Path(_query(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])", env))
     (site / "astra_ros.pkg").write_text(f"{venv / INTERFACE_DIR / 'astra_ros'}\n")
 
-    _run([python, "-c",
-          "import astra_ros, astra_ros.ros.isolation; from astra_ros.msg import PredictedFrames; "
-          "from astra_ros.srv import Imagine; PredictedFrames(); Imagine.Request(); "
-          "print('bootstrap: import check ok', astra_ros.__file__)"], env=env)
+    _run(
+        [
+            python,
+            "-c",
+            "import astra_ros, astra_ros.ros.isolation; from astra_ros.msg import PredictedFrames; "
+            "from astra_ros.srv import Imagine; PredictedFrames(); Imagine.Request(); "
+            "print('bootstrap: import check ok', astra_ros.__file__)",
+        ],
+        env=env,
+    )
     (venv / STAMP_NAME).write_text(compute_stamp(root) + "\n")
     print(f"bootstrap: done in {time.monotonic() - t0:.0f} s", flush=True)
     return True
@@ -181,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return 0 if stamp_matches(ROOT, venv) else 1
     if sys.version_info[:2] != (3, 11):
-        print(f"bootstrap: warning: running with Python {sys.version.split()[0]}; the pins expect 3.11",
-              file=sys.stderr)
+        print(
+            f"bootstrap: warning: running with Python {sys.version.split()[0]}; the pins expect 3.11",
+            file=sys.stderr,
+        )
     bootstrap(ROOT, venv, force=args.force)
     return 0
 
