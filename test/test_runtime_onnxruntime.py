@@ -94,6 +94,23 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
     assert not backend.kv_arrays(backend._cache.kv)[0].any()
 
 
+def test_a_fixed_batch_export_pads_smaller_batches_and_refuses_larger(tmp_path):
+    from astra_ros.export.onnx_export import export
+
+    fixed = tmp_path / "fixed.onnx"
+    export(tiny_checkpoint(), fixed, batch=2, threads=1, rollout_frames=3)
+    frames, commands, plan = scenario(5)
+    backends = [load_backend(str(path), "onnxruntime", threads=1, seed=1) for path in (fixed, tiny_onnx())]
+    for backend in backends:
+        for f, c in zip(frames, commands, strict=True):
+            backend.ingest(f, c, "joint_velocity")
+    for b in (1, 2):  # batch 1 runs padded to the graph's 2 rows
+        got, want = (backend.predict(plan[:b], "joint_velocity", seed=3) for backend in backends)
+        assert got.shape == want.shape and np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    with pytest.raises(ValueError, match="fixed batch of 2"):
+        backends[0].predict(plan, "joint_velocity")
+
+
 def test_a_modified_onnx_file_is_refused(tmp_path):
     path = copy_model(tmp_path)
     data = bytearray(path.read_bytes())
