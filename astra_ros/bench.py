@@ -221,6 +221,7 @@ def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
         np.ones((1, a), np.float32),
         np.zeros(1, np.int64),
         backend._cache,
+        backend._rope(backend._cache),
     )
     result = {"step": median_ms(lambda: backend._step(*args_step), args.repeats * 3, 3)}
     horizon = args.horizon
