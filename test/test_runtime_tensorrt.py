@@ -18,8 +18,8 @@ from runtime_fixtures import copy_model, tiny_checkpoint  # noqa: E402
 
 from astra_ros.runtime import engine_cache, loader  # noqa: E402
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of  # noqa: E402
-from astra_ros.runtime.sidecar import ModelLoadError, load_onnx_model  # noqa: E402
-from astra_ros.runtime.tensorrt_backend import CACHE_IN, CACHE_OUT, TensorRTBackend  # noqa: E402
+from astra_ros.runtime.sidecar import CACHE_INPUTS, ENTRY_OUTPUTS, ModelLoadError, load_onnx_model  # noqa: E402  # noqa: E402
+from astra_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
 
 ENV = {"tensorrt_version": "10.9.0", "gpu_name": "FakeGPU H100", "compute_capability": "9.0"}
 MAGIC = b"FAKE-ENGINE\n"
@@ -218,10 +218,10 @@ def test_tensorrt_backend_logic_matches_torch_and_never_aliases_cache_buffers(on
     assert max(np.abs(a - b).max() for a, b in zip(outs["trt"], outs["torch"], strict=True)) < 1e-4
     assert fake.executions
     for addresses in fake.executions:
-        ins = {addresses[n] for n in CACHE_IN}
-        outs_ = {addresses[n] for n in (*CACHE_OUT, "output")}
+        ins = {addresses[n] for n in CACHE_INPUTS}
+        outs_ = {addresses[n] for n in (*ENTRY_OUTPUTS, "output")}
         assert not ins & outs_ and len(ins) == 2 and len(outs_) == 3
-    io = {n: ptr for n, ptr in fake.executions[0].items() if n not in CACHE_IN + CACHE_OUT}
+    io = {n: ptr for n, ptr in fake.executions[0].items() if n not in CACHE_INPUTS + ENTRY_OUTPUTS}
     assert all({n: a[n] for n in io} == io for a in fake.executions)  # persistent I/O buffers
     with pytest.raises(ValueError, match="1..4"):
         trt.predict(np.zeros((5, 1, 7), np.float32), "joint_velocity")

@@ -154,81 +154,26 @@ def test_two_robots_train_one_model(kuka_bag, car_bag, tmp_path):
 
 
 def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
-    assert train(["--bags", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--steps", "1", *TINY]) == 2
-    assert "cannot be opened" in capsys.readouterr().err
-    assert (
-        train(
-            [
-                "--bags",
-                str(car_bag),
-                "--modalities",
-                "joint_velocity",
-                "--out",
-                str(tmp_path / "r"),
-                "--steps",
-                "1",
-                *TINY,
-            ]
-        )
-        == 2
+    out = ["--out", str(tmp_path / "r")]
+
+    def rejected(*args: str) -> str:
+        assert train([*args, *out]) == 2
+        return capsys.readouterr().err
+
+    assert "cannot be opened" in rejected("--bags", str(tmp_path / "nope"), "--steps", "1", *TINY)
+    assert "/joint_commands" in rejected(
+        "--bags", str(car_bag), "--modalities", "joint_velocity", "--steps", "1", *TINY
     )
-    assert "/joint_commands" in capsys.readouterr().err
-    assert (
-        train(
-            [
-                "--bags",
-                str(kuka_bag),
-                "--out",
-                str(tmp_path / "r"),
-                "--steps",
-                "1",
-                "--preset",
-                "base",
-                "--batch-size",
-                "64",
-            ]
-        )
-        == 2
+    assert "GiB" in rejected(
+        "--bags", str(kuka_bag), "--steps", "1", "--preset", "base", "--batch-size", "64"
     )
-    assert "GiB" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        train(["--bags", "--out", str(tmp_path / "r"), "--steps", "1"])
-    assert (
-        train(
-            [
-                "--bags",
-                str(kuka_bag),
-                "--out",
-                str(tmp_path / "r"),
-                "--minutes",
-                "1",
-                "--lr-schedule",
-                "cosine",
-                *TINY,
-            ]
-        )
-        == 2
+        train(["--bags", *out, "--steps", "1"])
+    assert "--steps" in rejected("--bags", str(kuka_bag), "--minutes", "1", "--lr-schedule", "cosine", *TINY)
+    missing = str(tmp_path / "small.pt")
+    assert "does not exist" in rejected(
+        "--bags", str(kuka_bag), "--steps", "1", "--preset", "small", "--init", missing
     )
-    assert "--steps" in capsys.readouterr().err
-    small = tmp_path / "small.pt"
-    assert (
-        train(
-            [
-                "--bags",
-                str(kuka_bag),
-                "--out",
-                str(tmp_path / "r"),
-                "--steps",
-                "1",
-                "--preset",
-                "small",
-                "--init",
-                str(small),
-            ]
-        )
-        == 2
-    )
-    assert "does not exist" in capsys.readouterr().err
 
 
 def test_torchrun_two_cpu_processes_keep_identical_weights(kuka_bag, tmp_path):

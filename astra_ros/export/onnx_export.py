@@ -43,24 +43,12 @@ from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
 from astra_ros.model.rope import rope_tables
-from astra_ros.runtime.sidecar import SIDECAR_FORMAT, SIDECAR_VERSION
+from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS, SIDECAR_FORMAT, SIDECAR_VERSION
 
 log = logging.getLogger("astra_ros.export")
 
-INPUTS = (
-    "frame",
-    "previous",
-    "level",
-    "actions",
-    "action_mask",
-    "modality",
-    "cache_keys",
-    "cache_values",
-    "cache_valid",
-    "rope_cos",
-    "rope_sin",
-)
-OUTPUTS = ("output", "new_keys", "new_values")
+INPUTS = GRAPH_INPUTS
+OUTPUTS = GRAPH_OUTPUTS
 ROLLOUT_FRAMES = 20
 
 

@@ -18,24 +18,18 @@ import numpy as np
 
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model
+from astra_ros.runtime.sidecar import (
+    CACHE_INPUTS,
+    ENTRY_OUTPUTS,
+    HOST_INPUTS,
+    ModelLoadError,
+    OnnxModel,
+    load_onnx_model,
+)
 
 log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-STEP_INPUTS = (
-    "frame",
-    "previous",
-    "level",
-    "actions",
-    "action_mask",
-    "modality",
-    "cache_valid",
-    "rope_cos",
-    "rope_sin",
-)
-CACHE_IN = ("cache_keys", "cache_values")
-CACHE_OUT = ("new_keys", "new_values")
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -107,7 +101,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
         self._types = {i.name: NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
-        missing = {*CACHE_IN, *STEP_INPUTS} - set(self._types)
+        missing = {*CACHE_INPUTS, *HOST_INPUTS} - set(self._types)
         if missing:
             raise ModelLoadError(
                 f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
@@ -150,7 +144,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return (d, batch, h, t, k)
 
     def _allocate(self, batch: int) -> list[tuple[np.ndarray, Any]]:
-        return [self._buffer(self._kv_dims(batch), device=True) for _ in CACHE_IN]
+        return [self._buffer(self._kv_dims(batch), device=True) for _ in CACHE_INPUTS]
 
     def _graph_batch(self, batch: int) -> int:
         if self._fixed_batch is None:
@@ -184,15 +178,15 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         batch, gb = frame.shape[0], self._check_batch(frame, kv)
         binding = self.session.io_binding()
         inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        for name, arr in zip(STEP_INPUTS, inputs, strict=True):
+        for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
-        for name, (_, ov) in zip(CACHE_IN, kv.buffers.payload, strict=True):
+        for name, (_, ov) in zip(CACHE_INPUTS, kv.buffers.payload, strict=True):
             binding.bind_ortvalue_input(name, ov)
         binding.bind_output("output", "cpu")
         if gb not in self._entries:
             d, h, n, k = self._entry_shape
-            self._entries[gb] = [self._buffer((d, gb, h, n, k), device=False) for _ in CACHE_OUT]
-        for name, (_, ov) in zip(CACHE_OUT, self._entries[gb], strict=True):
+            self._entries[gb] = [self._buffer((d, gb, h, n, k), device=False) for _ in ENTRY_OUTPUTS]
+        for name, (_, ov) in zip(ENTRY_OUTPUTS, self._entries[gb], strict=True):
             binding.bind_ortvalue_output(name, ov)
         self.session.run_with_iobinding(binding)
         out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)

@@ -13,6 +13,23 @@ from astra_ros.model.config import AstraConfig
 SIDECAR_FORMAT = "astra_ros.onnx_step"
 SIDECAR_VERSION = 2  # 2: ring-buffer cache with rotated keys, rope inputs, new_keys/new_values outputs
 
+# The step graph's tensors (astra_ros.export.onnx_export writes them in GRAPH_INPUTS order).
+HOST_INPUTS = (  # fed from numpy at every step
+    "frame",
+    "previous",
+    "level",
+    "actions",
+    "action_mask",
+    "modality",
+    "cache_valid",
+    "rope_cos",
+    "rope_sin",
+)
+CACHE_INPUTS = ("cache_keys", "cache_values")  # the key/value ring buffers, bound where they live
+ENTRY_OUTPUTS = ("new_keys", "new_values")  # the step's own frame, stored into a ring slot by the host
+GRAPH_INPUTS = (*HOST_INPUTS[:6], *CACHE_INPUTS, *HOST_INPUTS[6:])
+GRAPH_OUTPUTS = ("output", *ENTRY_OUTPUTS)
+
 
 class ModelLoadError(ValueError):
     """A model file is missing, corrupt, of the wrong kind, or does not match its recorded hash."""

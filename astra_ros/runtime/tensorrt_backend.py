@@ -26,23 +26,10 @@ from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
 from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel
+from astra_ros.runtime.sidecar import CACHE_INPUTS, ENTRY_OUTPUTS, HOST_INPUTS, ModelLoadError, OnnxModel
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
 
-STEP_INPUTS = (
-    "frame",
-    "previous",
-    "level",
-    "actions",
-    "action_mask",
-    "modality",
-    "cache_valid",
-    "rope_cos",
-    "rope_sin",
-)
-CACHE_IN = ("cache_keys", "cache_values")
-CACHE_OUT = ("new_keys", "new_values")
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64}
 
 
@@ -188,9 +175,9 @@ class TensorRTBackend(PooledStreamingBackend):
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
         self._allocated: list[int] = []
         # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool.
-        io_names = (*STEP_INPUTS, "output", *CACHE_OUT)
+        io_names = (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
-        self._pool = BufferPool(lambda b: tuple(self._malloc(self._nbytes(n, b)) for n in CACHE_IN))
+        self._pool = BufferPool(lambda b: tuple(self._malloc(self._nbytes(n, b)) for n in CACHE_INPUTS))
         precision = self.key["precision"]
         info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
         super().__init__(info, config, **options)
@@ -257,13 +244,13 @@ class TensorRTBackend(PooledStreamingBackend):
         return self._shape("cache_keys", batch)
 
     def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for ptr, name, arr in zip(buffers.payload, CACHE_IN, (keys, values), strict=True):
+        for ptr, name, arr in zip(buffers.payload, CACHE_INPUTS, (keys, values), strict=True):
             self.runtime.htod(ptr, arr.astype(self._dtypes[name]))
         self.runtime.synchronize()
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
-        for ptr, name in zip(kv.buffers.payload, CACHE_IN, strict=True):
+        for ptr, name in zip(kv.buffers.payload, CACHE_INPUTS, strict=True):
             arr = np.empty(self._shape(name, kv.batch), self._dtypes[name])
             self.runtime.dtoh(arr, ptr)
             out.append(arr)
@@ -275,11 +262,11 @@ class TensorRTBackend(PooledStreamingBackend):
         kv: PooledKV = cache.kv
         batch = self._check_batch(frame, kv)
         inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        for name, arr in zip(STEP_INPUTS, inputs, strict=True):
+        for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
-        addresses = {name: self._io[name] for name in (*STEP_INPUTS, "output", *CACHE_OUT)}
-        addresses.update(zip(CACHE_IN, kv.buffers.payload, strict=True))
-        shapes = {name: self._shape(name, batch) for name in (*STEP_INPUTS, *CACHE_IN)}
+        addresses = {name: self._io[name] for name in (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)}
+        addresses.update(zip(CACHE_INPUTS, kv.buffers.payload, strict=True))
+        shapes = {name: self._shape(name, batch) for name in (*HOST_INPUTS, *CACHE_INPUTS)}
         self.runtime.execute(self.handle, shapes, addresses)
         out = np.empty(self._shape("output", batch), self._dtypes["output"])
         self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
@@ -293,5 +280,5 @@ class TensorRTBackend(PooledStreamingBackend):
         width = cfg.tokens_per_frame * cfg.head_dim * itemsize  # one frame of one head
         pitch = cfg.max_history * width  # one head's whole ring
         rows = cfg.depth * entries * cfg.heads
-        for dst, name in zip(kv.buffers.payload, CACHE_OUT, strict=True):
+        for dst, name in zip(kv.buffers.payload, ENTRY_OUTPUTS, strict=True):
             self.runtime.copy_rows(dst + slot * width, pitch, self._io[name], width, width, rows)
