@@ -13,15 +13,16 @@ onnx = pytest.importorskip("onnx")
 
 from runtime_fixtures import tiny_checkpoint, tiny_onnx  # noqa: E402
 
-from astra_ros.export.onnx_export import INPUTS, OUTPUTS, main  # noqa: E402
+from astra_ros.export.onnx_export import main  # noqa: E402
 from astra_ros.hashing import file_sha256  # noqa: E402
+from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS  # noqa: E402
 
 
 def test_graph_has_the_streaming_signature_with_dynamic_batch():
     model = onnx.load(str(tiny_onnx()))
     inputs = {i.name: i for i in model.graph.input}
     outputs = {o.name: o for o in model.graph.output}
-    assert list(inputs) == list(INPUTS) and list(outputs) == list(OUTPUTS)
+    assert list(inputs) == list(GRAPH_INPUTS) and list(outputs) == list(GRAPH_OUTPUTS)
 
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -43,10 +44,10 @@ def test_sidecar_records_everything_the_runtime_needs():
     assert sidecar["config"]["max_history"] == 4 and sidecar["config"]["width"] == 64
     assert sidecar["meta"]["modalities"] == ["joint_velocity"] and len(sidecar["meta"]["joint_names"]) == 7
     names = [e["name"] for e in sidecar["inputs"]]
-    assert names == list(INPUTS)
-    keys = sidecar["inputs"][INPUTS.index("cache_keys")]
+    assert names == list(GRAPH_INPUTS)
+    keys = sidecar["inputs"][GRAPH_INPUTS.index("cache_keys")]
     assert keys["shape"] == [2, "batch", 2, 64, 32] and keys["dtype"] == "float32"
-    assert [e["name"] for e in sidecar["outputs"]] == list(OUTPUTS)
+    assert [e["name"] for e in sidecar["outputs"]] == list(GRAPH_OUTPUTS)
     assert sidecar["version"] == 2
     parity = sidecar["parity"]
     assert parity["passed"] is True and parity["tolerance"] == 1e-3
@@ -68,9 +69,9 @@ def test_onnxruntime_matches_torch_on_random_inputs_at_several_batches():
     model = load_checkpoint(tiny_checkpoint()).build_model()
     for batch in (1, 5):
         x = random_inputs(model.cfg, batch, seed=10 + batch)
-        got = session.run(list(OUTPUTS), x)
+        got = session.run(list(GRAPH_OUTPUTS), x)
         with torch.inference_mode():
-            ref = StepGraph(model)(*(torch.from_numpy(x[n]) for n in INPUTS))
+            ref = StepGraph(model)(*(torch.from_numpy(x[n]) for n in GRAPH_INPUTS))
         assert got[0].shape == (batch, 3, 32, 32)
         for g, r in zip(got, ref, strict=True):
             assert np.abs(g - r.numpy()).max() < 1e-4

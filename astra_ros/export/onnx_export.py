@@ -47,8 +47,6 @@ from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS, SIDECAR_FORMA
 
 log = logging.getLogger("astra_ros.export")
 
-INPUTS = GRAPH_INPUTS
-OUTPUTS = GRAPH_OUTPUTS
 ROLLOUT_FRAMES = 20
 
 
@@ -103,7 +101,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
     def entries(names: tuple[str, ...]) -> list[dict[str, Any]]:
         return [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
 
-    return {"inputs": entries(INPUTS), "outputs": entries(OUTPUTS)}
+    return {"inputs": entries(GRAPH_INPUTS), "outputs": entries(GRAPH_OUTPUTS)}
 
 
 def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -135,15 +133,15 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     dynamic = None
     if batch is None:
         b = torch.export.Dim("batch", min=1, max=4096)
-        dynamic = tuple({1: b} if n in ("cache_keys", "cache_values") else {0: b} for n in INPUTS)
+        dynamic = tuple({1: b} if n in ("cache_keys", "cache_values") else {0: b} for n in GRAPH_INPUTS)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             StepGraph(model.eval()),
-            tuple(example[n] for n in INPUTS),
+            tuple(example[n] for n in GRAPH_INPUTS),
             None,
-            input_names=list(INPUTS),
-            output_names=list(OUTPUTS),
+            input_names=list(GRAPH_INPUTS),
+            output_names=list(GRAPH_OUTPUTS),
             dynamic_shapes=dynamic,
             opset_version=opset,
             dynamo=True,
@@ -164,9 +162,9 @@ def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], t
     worst = 0.0
     for seed, batch in enumerate(batches):
         x = random_inputs(model.cfg, batch, seed)
-        got = session.run(list(OUTPUTS), x)
+        got = session.run(list(GRAPH_OUTPUTS), x)
         with torch.inference_mode():
-            ref = graph(*(torch.from_numpy(x[n]) for n in INPUTS))
+            ref = graph(*(torch.from_numpy(x[n]) for n in GRAPH_INPUTS))
         for g, r in zip(got, ref, strict=True):
             worst = max(worst, float(np.abs(g.astype(np.float64) - r.numpy().astype(np.float64)).max()))
     return worst

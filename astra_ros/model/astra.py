@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
-from astra_ros.model.rope import ROPE_BASE
+from astra_ros.model.rope import rope_frequencies
 
 
 class Actions(NamedTuple):
@@ -77,7 +77,7 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 def rope_angles(positions: torch.Tensor, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin ``(..., head_dim / 2)`` for frame positions ``(...)``."""
-    freqs = 1.0 / (ROPE_BASE ** (torch.arange(0, head_dim, 2, device=positions.device).float() / head_dim))
+    freqs = torch.from_numpy(rope_frequencies(head_dim)).float().to(positions.device)
     angles = positions.float()[..., None] * freqs
     return angles.cos(), angles.sin()
 

@@ -259,6 +259,33 @@ def _bare_backend_ms(model_path: str, settings: Settings, frames: int) -> tuple[
     return float(np.median(ingest)), float(np.median(predict)), float(np.percentile(predict, 99))
 
 
+def _measure_node(
+    params: dict[str, Any], rate: float, seconds: float, joints: list[str], image_size: int
+) -> dict[str, float]:
+    """Start the node with ``params``, stream ``seconds`` of camera frames at ``rate``, and read its
+    latency (from /diagnostics) and the receipt latency here."""
+    with NodeProcess(params) as proc:
+        driver = Driver()
+        try:
+            if not driver.wait_connected(proc, 60):
+                raise RuntimeError(f"node did not come up:\n{proc.output()}")
+            count = int(seconds * rate)
+            stream(driver, count, rate, joints, image_size)
+            driver.spin_for(2.0)
+            receipt = [(t - stamp_ns(m.header.stamp)) / 1e6 for m, t in driver.predictions]
+            diag = driver.latest_diagnostics()
+            return dict(
+                images=count,
+                predictions=len(driver.predictions),
+                publish_p50=float(diag.get("latency_p50_ms", "nan")),
+                publish_p99=float(diag.get("latency_p99_ms", "nan")),
+                receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
+                receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
+            )
+        finally:
+            driver.close()
+
+
 def run_benchmark(
     model_path: str,
     rates: list[float],
@@ -294,34 +321,17 @@ def run_benchmark(
                 }
                 if not info.joint_names:
                     params["joint_names"] = joints
-                with NodeProcess(params) as proc:
-                    driver = Driver()
-                    try:
-                        if not driver.wait_connected(proc, 60):
-                            raise RuntimeError(f"node did not come up:\n{proc.output()}")
-                        count = int(seconds * rate)
-                        stream(driver, count, rate, joints, image_size)
-                        driver.spin_for(2.0)
-                        receipt = [(t - stamp_ns(m.header.stamp)) / 1e6 for m, t in driver.predictions]
-                        diag = driver.latest_diagnostics()
-                        rows.append(
-                            dict(
-                                threads=n_threads,
-                                rate=rate,
-                                prediction_rate=predict_hz,
-                                load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
-                                images=count,
-                                predictions=len(driver.predictions),
-                                publish_p50=float(diag.get("latency_p50_ms", "nan")),
-                                publish_p99=float(diag.get("latency_p99_ms", "nan")),
-                                receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
-                                receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
-                                bare_p50=ingest50 + predict50,
-                                bare_p99=ingest50 + predict99,
-                            )
-                        )
-                    finally:
-                        driver.close()
+                rows.append(
+                    dict(
+                        threads=n_threads,
+                        rate=rate,
+                        prediction_rate=predict_hz,
+                        load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
+                        bare_p50=ingest50 + predict50,
+                        bare_p99=ingest50 + predict99,
+                        **_measure_node(params, rate, seconds, joints, image_size),
+                    )
+                )
     finally:
         rclpy.try_shutdown()
     return rows
