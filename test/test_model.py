@@ -52,9 +52,10 @@ def at(actions: Actions, k: int) -> Actions:
     return Actions(*(x[:, k] for x in actions))
 
 
-@pytest.fixture(scope="module")
-def cfg() -> AstraConfig:
-    return AstraConfig.preset("tiny")
+@pytest.fixture(scope="module", params=[False, True], ids=["adapter", "adapter+modulation"])
+def cfg(request) -> AstraConfig:
+    """The tiny preset, with and without the action also in every block's modulation."""
+    return AstraConfig.preset("tiny", action_modulation=request.param)
 
 
 def test_tiny_preset_shapes(cfg):

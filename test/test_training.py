@@ -127,6 +127,17 @@ def test_init_starts_from_given_weights_with_a_fresh_optimizer(kuka_bag, tmp_pat
     assert any(not torch.equal(base[k], scratch[k]) for k in base)
     other = ["--set", "context_noise=0.2", "--out", str(tmp_path / "other"), "--steps", "1"]
     assert train([*common, *other, "--init", str(tmp_path / "base" / "model.pt")]) == 2
+    # switching action modulation on keeps every trained weight and starts the new layers at zero
+    modulated = ["--set", "action_modulation=true", "--steps", "1", "--lr", "0"]
+    init = ["--init", str(tmp_path / "base" / "model.pt")]
+    assert train([*common, *modulated, *init, "--out", str(tmp_path / "mod")]) == 0
+    grown = weights(tmp_path / "mod" / "checkpoint.pt")
+    assert all(torch.equal(base[k], grown[k]) for k in base)
+    added = [k for k in grown if k not in base]
+    assert added and all(".action_adaLN." in k and not grown[k].any() for k in added)
+    # and never the other way round
+    back = ["--init", str(tmp_path / "mod" / "model.pt"), "--out", str(tmp_path / "back"), "--steps", "1"]
+    assert train([*common, *back]) == 2
 
 
 def test_two_robots_train_one_model(kuka_bag, car_bag, tmp_path):

@@ -21,7 +21,9 @@ attention sink: an old sink frame would sit at a frame distance never seen in tr
 
 Conditioning per frame: the noise level enters adaLN-Zero modulation (DiT); the action enters
 through the action-aware adapter (added to the modulated input of self-attention, plus an
-identity-initialised projector after it), produced by a mixture of action experts.
+identity-initialised projector after it), produced by a mixture of action experts. With
+``action_modulation`` the action also adds a zero-initialised term to every block's modulation,
+so it can scale and gate features, not only shift the attention input.
 """
 
 from __future__ import annotations
@@ -184,9 +186,14 @@ class Block(nn.Module):
         hidden = int(w * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, w))
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w))
+        # zero-initialised: switching it on leaves a trained model's output unchanged
+        self.action_adaLN = nn.Sequential(nn.SiLU(), nn.Linear(w, 6 * w)) if cfg.action_modulation else None
 
-    def modulation(self, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.adaLN(c).chunk(6, dim=-1)
+    def modulation(self, c: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        mod = self.adaLN(c)
+        if self.action_adaLN is not None:
+            mod = mod + self.action_adaLN(a)
+        return mod.chunk(6, dim=-1)
 
     def attention_input(
         self, x: torch.Tensor, mod: tuple[torch.Tensor, ...], a: torch.Tensor
@@ -238,6 +245,9 @@ class AstraWorldModel(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.adaLN[-1].weight)
             nn.init.zeros_(block.adaLN[-1].bias)
+            if block.action_adaLN is not None:
+                nn.init.zeros_(block.action_adaLN[-1].weight)
+                nn.init.zeros_(block.action_adaLN[-1].bias)
             nn.init.zeros_(block.action_in.weight)
             nn.init.zeros_(block.action_in.bias)
             nn.init.eye_(block.action_out.weight)
@@ -320,7 +330,7 @@ class AstraWorldModel(nn.Module):
         cos, sin = rope_angles(positions.to(x.device), hd)
         mask = self.attention_mask(t, x.device)
         for block in self.blocks:
-            mod = block.modulation(c)
+            mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))
             x = block.finish(x, block.attn.merge(rotate(q, cos, sin), rotate(k, cos, sin), v, mask), mod)
         out = self.final(x[:, t:], c[:, t:])  # (B, T, N, p*p*C)
@@ -363,7 +373,7 @@ class AstraWorldModel(nn.Module):
         mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, M*N + N)
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
-            mod = block.modulation(c)
+            mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))  # (B, heads, N, head_dim)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
             keys = torch.cat([cache.keys[layer], k], 2)

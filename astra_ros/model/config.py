@@ -31,6 +31,7 @@ class AstraConfig:
     num_experts: int = 4
     top_k: int = 2
     action_drop_prob: float = 0.1  # action-free guidance: drop actions in training
+    action_modulation: bool = False  # the action also shifts/scales/gates every block (adaLN)
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)

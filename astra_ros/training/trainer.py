@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +131,7 @@ class Trainer:
         torch.manual_seed(settings.seed)
         self.model = AstraWorldModel(cfg)
         if init is not None:
-            if init.config != cfg:
-                raise TrainingError("--init has another config than the preset with its --set overrides")
-            self.model.load_state_dict(init.model)
+            self._initialize(init)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
@@ -148,6 +146,18 @@ class Trainer:
             self.network = torch.nn.parallel.DistributedDataParallel(self.model)
 
     # -- checkpoints ----------------------------------------------------------------------------
+
+    def _initialize(self, init: Checkpoint) -> None:
+        """Start from ``init``'s weights. The one allowed config change is switching
+        ``action_modulation`` on: its zero-initialised layers start the model unchanged."""
+        if replace(init.config, action_modulation=self.cfg.action_modulation) != self.cfg or (
+            init.config.action_modulation and not self.cfg.action_modulation
+        ):
+            raise TrainingError("--init has another config than the preset with its --set overrides")
+        missing, unexpected = self.model.load_state_dict(init.model, strict=False)
+        new = [key for key in missing if ".action_adaLN." not in key]
+        if new or unexpected:
+            raise TrainingError(f"--init weights do not fit: missing {new}, unexpected {unexpected}")
 
     def _restore(self, checkpoint: Checkpoint) -> None:
         if checkpoint.config != self.cfg:
