@@ -18,7 +18,7 @@ from astra_ros.training.train import main as train
 from astra_ros.training.trainer import TrainSettings, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--preset", "tiny", "--batch-size", "2", "--val-every", "1000", "--no-bf16"]
+TINY = ["--preset", "tiny", "--batch-size", "2", "--val-every", "1000", "--precision", "fp32"]
 
 
 @pytest.fixture(scope="module")

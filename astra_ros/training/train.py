@@ -24,7 +24,7 @@ from astra_ros.data.windows import split_episodes
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import PRESETS, AstraConfig
 from astra_ros.training.objective import ObjectiveSettings
-from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings
+from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings, native_bf16
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, default=TrainSettings.val_every)
     p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
     p.add_argument("--rollout-passes", type=int, default=ObjectiveSettings.rollout_passes)
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32 (bf16 autocast is the CPU default)")
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="CPU matmul precision; auto: bf16 autocast where the CPU has native bf16, else fp32",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="AstraConfig overrides")
     return p
@@ -143,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             minutes=args.minutes,
             val_every=args.val_every,
-            bf16=not args.no_bf16,
+            bf16=args.precision == "bf16" or (args.precision == "auto" and native_bf16()),
             seed=args.seed,
             objective=ObjectiveSettings(rollout_prob=args.rollout_prob, rollout_passes=args.rollout_passes),
         )
         if not args.bags:
             raise TrainingError("--bags is empty; give at least one rosbag2 directory")
+        print(f"astra-train: {'bf16 autocast' if settings.bf16 else 'fp32'} (--precision {args.precision})")
         train, val, meta = load_data(args, cfg)
         args.out.mkdir(parents=True, exist_ok=True)
         started = time.time()
