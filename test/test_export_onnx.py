@@ -40,7 +40,7 @@ def test_sidecar_records_everything_the_runtime_needs():
     sidecar = json.loads(path.with_suffix(".json").read_text())
     assert sidecar["onnx_sha256"] == file_sha256(path)
     assert sidecar["checkpoint"]["sha256"] == file_sha256(tiny_checkpoint())
-    assert sidecar["opset"] == 18 and sidecar["batch"] == "dynamic"
+    assert sidecar["opset"] == 20 and sidecar["batch"] == "dynamic"
     assert sidecar["config"]["max_history"] == 4 and sidecar["config"]["width"] == 64
     assert sidecar["meta"]["modalities"] == ["joint_velocity"] and len(sidecar["meta"]["joint_names"]) == 7
     names = [e["name"] for e in sidecar["inputs"]]

@@ -94,6 +94,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
     assert predicted + skipped == count  # every frame due (prediction_rate 0): predicted, superseded or cold
     assert len(driver.predictions) == predicted >= 10
     assert len(driver.predicted_images) == predicted
+    assert 0 <= float(diag["outside_backend_p50_ms"]) <= float(diag["latency_p50_ms"])
 
     rollout_ids = [m.rollout_id for m, _ in driver.predictions]
     assert rollout_ids == list(range(rollout_ids[0], rollout_ids[0] + predicted))

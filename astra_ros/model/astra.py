@@ -164,7 +164,13 @@ class Attention(nn.Module):
         return q, k, v  # each (B, heads, n, head_dim)
 
     def merge(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, n, head_dim)
+        if torch.onnx.is_in_onnx_export():
+            # The exporter's SDPA transposes and scales the whole key tensor; written out, only q is
+            # scaled and ONNX Runtime folds the transpose into the MatMul.
+            scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1) + mask
+            out = scores.softmax(dim=-1) @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, n, head_dim)
         b, _, n, _ = out.shape
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -369,8 +375,9 @@ class AstraWorldModel(nn.Module):
         x = self.embed(frame, previous)[:, None]  # (B, 1, N, W)
         b = x.shape[0]
         cos, sin = rope_cos[:, None, None], rope_sin[:, None, None]  # (B, 1, 1, head_dim / 2)
-        valid = (cache.valid > 0.5)[:, :, None].expand(b, cfg.max_history, n).reshape(b, -1)
-        mask = torch.cat([valid, torch.ones_like(valid[:, :n])], 1)[:, None, None, :]  # (B, 1, 1, M*N + N)
+        # additive mask: -inf on empty slots, 0 on valid ones and on the frame itself
+        empty = torch.where(cache.valid > 0.5, 0.0, -math.inf)[:, :, None].expand(b, cfg.max_history, n)
+        mask = torch.cat([empty.reshape(b, -1), x.new_zeros(b, n)], 1)[:, None, None, :]  # (B, 1, 1, M*N + N)
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
             mod = block.modulation(c, a)

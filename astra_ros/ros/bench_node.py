@@ -9,6 +9,7 @@ ROS layer's overhead over the bare backend calls (ingest + predict) on the same 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -279,6 +280,7 @@ def _measure_node(
                 predictions=len(driver.predictions),
                 publish_p50=float(diag.get("latency_p50_ms", "nan")),
                 publish_p99=float(diag.get("latency_p99_ms", "nan")),
+                outside_p50=float(diag.get("outside_backend_p50_ms", "nan")),
                 receipt_p50=float(np.percentile(receipt, 50)) if receipt else float("nan"),
                 receipt_p99=float(np.percentile(receipt, 99)) if receipt else float("nan"),
             )
@@ -293,8 +295,11 @@ def run_benchmark(
     seconds: float,
     image_size: int,
     threads: tuple[int, ...] = (0,),
+    rounds: int = 1,
 ) -> list[dict[str, Any]]:
-    """One node per inference thread count and input rate; ``prediction_rate`` None = the input rate."""
+    """One node per inference thread count, input rate and round; ``prediction_rate`` None = the input
+    rate. Each round measures the bare backend right before its node, so that a slow or fast spell of
+    the machine does not land on one side of the comparison only."""
     import rclpy
 
     isolate_ros()
@@ -306,32 +311,32 @@ def run_benchmark(
     rows = []
     rclpy.init()
     try:
-        for n_threads in threads:
+        for n_threads, rate, round_ in itertools.product(threads, rates, range(rounds)):
             settings = Settings.from_values({"model_path": model_path, "inference_threads": n_threads})
             ingest50, predict50, predict99 = _bare_backend_ms(model_path, settings, 60)
-            for rate in rates:
-                predict_hz = min(rate, prediction_rate or rate)
-                params = {
-                    "model_path": model_path,
-                    "inference_threads": n_threads,
-                    "prediction_rate": float(predict_hz),
-                    "image_qos_reliability": "reliable",
-                    "image_qos_depth": 10,
-                    "diagnostics_period": 0.5,
-                }
-                if not info.joint_names:
-                    params["joint_names"] = joints
-                rows.append(
-                    dict(
-                        threads=n_threads,
-                        rate=rate,
-                        prediction_rate=predict_hz,
-                        load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
-                        bare_p50=ingest50 + predict50,
-                        bare_p99=ingest50 + predict99,
-                        **_measure_node(params, rate, seconds, joints, image_size),
-                    )
+            predict_hz = min(rate, prediction_rate or rate)
+            params = {
+                "model_path": model_path,
+                "inference_threads": n_threads,
+                "prediction_rate": float(predict_hz),
+                "image_qos_reliability": "reliable",
+                "image_qos_depth": 10,
+                "diagnostics_period": 0.5,
+            }
+            if not info.joint_names:
+                params["joint_names"] = joints
+            rows.append(
+                dict(
+                    threads=n_threads,
+                    round=round_ + 1,
+                    rate=rate,
+                    prediction_rate=predict_hz,
+                    load=(min(rate, model_hz) * ingest50 + predict_hz * predict50) / 1e3,
+                    bare_p50=ingest50 + predict50,
+                    bare_p99=ingest50 + predict99,
+                    **_measure_node(params, rate, seconds, joints, image_size),
                 )
+            )
     finally:
         rclpy.try_shutdown()
     return rows
@@ -343,23 +348,44 @@ def stamp_ns(stamp) -> int:
 
 def print_table(rows: list[dict[str, Any]], backend: str) -> None:
     print(
-        f"astra_world_model latency ({backend}); ms from image stamp; bare = backend ingest + predict p50; "
-        "worker load = ingests/s x ingest ms + predictions/s x predict ms (over 100%: it cannot keep up)"
+        f"astra_world_model latency ({backend}); ms from image stamp; bare = backend ingest + predict p50, "
+        "measured right before each node; worker load = ingests/s x ingest ms + predictions/s x predict ms "
+        "(over 100%: it cannot keep up); outside backend = the node's own latency minus its backend calls "
+        "for that prediction (conversion, queueing, DDS, publishing)"
     )
     print(
-        "| threads | input Hz | prediction Hz | worker load | images | predictions | publish p50 "
-        "| publish p99 | receipt p50 | receipt p99 | bare p50 | ROS ms p50 | ROS overhead p50 |"
+        "| threads | input Hz | prediction Hz | round | worker load | images | predictions | publish p50 "
+        "| publish p99 | receipt p50 | receipt p99 | bare p50 | ROS overhead p50 | outside backend p50 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        overhead = r["publish_p50"] / r["bare_p50"] - 1 if r["bare_p50"] > 0 else float("nan")
         print(
-            f"| {r['threads'] or 'default'} | {r['rate']:g} | {r['prediction_rate']:g} | {r['load']:.0%} "
-            f"| {r['images']} | {r['predictions']} "
+            f"| {r['threads'] or 'default'} | {r['rate']:g} | {r['prediction_rate']:g} | {r['round']} "
+            f"| {r['load']:.0%} | {r['images']} | {r['predictions']} "
             f"| {r['publish_p50']:.1f} | {r['publish_p99']:.1f} "
             f"| {r['receipt_p50']:.1f} | {r['receipt_p99']:.1f} | {r['bare_p50']:.1f} "
-            f"| {r['publish_p50'] - r['bare_p50']:.1f} | {overhead:+.0%} |"
+            f"| {overhead(r):+.0%} | {r['outside_p50']:.1f} ms ({in_node_share(r):.0%}) |"
         )
+    groups: dict[tuple[int, float], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["threads"], r["rate"]), []).append(r)
+    for (n_threads, rate), group in groups.items():
+        print(
+            f"threads {n_threads or 'default'}, {rate:g} Hz, {len(group)} rounds: ROS overhead p50 median "
+            f"{np.median([overhead(r) for r in group]):+.1%}, outside backend median "
+            f"{np.median([in_node_share(r) for r in group]):.1%} of the backend time"
+        )
+
+
+def overhead(row: dict[str, Any]) -> float:
+    """Node latency p50 over the bare backend p50 of the same round, minus 1."""
+    return row["publish_p50"] / row["bare_p50"] - 1 if row["bare_p50"] > 0 else float("nan")
+
+
+def in_node_share(row: dict[str, Any]) -> float:
+    """The node's time outside its backend calls over the time inside them (p50s, one process)."""
+    inside = row["publish_p50"] - row["outside_p50"]
+    return row["outside_p50"] / inside if inside > 0 else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,9 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, nargs="+", default=[0], help="inference_threads values (0 = runtime default)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bare + node measurements per setting, interleaved"
+    )
     args = parser.parse_args(argv)
     rows = run_benchmark(
-        args.model_path, args.rates, args.prediction_rate, args.seconds, args.image_size, tuple(args.threads)
+        args.model_path,
+        args.rates,
+        args.prediction_rate,
+        args.seconds,
+        args.image_size,
+        tuple(args.threads),
+        args.rounds,
     )
     print_table(rows, args.model_path)
     return 0

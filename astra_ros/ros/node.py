@@ -192,6 +192,7 @@ class WorldModelNode(Node):
         self._counts: Counter[str] = Counter()
         self._latency_ms = LatencyStats()
         self._backend_ms = LatencyStats()
+        self._outside_ms = LatencyStats()  # per prediction: latency minus its ingest + predict calls
         self._input_rate = RateMeter()
         self._prediction_rate = RateMeter()
         self._logged_reasons: set[str] = set()
@@ -506,8 +507,9 @@ class WorldModelNode(Node):
                     self._reset_state(frame.reset)
                 started = time.perf_counter()
                 self.backend.ingest(frame.rgb, frame.command, self.modality)
+                ingest_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
-                    self._backend_ms.add((time.perf_counter() - started) * 1e3)
+                    self._backend_ms.add(ingest_ms)
                 self._context_stamps.append(frame.stamp_ns)
                 self._newest = frame
                 due += frame.due
@@ -521,9 +523,11 @@ class WorldModelNode(Node):
                 frames = self.backend.predict(
                     actions[None], self.modality, steps=s.denoising_steps, seed=s.seed + self._rollout_id
                 )
+                predict_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
-                    self._backend_ms.add((time.perf_counter() - started) * 1e3)
+                    self._backend_ms.add(predict_ms)
                 result = (
+                    ingest_ms + predict_ms,
                     frames[0],
                     actions,
                     policy,
@@ -554,6 +558,7 @@ class WorldModelNode(Node):
     def _publish(
         self,
         newest: _Frame,
+        backend_ms: float,
         frames: np.ndarray,
         actions: np.ndarray,
         policy: str,
@@ -585,6 +590,7 @@ class WorldModelNode(Node):
         latency_ms = (self._now_ns() - newest.stamp_ns) / 1e6
         with self._stats_lock:
             self._latency_ms.add(latency_ms)
+            self._outside_ms.add(latency_ms - backend_ms)
             self._prediction_rate.tick(time.monotonic())
             self._counts["predictions"] += 1
 
@@ -604,6 +610,7 @@ class WorldModelNode(Node):
                 "latency_p50_ms": f"{self._latency_ms.percentile(50):.2f}",
                 "latency_p99_ms": f"{self._latency_ms.percentile(99):.2f}",
                 "backend_call_p50_ms": f"{self._backend_ms.percentile(50):.2f}",
+                "outside_backend_p50_ms": f"{self._outside_ms.percentile(50):.2f}",
                 "cache_fill": f"{history}/{self._context_stamps.maxlen}",
                 "queue_length": str(len(self._queue)),
             }
