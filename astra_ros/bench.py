@@ -1,8 +1,8 @@
 """``astra-bench`` (``python -m astra_ros.bench``): benchmarks that print tables (not tests).
 
 - ``model``: cached streaming step vs full-context recompute (``AstraWorldModel.forward`` over the
-  whole history) at history 4/8/16/32, and the achieved GFLOP/s of one denoising step next to the
-  machine's measured fp32 matmul peak.
+  whole history) at history 4/8/16/32, and the achieved GFLOP/s of one denoising step (torch eager,
+  and the same step exported to ONNX on ONNX Runtime) next to the machine's measured fp32 matmul peak.
 - ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
   onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
   predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
@@ -69,6 +69,26 @@ def step_flops(model: Any, inputs: tuple) -> int:
     return int(counter.get_total_flops())
 
 
+def onnxruntime_step_ms(model: Any, batches: list[int], threads: int, repeats: int) -> dict[int, float]:
+    """ms of the same step exported to ONNX (ONNX Runtime CPU ``session.run``, cache full) per batch."""
+    import onnxruntime as ort
+
+    from astra_ros.export.onnx_export import DEFAULT_OPSET, export_onnx, random_inputs
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "step.onnx"
+        export_onnx(model, path, None, DEFAULT_OPSET)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    out = {}
+    for batch in batches:
+        feeds = random_inputs(model.cfg, batch)
+        feeds["cache_valid"][:] = 1.0
+        out[batch] = median_ms(lambda f=feeds: session.run(None, f), repeats, 2)
+    return out
+
+
 def run_model_bench(args: argparse.Namespace) -> str:
     import torch
 
@@ -128,6 +148,7 @@ def run_model_bench(args: argparse.Namespace) -> str:
     ]
     flops = step_flops(model, (frame, frame, level, acts(1), full_cache(1, cfg.max_history), *rope(1)))
     peak = matmul_peak_gflops(args.threads)
+    exported = onnxruntime_step_ms(model, args.batches, args.threads, args.repeats)
     rows = []
     for batch in args.batches:
         cache_b, rope_b = full_cache(batch, cfg.max_history), rope(batch)
@@ -138,13 +159,15 @@ def run_model_bench(args: argparse.Namespace) -> str:
                 args.repeats,
                 2,
             )
-        achieved = flops * batch / (ms / 1000) / 1e9
-        rows.append([batch, ms, flops * batch / 1e9, achieved, peak, f"{100 * achieved / peak:.0f}%"])
+        gflop = flops * batch / 1e9
+        for runtime, step_ms in (("torch eager", ms), ("onnxruntime", exported[batch])):
+            achieved = gflop / (step_ms / 1000)
+            rows.append([batch, runtime, step_ms, gflop, achieved, peak, f"{100 * achieved / peak:.0f}%"])
     out += [
         f"## Model: achieved GFLOP/s of one denoising step (cache full: {cfg.max_history} frames; "
         "FLOPs from torch.utils.flop_counter: matmuls + attention)",
         "",
-        table(["batch", "step ms", "GFLOP/step", "GFLOP/s", "fp32 matmul peak GFLOP/s", "of peak"], rows),
+        table(["batch", "runtime", "step ms", "GFLOP/step", "GFLOP/s", "peak GFLOP/s", "of peak"], rows),
         "",
     ]
     params = sum(p.numel() for p in model.parameters())
