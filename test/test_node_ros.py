@@ -62,7 +62,11 @@ def node_and_driver(request):
 
 
 def diag_when(driver: Driver, predicate, timeout: float = 10.0) -> dict[str, str]:
+    """The first diagnostics published after ``predicate`` held: a snapshot taken while an image
+    callback was between its counters (images counted, decimation not yet) has settled by then."""
     driver.spin_until(lambda: predicate(driver.latest_diagnostics()), timeout)
+    seen = len(driver.diagnostics)
+    driver.spin_until(lambda: len(driver.diagnostics) > seen, 2.0)
     return driver.latest_diagnostics()
 
 
