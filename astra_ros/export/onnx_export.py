@@ -48,7 +48,7 @@ from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS, SIDECAR_FORMA
 log = logging.getLogger("astra_ros.export")
 
 ROLLOUT_FRAMES = 20
-DEFAULT_OPSET = 20  # Gelu became an operator in 20; decomposed it cost ONNX Runtime 5-15% of a step
+DEFAULT_OPSET = 20  # Gelu became an operator in 20; decomposed it cost ONNX Runtime 6-15% of a step
 
 
 class StepGraph(nn.Module):
