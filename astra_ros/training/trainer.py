@@ -156,9 +156,7 @@ class Trainer:
     def _initialize(self, init: Checkpoint) -> None:
         """Start from ``init``'s weights. The one allowed config change is switching
         ``action_modulation`` on: its zero-initialised layers start the model unchanged."""
-        if replace(init.config, action_modulation=self.cfg.action_modulation) != self.cfg or (
-            init.config.action_modulation and not self.cfg.action_modulation
-        ):
+        if self.cfg not in (init.config, replace(init.config, action_modulation=True)):
             raise TrainingError("--init has another config than the preset with its --set overrides")
         missing, unexpected = self.model.load_state_dict(init.model, strict=False)
         new = [key for key in missing if ".action_adaLN." not in key]
