@@ -9,11 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from astra_ros.data.record_sim import record
+from astra_ros.evaluation import metrics
+from astra_ros.model.actions import modality_id
+from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.checkpoint import load_checkpoint
+from astra_ros.model.config import AstraConfig
+from astra_ros.training.objective import ObjectiveSettings, ssim, training_loss
 from astra_ros.training.train import main as train
 from astra_ros.training.trainer import TrainSettings, learning_rate
 
@@ -39,6 +45,44 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).trainer["weights"]
 
 
+def test_training_ssim_matches_the_evaluation_metric():
+    rng = np.random.default_rng(0)
+    true = rng.integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    pred = np.clip(true.astype(int) + rng.integers(-120, 120, true.shape), 0, 255).astype(np.uint8)
+    as_model = [torch.from_numpy(f).permute(0, 3, 1, 2).double() / 127.5 - 1 for f in (pred, true)]
+    expected = metrics.ssim(pred, true).mean()
+    assert expected < 0.8
+    assert float(ssim(*as_model)) == pytest.approx(expected, abs=1e-9)
+    assert float(ssim(as_model[1], as_model[1])) == pytest.approx(1.0)
+
+
+def test_structure_weight_adds_one_minus_ssim_to_the_loss():
+    cfg = AstraConfig.preset("tiny")
+    torch.manual_seed(0)
+    model = AstraWorldModel(cfg)
+    for p in model.final.parameters():  # a zero-initialised output head would predict the last frame
+        torch.nn.init.normal_(p, std=0.05)
+    rng = np.random.default_rng(1)
+    s = cfg.image_size
+    batch = {
+        "frames": torch.from_numpy(rng.integers(0, 256, (2, 4, s, s, 3), dtype=np.uint8)),
+        "actions": torch.randn(2, 4, cfg.action_dim),
+        "action_mask": torch.ones(2, 4, cfg.action_dim),
+        "modality": torch.full((2,), modality_id("joint_velocity")),
+    }
+    results = {}
+    for weight in (0.0, 0.5):
+        settings = ObjectiveSettings(rollout_prob=0.0, structure_weight=weight)
+        results[weight] = training_loss(model, batch, settings, torch.Generator().manual_seed(2))
+    (loss_mse, plain), (loss_both, both) = results[0.0], results[0.5]
+    assert plain["structure"] == 0.0
+    assert 0.0 < both["structure"] <= 2.0
+    assert both["diffusion"] == pytest.approx(plain["diffusion"])
+    assert float((loss_both - loss_mse).detach()) == pytest.approx(0.5 * both["structure"], rel=1e-5)
+    loss_both.backward()
+    assert all(p.grad is not None for p in model.final.parameters())
+
+
 def test_tiny_run_writes_model_log_and_validation(kuka_bag, tmp_path):
     run = tmp_path / "run"
     assert (
@@ -52,6 +96,8 @@ def test_tiny_run_writes_model_log_and_validation(kuka_bag, tmp_path):
                 "3",
                 "--val-fraction",
                 "0.34",
+                "--structure-weight",
+                "0.1",
                 *TINY,
                 "--val-every",
                 "3",
@@ -61,7 +107,7 @@ def test_tiny_run_writes_model_log_and_validation(kuka_bag, tmp_path):
     )
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
-    assert all(float(r["loss"]) > 0 for r in rows)
+    assert all(float(r["loss"]) > 0 and 0 < float(r["structure"]) < 1 for r in rows)
     assert float(rows[-1]["val_copy_psnr_h1"]) > 10  # validation ran on the held-out episode
     shipped = load_checkpoint(run / "model.pt")
     assert shipped.optimizer is None and shipped.meta["steps"] == 3
@@ -181,6 +227,9 @@ def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train(["--bags", *out, "--steps", "1"])
     assert "--steps" in rejected("--bags", str(kuka_bag), "--minutes", "1", "--lr-schedule", "cosine", *TINY)
+    assert "structure_weight=-0.1; expected >= 0" in rejected(
+        "--bags", str(kuka_bag), "--steps", "1", "--structure-weight", "-0.1", *TINY
+    )
     missing = str(tmp_path / "small.pt")
     assert "does not exist" in rejected(
         "--bags", str(kuka_bag), "--steps", "1", "--preset", "small", "--init", missing

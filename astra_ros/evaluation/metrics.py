@@ -41,7 +41,8 @@ def psnr_from_mse(value: float) -> float:
     return min(PSNR_CAP_DB, 10.0 * math.log10(1.0 / max(float(value), 1e-10)))
 
 
-def _gaussian_kernel(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> np.ndarray:
+def gaussian_kernel(sigma: float = SSIM_SIGMA, truncate: float = SSIM_TRUNCATE) -> np.ndarray:
+    """The normalised 1D SSIM window (11 taps at the defaults)."""
     radius = int(truncate * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
@@ -73,7 +74,7 @@ def ssim(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     _check_pair(pred, true)
     lead = pred.shape[:-3]
     size = pred.shape[-3:]
-    kernel = _gaussian_kernel()
+    kernel = gaussian_kernel()
     if min(size[0], size[1]) < len(kernel):
         raise ValueError(f"SSIM needs images of at least {len(kernel)}x{len(kernel)}; got {size[:2]}")
     x = to_unit(pred).reshape((-1,) + size)

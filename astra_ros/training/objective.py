@@ -9,6 +9,11 @@ by the model's own one-step predictions, made without gradients in ``rollout_pas
 passes (pass ``r`` conditions on pass ``r - 1``'s frames, so the last pass carries up to
 ``rollout_passes`` steps of compounding error). The model then learns to predict the true next
 frame from its own imperfect history, which is what it sees when it rolls out.
+
+Structural term: with ``structure_weight`` > 0, ``structure_weight * (1 - SSIM)`` of the
+predicted clean frames is added, with the gaussian-window SSIM the
+evaluation scores. Mean squared error alone rewards the blurred mean of the possible futures;
+SSIM also asks for the local contrast and structure of the true frame.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from astra_ros.evaluation.metrics import SSIM_K1, SSIM_K2, gaussian_kernel
 from astra_ros.model.astra import Actions, AstraWorldModel
 from astra_ros.model.config import NO_ACTION, AstraConfig
 from astra_ros.model.flow import noisy, predicted_x0
@@ -30,6 +36,33 @@ class ObjectiveSettings:
     rollout_passes: int = 2
     min_true_context: int = 1  # frames kept true at the start of a rolled-out history
     balance_weight: float = 0.01
+    structure_weight: float = 0.0  # weight of 1 - SSIM on the predicted clean frames
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Differentiable SSIM of frames ``(..., C, S, S)`` in [-1, 1], averaged over all frames.
+
+    The same definition as ``evaluation.metrics.ssim`` (gaussian 11x11 window, valid pixels only,
+    data range 1) on the frames scaled to [0, 1].
+    """
+    channels, size = x.shape[-3], x.shape[-2:]
+    x = ((x + 1) / 2).reshape(-1, channels, *size)
+    y = ((y + 1) / 2).reshape(-1, channels, *size)
+    taps = torch.from_numpy(gaussian_kernel()).to(x)
+    rows = taps.reshape(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    cols = taps.reshape(1, 1, 1, -1).expand(channels, 1, 1, -1)
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(z, rows, groups=channels), cols, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    var_x = blur(x * x) - mu_x * mu_x
+    var_y = blur(y * y) - mu_y * mu_y
+    cov = blur(x * y) - mu_x * mu_y
+    c1, c2 = SSIM_K1**2, SSIM_K2**2
+    num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
+    den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
+    return (num / den).mean()
 
 
 def context_levels(cfg: AstraConfig, batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
@@ -138,16 +171,18 @@ def training_loss(
     target_actions = drop_actions(target_actions, cfg.action_drop_prob, generator)
     out, balance = network(context, c_level, context_actions, target, t_level, target_actions)
     out = out.float()
+    x0 = predicted_x0(out, target, s, history, cfg.parameterization, cfg.predict_delta)
     if cfg.parameterization == "velocity":
         diffusion = F.mse_loss(out, noise - target_clean)
     else:
-        x0 = predicted_x0(out, target, s, history, cfg.parameterization, cfg.predict_delta)
         diffusion = F.mse_loss(x0, target_clean)
-    loss = diffusion + settings.balance_weight * balance.float()
+    structure = 1 - ssim(x0, target_clean) if settings.structure_weight > 0 else torch.zeros(())
+    loss = diffusion + settings.balance_weight * balance.float() + settings.structure_weight * structure
     stats = {
         "loss": loss.item(),
         "diffusion": diffusion.item(),
         "balance": balance.item(),
+        "structure": structure.item(),
         "rolled": float(rolled),
     }
     return loss, stats

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
     p.add_argument("--rollout-passes", type=int, default=ObjectiveSettings.rollout_passes)
     p.add_argument(
+        "--structure-weight",
+        type=float,
+        default=ObjectiveSettings.structure_weight,
+        help="weight of 1 - SSIM of the predicted frames, added to the loss (0: mean squared error only)",
+    )
+    p.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
         default="auto",
@@ -150,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
             val_every=args.val_every,
             bf16=args.precision == "bf16" or (args.precision == "auto" and native_bf16()),
             seed=args.seed,
-            objective=ObjectiveSettings(rollout_prob=args.rollout_prob, rollout_passes=args.rollout_passes),
+            objective=ObjectiveSettings(
+                rollout_prob=args.rollout_prob,
+                rollout_passes=args.rollout_passes,
+                structure_weight=args.structure_weight,
+            ),
         )
         if not args.bags:
             raise TrainingError("--bags is empty; give at least one rosbag2 directory")

@@ -125,6 +125,8 @@ class Trainer:
             settings.window = cfg.max_history + 1
         if settings.steps is None and settings.minutes is None:
             raise TrainingError("give a budget: steps or minutes")
+        if settings.objective.structure_weight < 0:
+            raise TrainingError(f"structure_weight={settings.objective.structure_weight}; expected >= 0")
         if settings.lr_schedule not in ("constant", "cosine"):
             raise TrainingError(f"lr_schedule is {settings.lr_schedule!r}; expected 'constant' or 'cosine'")
         if settings.lr_schedule == "cosine" and settings.steps is None:
@@ -267,6 +269,7 @@ class Trainer:
             "loss",
             "diffusion",
             "balance",
+            "structure",
             "rolled",
             "val_windows",
             "val_model_psnr_h1",
