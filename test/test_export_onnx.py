@@ -15,7 +15,9 @@ from runtime_fixtures import tiny_checkpoint, tiny_onnx  # noqa: E402
 
 from astra_ros.export.onnx_export import main  # noqa: E402
 from astra_ros.hashing import file_sha256  # noqa: E402
-from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS  # noqa: E402
+from astra_ros.runtime.sidecar import GRAPH_OUTPUTS, graph_inputs  # noqa: E402
+
+GRAPH_INPUTS = graph_inputs(2)  # the tiny model has 2 layers
 
 
 def test_graph_has_the_streaming_signature_with_dynamic_batch():
@@ -28,8 +30,9 @@ def test_graph_has_the_streaming_signature_with_dynamic_batch():
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
     assert isinstance(dims(inputs["frame"])[0], str)  # symbolic batch
-    assert isinstance(dims(inputs["cache_keys"])[1], str)
-    assert dims(inputs["cache_keys"])[0] == 2 and dims(inputs["cache_keys"])[3] == 4 * 16  # depth, M*N
+    assert GRAPH_INPUTS[6:10] == ("cache_keys_0", "cache_keys_1", "cache_values_0", "cache_values_1")
+    assert isinstance(dims(inputs["cache_keys_1"])[0], str)
+    assert dims(inputs["cache_values_0"])[1:] == [2, 4 * 16, 32]  # heads, M*N, head_dim
     assert inputs["modality"].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert dims(inputs["cache_valid"])[1] == 4 and dims(inputs["rope_cos"])[1] == 32 // 2  # M, head_dim / 2
     assert dims(outputs["new_keys"])[0] == 2 and dims(outputs["new_keys"])[3] == 16  # depth, N: one frame
@@ -45,10 +48,10 @@ def test_sidecar_records_everything_the_runtime_needs():
     assert sidecar["meta"]["modalities"] == ["joint_velocity"] and len(sidecar["meta"]["joint_names"]) == 7
     names = [e["name"] for e in sidecar["inputs"]]
     assert names == list(GRAPH_INPUTS)
-    keys = sidecar["inputs"][GRAPH_INPUTS.index("cache_keys")]
-    assert keys["shape"] == [2, "batch", 2, 64, 32] and keys["dtype"] == "float32"
+    keys = sidecar["inputs"][GRAPH_INPUTS.index("cache_keys_1")]
+    assert keys["shape"] == ["batch", 2, 64, 32] and keys["dtype"] == "float32"
     assert [e["name"] for e in sidecar["outputs"]] == list(GRAPH_OUTPUTS)
-    assert sidecar["version"] == 2
+    assert sidecar["version"] == 3
     parity = sidecar["parity"]
     assert parity["passed"] is True and parity["tolerance"] == 1e-3
     assert parity["random_max_abs_diff"] < 1e-4 and parity["rollout_max_abs_diff"] < 1e-4
@@ -60,7 +63,7 @@ def test_onnxruntime_matches_torch_on_random_inputs_at_several_batches():
     import onnxruntime as ort
     import torch
 
-    from astra_ros.export.onnx_export import StepGraph, random_inputs
+    from astra_ros.export.onnx_export import StepGraph, graph_args, random_inputs
     from astra_ros.model.checkpoint import load_checkpoint
 
     so = ort.SessionOptions()
@@ -71,7 +74,7 @@ def test_onnxruntime_matches_torch_on_random_inputs_at_several_batches():
         x = random_inputs(model.cfg, batch, seed=10 + batch)
         got = session.run(list(GRAPH_OUTPUTS), x)
         with torch.inference_mode():
-            ref = StepGraph(model)(*(torch.from_numpy(x[n]) for n in GRAPH_INPUTS))
+            ref = StepGraph(model)(*graph_args({n: torch.from_numpy(v) for n, v in x.items()}, 2))
         assert got[0].shape == (batch, 3, 32, 32)
         for g, r in zip(got, ref, strict=True):
             assert np.abs(g - r.numpy()).max() < 1e-4

@@ -65,11 +65,36 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     assert ort.info.max_history == 4 and ort.info.frame_period == 0.1
 
 
+def test_candidates_share_frame_zero_and_then_follow_their_own_commands():
+    frames, commands, plan = scenario(5)
+    backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
+    batches = []
+    step = backend._step
+
+    def counting(frame, *args):
+        batches.append(frame.shape[0])
+        return step(frame, *args)
+
+    backend._step = counting
+    for f, c in zip(frames, commands, strict=True):
+        backend.ingest(f, c, "joint_velocity")
+    batches.clear()
+    video = backend.predict(plan, "joint_velocity", seed=3)
+    # frame 0 follows from the last ingested command: denoised once at batch 1, shared
+    assert batches == [1] + [3, 3] * 3  # then per frame: write the previous one, denoise
+    assert (video[:, 0] == video[0, 0]).all()
+    assert (video[0, 1:] != video[1, 1:]).any() and (video[1, 1:] != video[2, 1:]).any()
+    alone = backend.predict(plan[1:2], "joint_velocity", seed=3)
+    assert np.abs(alone[0, 0].astype(int) - video[1, 0].astype(int)).max() <= 1  # same seed, same frame 0
+
+
 def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alone():
     frames, commands, plan = scenario(4)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
     buffers = backend._cache.kv.buffers
-    pointers = [ov.data_ptr() for _, ov in buffers.payload]
+    pointers = [ov.data_ptr() for _, layers in buffers.payload for ov in layers]
+    for host, layers in buffers.payload:  # each layer's OrtValue is a view of the one host ring buffer
+        assert [ov.data_ptr() for ov in layers] == [layer.ctypes.data for layer in host]
     n = backend.config.tokens_per_frame
     for k, (f, c) in enumerate(zip(frames, commands, strict=True)):
         before = backend.kv_arrays(backend._cache.kv)
@@ -79,7 +104,7 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
         changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 1, 2, 4)))
         assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only this frame's slot
         assert backend._cache.kv.buffers is buffers  # the same persistent buffers, written in place
-    assert [ov.data_ptr() for _, ov in buffers.payload] == pointers
+    assert [ov.data_ptr() for _, layers in buffers.payload for ov in layers] == pointers
     live = [a.copy() for a in backend.kv_arrays(backend._cache.kv)]
     backend.predict(plan, "joint_velocity", seed=1)
     backend.predict(plan[:1], "joint_velocity", seed=2)
@@ -87,7 +112,7 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
         np.testing.assert_array_equal(a, b)
     assert backend.history_length == 4
     for sets in (backend._pool.sets(1), backend._pool.sets(3)):
-        ptrs = [b.payload[0][1].data_ptr() for b in sets]
+        ptrs = [b.payload[0][1][0].data_ptr() for b in sets]
         assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 2  # tiled sets are reused, not reallocated
     backend.reset()
     assert backend.history_length == 0 and backend._cache.position == 0
@@ -135,9 +160,9 @@ def test_an_export_with_the_old_cache_interface_is_refused(tmp_path):
     path = copy_model(tmp_path)
     sidecar = path.with_suffix(".json")
     payload = json.loads(sidecar.read_text())
-    payload["version"] = 1
+    payload["version"] = 2
     sidecar.write_text(json.dumps(payload))
-    with pytest.raises(ModelLoadError, match="version=1; expected 2.*re-run astra-export"):
+    with pytest.raises(ModelLoadError, match="version=2; expected 3.*re-run astra-export"):
         load_backend(str(path), "onnxruntime")
 
 

@@ -18,7 +18,13 @@ from runtime_fixtures import copy_model, tiny_checkpoint  # noqa: E402
 
 from astra_ros.runtime import engine_cache, loader  # noqa: E402
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of  # noqa: E402
-from astra_ros.runtime.sidecar import CACHE_INPUTS, ENTRY_OUTPUTS, ModelLoadError, load_onnx_model  # noqa: E402  # noqa: E402
+from astra_ros.runtime.sidecar import (  # noqa: E402
+    CACHE_INPUTS,
+    ENTRY_OUTPUTS,
+    ModelLoadError,
+    layer_inputs,
+    load_onnx_model,
+)
 from astra_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
 
 ENV = {"tensorrt_version": "10.9.0", "gpu_name": "FakeGPU H100", "compute_capability": "9.0"}
@@ -59,11 +65,14 @@ class FakeRuntime:
 
     def htod(self, ptr, array):
         data = np.ascontiguousarray(array).tobytes()
-        assert len(data) <= len(self.mem[ptr])
-        self.mem[ptr][: len(data)] = data
+        buf, off = self._locate(ptr)
+        assert off + len(data) <= len(buf), "copy past the allocation"
+        buf[off : off + len(data)] = data
 
     def dtoh(self, array, ptr):
-        array[...] = np.frombuffer(bytes(self.mem[ptr][: array.nbytes]), array.dtype).reshape(array.shape)
+        buf, off = self._locate(ptr)
+        assert off + array.nbytes <= len(buf), "read past the allocation"
+        array[...] = np.frombuffer(bytes(buf[off : off + array.nbytes]), array.dtype).reshape(array.shape)
 
     def _locate(self, address):
         for base, buf in self.mem.items():
@@ -217,14 +226,15 @@ def test_tensorrt_backend_logic_matches_torch_and_never_aliases_cache_buffers(on
     assert np.abs(video.astype(int) - ref.predict(plan, "joint_velocity", seed=4).astype(int)).max() <= 1
     assert max(np.abs(a - b).max() for a, b in zip(outs["trt"], outs["torch"], strict=True)) < 1e-4
     assert fake.executions
+    cache_names = [n for name in CACHE_INPUTS for n in layer_inputs(name, 2)]
     for addresses in fake.executions:
-        ins = {addresses[n] for n in CACHE_INPUTS}
+        ins = {addresses[n] for n in cache_names}
         outs_ = {addresses[n] for n in (*ENTRY_OUTPUTS, "output")}
-        assert not ins & outs_ and len(ins) == 2 and len(outs_) == 3
-    io = {n: ptr for n, ptr in fake.executions[0].items() if n not in CACHE_INPUTS + ENTRY_OUTPUTS}
+        assert not ins & outs_ and len(ins) == 4 and len(outs_) == 3  # 2 layers x keys, values
+    io = {n: ptr for n, ptr in fake.executions[0].items() if n not in (*cache_names, *ENTRY_OUTPUTS)}
     assert all({n: a[n] for n in io} == io for a in fake.executions)  # persistent I/O buffers
     with pytest.raises(ValueError, match="1..4"):
-        trt.predict(np.zeros((5, 1, 7), np.float32), "joint_velocity")
+        trt.predict(np.zeros((5, 2, 7), np.float32), "joint_velocity")
     trt.close()
     assert fake.mem == {}
 

@@ -3,15 +3,16 @@
 One graph = ``AstraWorldModel.step`` with its causal state as explicit inputs and outputs:
 
 inputs  ``frame``, ``previous`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
-        ``modality`` (B,) int64, ``cache_keys`` / ``cache_values`` (depth,B,heads,M*N,head_dim) f32,
-        ``cache_valid`` (B,M) f32, ``rope_cos`` / ``rope_sin`` (B,head_dim/2) f32
+        ``modality`` (B,) int64, ``cache_keys_L`` / ``cache_values_L`` (B,heads,M*N,head_dim) f32 for
+        each layer L, ``cache_valid`` (B,M) f32, ``rope_cos`` / ``rope_sin`` (B,head_dim/2) f32
 outputs ``output`` (B,C,S,S), ``new_keys`` / ``new_values`` (depth,B,heads,N,head_dim)
 
 The cache is a ring buffer of ``M = max_history`` frame slots whose keys are stored rotated at their
 absolute frame index; the caller computes the rope tables of the step's frame index in float64
 (``astra_ros.model.rope``) and writes ``new_keys`` / ``new_values`` of a context frame into the next
-slot (the write position is host state). A denoising step ignores them, so the cache is never
-copied by the graph. Exported with the dynamo exporter. The batch axis is dynamic unless
+slot (the write position is host state). A denoising step ignores them. The graph never copies the
+cache: each layer's buffer is its own input, and attention over [cache; frame] is one softmax written
+in two parts instead of a concatenation. Exported with the dynamo exporter. The batch axis is dynamic unless
 ``--batch N`` fixes it.
 
 The sidecar ``<name>.json`` records the config, the checkpoint ``meta`` (modalities, joint names,
@@ -43,7 +44,14 @@ from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
 from astra_ros.model.rope import rope_tables
-from astra_ros.runtime.sidecar import GRAPH_INPUTS, GRAPH_OUTPUTS, SIDECAR_FORMAT, SIDECAR_VERSION
+from astra_ros.runtime.sidecar import (
+    CACHE_INPUTS,
+    GRAPH_OUTPUTS,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    graph_inputs,
+    layer_inputs,
+)
 
 log = logging.getLogger("astra_ros.export")
 
@@ -52,7 +60,7 @@ DEFAULT_OPSET = 20  # Gelu became an operator in 20; decomposed it cost ONNX Run
 
 
 class StepGraph(nn.Module):
-    """``AstraWorldModel.step`` on flat tensors (the exported signature)."""
+    """``AstraWorldModel.step`` on flat tensors (the exported signature), one cache tensor per layer."""
 
     def __init__(self, model: AstraWorldModel):
         super().__init__()
@@ -66,8 +74,8 @@ class StepGraph(nn.Module):
         actions,
         action_mask,
         modality,
-        cache_keys,
-        cache_values,
+        cache_keys: tuple[torch.Tensor, ...],
+        cache_values: tuple[torch.Tensor, ...],
         cache_valid,
         rope_cos,
         rope_sin,
@@ -77,10 +85,17 @@ class StepGraph(nn.Module):
         return tuple(self.model.step(frame, previous, level, actions, cache, rope_cos, rope_sin))
 
 
+def graph_args(named: dict[str, Any], depth: int) -> tuple[Any, ...]:
+    """``StepGraph`` arguments from tensors named as the graph's inputs (per-layer caches grouped)."""
+    keys, values = (tuple(named[n] for n in layer_inputs(name, depth)) for name in CACHE_INPUTS)
+    host = [named[n] for n in ("frame", "previous", "level", "actions", "action_mask", "modality")]
+    return (*host, keys, values, named["cache_valid"], named["rope_cos"], named["rope_sin"])
+
+
 def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]]]:
     """Names, shapes (``batch`` may be the symbolic ``"batch"``) and dtypes of the step graph."""
     b, s, c, a = batch, cfg.image_size, cfg.channels, cfg.action_dim
-    cache = [cfg.depth, b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
+    cache = [b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
     entries = [cfg.depth, b, cfg.heads, cfg.tokens_per_frame, cfg.head_dim]
     shapes = {
         "frame": ([b, c, s, s], "float32"),
@@ -89,8 +104,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
         "actions": ([b, a], "float32"),
         "action_mask": ([b, a], "float32"),
         "modality": ([b], "int64"),
-        "cache_keys": (cache, "float32"),
-        "cache_values": (cache, "float32"),
+        **{n: (cache, "float32") for name in CACHE_INPUTS for n in layer_inputs(name, cfg.depth)},
         "cache_valid": ([b, cfg.max_history], "float32"),
         "rope_cos": ([b, cfg.head_dim // 2], "float32"),
         "rope_sin": ([b, cfg.head_dim // 2], "float32"),
@@ -102,7 +116,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
     def entries(names: tuple[str, ...]) -> list[dict[str, Any]]:
         return [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
 
-    return {"inputs": entries(GRAPH_INPUTS), "outputs": entries(GRAPH_OUTPUTS)}
+    return {"inputs": entries(graph_inputs(cfg.depth)), "outputs": entries(GRAPH_OUTPUTS)}
 
 
 def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -116,8 +130,9 @@ def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.n
     x["level"] = rng.uniform(0, 1, batch).astype(np.float32)
     x["action_mask"] = (rng.uniform(0, 1, (batch, cfg.action_dim)) < 0.7).astype(np.float32)
     x["modality"] = rng.integers(0, 5, batch).astype(np.int64)
-    x["cache_keys"] = rng.standard_normal(spec["cache_keys"]["shape"]).astype(np.float32)
-    x["cache_values"] = rng.standard_normal(spec["cache_values"]["shape"]).astype(np.float32)
+    for name in CACHE_INPUTS:
+        for n in layer_inputs(name, cfg.depth):
+            x[n] = rng.standard_normal(spec[n]["shape"]).astype(np.float32)
     x["cache_valid"] = (rng.uniform(0, 1, (batch, cfg.max_history)) < 0.7).astype(np.float32)
     x["rope_cos"], x["rope_sin"] = rope_tables(rng.integers(0, 10**6, batch), cfg.head_dim)
     return x
@@ -134,14 +149,14 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     dynamic = None
     if batch is None:
         b = torch.export.Dim("batch", min=1, max=4096)
-        dynamic = tuple({1: b} if n in ("cache_keys", "cache_values") else {0: b} for n in GRAPH_INPUTS)
+        dynamic = graph_args({n: {0: b} for n in graph_inputs(cfg.depth)}, cfg.depth)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             StepGraph(model.eval()),
-            tuple(example[n] for n in GRAPH_INPUTS),
+            graph_args(example, cfg.depth),
             None,
-            input_names=list(GRAPH_INPUTS),
+            input_names=list(graph_inputs(cfg.depth)),
             output_names=list(GRAPH_OUTPUTS),
             dynamic_shapes=dynamic,
             opset_version=opset,
@@ -165,7 +180,7 @@ def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], t
         x = random_inputs(model.cfg, batch, seed)
         got = session.run(list(GRAPH_OUTPUTS), x)
         with torch.inference_mode():
-            ref = graph(*(torch.from_numpy(x[n]) for n in GRAPH_INPUTS))
+            ref = graph(*graph_args({n: torch.from_numpy(v) for n, v in x.items()}, model.cfg.depth))
         for g, r in zip(got, ref, strict=True):
             worst = max(worst, float(np.abs(g.astype(np.float64) - r.numpy().astype(np.float64)).max()))
     return worst

@@ -51,7 +51,9 @@ class KVCache(NamedTuple):
     """A ring buffer of ``max_history`` context frames per layer (slot order does not matter).
 
     ``keys`` (rotated at their frame index) / ``values``: ``(depth, B, heads, max_history * N,
-    head_dim)``; ``valid``: ``(B, max_history)`` float, 1 where a slot holds a frame.
+    head_dim)``, or one ``(B, heads, max_history * N, head_dim)`` tensor per layer (what the exported
+    graph takes, so it never slices a stacked cache); ``valid``: ``(B, max_history)`` float, 1 where
+    a slot holds a frame.
     """
 
     keys: torch.Tensor
@@ -164,13 +166,39 @@ class Attention(nn.Module):
         return q, k, v  # each (B, heads, n, head_dim)
 
     def merge(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.project(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    def merge_cached(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        cache_keys: torch.Tensor,
+        cache_values: torch.Tensor,
+        cache_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention of one frame over the cached frames and itself.
+
+        ``q``, ``k``, ``v``: ``(B, heads, N, head_dim)``; ``cache_*``: ``(B, heads, M*N, head_dim)``;
+        ``cache_mask``: additive ``(B, 1, 1, M*N)``, -inf on empty slots.
+        """
         if torch.onnx.is_in_onnx_export():
-            # The exporter's SDPA transposes and scales the whole key tensor; written out, only q is
-            # scaled and ONNX Runtime folds the transpose into the MatMul.
-            scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1) + mask
-            out = scores.softmax(dim=-1) @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, n, head_dim)
+            # One softmax over [cache; frame] written in two parts, so the graph never copies the
+            # cache into a concatenated tensor; only q is scaled and ONNX Runtime folds the key
+            # transposes into the MatMuls.
+            q = q * self.head_dim**-0.5
+            past = q @ cache_keys.transpose(-2, -1) + cache_mask  # (B, heads, N, M*N)
+            own = q @ k.transpose(-2, -1)  # (B, heads, N, N): finite, so the max below is too
+            top = torch.maximum(past.amax(-1, keepdim=True), own.amax(-1, keepdim=True))
+            past, own = (past - top).exp(), (own - top).exp()
+            total = past.sum(-1, keepdim=True) + own.sum(-1, keepdim=True)
+            return self.project((past @ cache_values + own @ v) / total)
+        keys, values = torch.cat([cache_keys, k], 2), torch.cat([cache_values, v], 2)
+        mask = torch.cat([cache_mask, cache_mask.new_zeros(cache_mask.shape[:-1] + (k.shape[2],))], -1)
+        return self.merge(q, keys, values, mask)
+
+    def project(self, out: torch.Tensor) -> torch.Tensor:
+        """``(B, heads, n, head_dim)`` -> ``(B, n, W)`` through the output projection."""
         b, _, n, _ = out.shape
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -375,17 +403,16 @@ class AstraWorldModel(nn.Module):
         x = self.embed(frame, previous)[:, None]  # (B, 1, N, W)
         b = x.shape[0]
         cos, sin = rope_cos[:, None, None], rope_sin[:, None, None]  # (B, 1, 1, head_dim / 2)
-        # additive mask: -inf on empty slots, 0 on valid ones and on the frame itself
+        # additive mask over the cached tokens: -inf on empty slots, 0 on valid ones
         empty = torch.where(cache.valid > 0.5, 0.0, -math.inf)[:, :, None].expand(b, cfg.max_history, n)
-        mask = torch.cat([empty.reshape(b, -1), x.new_zeros(b, n)], 1)[:, None, None, :]  # (B, 1, 1, M*N + N)
+        mask = empty.reshape(b, 1, 1, -1)  # (B, 1, 1, M*N)
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
             mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))  # (B, heads, N, head_dim)
             q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            keys = torch.cat([cache.keys[layer], k], 2)
-            values = torch.cat([cache.values[layer], v], 2)
-            x = block.finish(x, block.attn.merge(q, keys, values, mask), mod)
+            attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
+            x = block.finish(x, attn, mod)
             new_keys.append(k)
             new_values.append(v)
         out = self.unpatchify(self.final(x, c))[:, 0]

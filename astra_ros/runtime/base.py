@@ -79,6 +79,8 @@ class WorldModelBackend(ABC):
         ``actions[:, h]`` is the command in force at predicted frame ``h``'s stamp, paired with
         frames exactly as ``ingest`` pairs them; a command drives the motion after its frame, so
         frame 0 follows from the last ingested command and ``actions[:, H - 1]`` affects no frame.
+        Frame 0 is therefore the same for every candidate: it is sampled once and shared, and
+        candidates differ only through their own commands.
 
         Returns ``(B, H, S, S, 3)`` uint8. The live causal state is left unchanged.
         Raises ValueError when nothing has been ingested or the shapes are wrong.

@@ -106,5 +106,6 @@ class PooledStreamingBackend(StreamingBackend):
     def _tile_kv(self, kv: PooledKV, batch: int) -> PooledKV:
         keys, values = self.kv_arrays(kv)
         buffers = self._pool.acquire(self._graph_batch(batch))
-        self._upload(buffers, np.repeat(keys[:, :1], batch, 1), np.repeat(values[:, :1], batch, 1))
+        dims = self._kv_dims(batch)
+        self._upload(buffers, np.broadcast_to(keys[:, :1], dims), np.broadcast_to(values[:, :1], dims))
         return PooledKV(buffers, batch)

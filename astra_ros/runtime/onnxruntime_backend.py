@@ -4,8 +4,9 @@ CPU by default; the CUDA (and TensorRT) execution providers are used when this o
 has them. The key/value ring buffers are host arrays bound through I/O binding as OrtValues: on
 CPU they share the arrays' memory, so storing a frame's keys/values is a slice assignment in place
 and nothing else is copied; on a GPU provider the buffers live on the device and are refreshed
-from the host arrays after each store. A step's ``new_keys`` / ``new_values`` go to persistent
-output buffers per batch size.
+from the host arrays after each store. Each ring buffer is one host array ``(depth, B, ...)`` bound
+as one OrtValue per layer (the graph's ``cache_keys_L`` inputs). A step's ``new_keys`` /
+``new_values`` go to persistent output buffers per batch size.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from astra_ros.runtime.sidecar import (
     HOST_INPUTS,
     ModelLoadError,
     OnnxModel,
+    layer_inputs,
     load_onnx_model,
 )
 
@@ -101,12 +103,13 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
         self._types = {i.name: NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
-        missing = {*CACHE_INPUTS, *HOST_INPUTS} - set(self._types)
+        cfg = model.config
+        self._layer_names = [layer_inputs(name, cfg.depth) for name in CACHE_INPUTS]
+        missing = {*HOST_INPUTS, *(n for names in self._layer_names for n in names)} - set(self._types)
         if missing:
             raise ModelLoadError(
                 f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
             )
-        cfg = model.config
         self._cache_shape = (cfg.depth, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
         self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
         self._fixed_batch = model.batch
@@ -126,25 +129,34 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return cls(model, **options)
 
     def _precision(self) -> str:
-        return "fp16" if self._types.get("cache_keys") == np.float16 else "fp32"
+        return "fp16" if self._types.get("cache_keys_0") == np.float16 else "fp32"
 
     # -- buffers ---------------------------------------------------------------------------------
 
-    def _buffer(self, shape: tuple[int, ...], device: bool) -> tuple[np.ndarray, Any]:
-        """A host array and its OrtValue: on the provider's device (``device``) or on CPU, where the
-        OrtValue shares the array's memory."""
+    def _ortvalue(self, array: np.ndarray, device: bool) -> Any:
+        """``array`` as an OrtValue: on the provider's device (``device``) or on CPU, where it shares
+        the array's memory."""
         import onnxruntime as ort
 
-        array = np.zeros(shape, self._types["cache_keys"])
         where = self.device if device else "cpu"
-        return array, ort.OrtValue.ortvalue_from_numpy(array, where, self.device_id if device else 0)
+        return ort.OrtValue.ortvalue_from_numpy(array, where, self.device_id if device else 0)
+
+    def _buffer(self, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
+        """A host output array and its (CPU) OrtValue."""
+        array = np.zeros(shape, self._types["cache_keys_0"])
+        return array, self._ortvalue(array, device=False)
+
+    def _ring(self, batch: int) -> tuple[np.ndarray, list[Any]]:
+        """A ring buffer ``(depth, batch, ...)`` and one OrtValue per layer, on the provider's device."""
+        array = np.zeros(self._kv_dims(batch), self._types["cache_keys_0"])
+        return array, [self._ortvalue(layer, device=True) for layer in array]
 
     def _kv_dims(self, batch: int) -> tuple[int, ...]:
         d, h, t, k = self._cache_shape
         return (d, batch, h, t, k)
 
     def _allocate(self, batch: int) -> list[tuple[np.ndarray, Any]]:
-        return [self._buffer(self._kv_dims(batch), device=True) for _ in CACHE_INPUTS]
+        return [self._ring(batch) for _ in CACHE_INPUTS]
 
     def _graph_batch(self, batch: int) -> int:
         if self._fixed_batch is None:
@@ -157,14 +169,15 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return self._fixed_batch
 
     def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for (host, ov), arr in zip(buffers.payload, (keys, values), strict=True):
+        for (host, layers), arr in zip(buffers.payload, (keys, values), strict=True):
             host[...] = pad_batch(arr, buffers.batch, 1)
-            self._sync(host, ov)
+            self._sync(host, layers)
 
-    def _sync(self, host: np.ndarray, ov: Any) -> None:
-        """Make the OrtValue hold ``host`` (a no-op on CPU, where they share memory)."""
+    def _sync(self, host: np.ndarray, layers: list[Any]) -> None:
+        """Make the per-layer OrtValues hold ``host`` (a no-op on CPU, where they share memory)."""
         if self.device != "cpu":
-            ov.update_inplace(host)
+            for layer, ov in zip(host, layers, strict=True):
+                ov.update_inplace(np.ascontiguousarray(layer))
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """Host copies of the keys and values (logical batch only)."""
@@ -180,12 +193,13 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
         for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
-        for name, (_, ov) in zip(CACHE_INPUTS, kv.buffers.payload, strict=True):
-            binding.bind_ortvalue_input(name, ov)
+        for names, (_, layers) in zip(self._layer_names, kv.buffers.payload, strict=True):
+            for name, ov in zip(names, layers, strict=True):
+                binding.bind_ortvalue_input(name, ov)
         binding.bind_output("output", "cpu")
         if gb not in self._entries:
             d, h, n, k = self._entry_shape
-            self._entries[gb] = [self._buffer((d, gb, h, n, k), device=False) for _ in ENTRY_OUTPUTS]
+            self._entries[gb] = [self._buffer((d, gb, h, n, k)) for _ in ENTRY_OUTPUTS]
         for name, (_, ov) in zip(ENTRY_OUTPUTS, self._entries[gb], strict=True):
             binding.bind_ortvalue_output(name, ov)
         self.session.run_with_iobinding(binding)
@@ -194,6 +208,6 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     def _store(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:
         n = self.config.tokens_per_frame
-        for (host, ov), new in zip(kv.buffers.payload, entries, strict=True):
+        for (host, layers), new in zip(kv.buffers.payload, entries, strict=True):
             host[:, :, :, slot * n : (slot + 1) * n] = new
-            self._sync(host, ov)
+            self._sync(host, layers)

@@ -11,9 +11,9 @@ from astra_ros.hashing import file_sha256
 from astra_ros.model.config import AstraConfig
 
 SIDECAR_FORMAT = "astra_ros.onnx_step"
-SIDECAR_VERSION = 2  # 2: ring-buffer cache with rotated keys, rope inputs, new_keys/new_values outputs
+SIDECAR_VERSION = 3  # 2: ring-buffer cache with rotated keys, rope inputs; 3: one cache input per layer
 
-# The step graph's tensors (astra_ros.export.onnx_export writes them in GRAPH_INPUTS order).
+# The step graph's tensors (astra_ros.export.onnx_export writes them in graph_inputs() order).
 HOST_INPUTS = (  # fed from numpy at every step
     "frame",
     "previous",
@@ -27,8 +27,21 @@ HOST_INPUTS = (  # fed from numpy at every step
 )
 CACHE_INPUTS = ("cache_keys", "cache_values")  # the key/value ring buffers, bound where they live
 ENTRY_OUTPUTS = ("new_keys", "new_values")  # the step's own frame, stored into a ring slot by the host
-GRAPH_INPUTS = (*HOST_INPUTS[:6], *CACHE_INPUTS, *HOST_INPUTS[6:])
 GRAPH_OUTPUTS = ("output", *ENTRY_OUTPUTS)
+
+
+def layer_inputs(cache: str, depth: int) -> tuple[str, ...]:
+    """The graph inputs of one ring buffer, one per layer: ``cache_keys_0`` .. ``cache_keys_{depth-1}``.
+
+    Separate inputs (views of one host buffer) because slicing a stacked input costs ONNX Runtime a
+    copy of the whole cache at every step.
+    """
+    return tuple(f"{cache}_{layer}" for layer in range(depth))
+
+
+def graph_inputs(depth: int) -> tuple[str, ...]:
+    keys, values = (layer_inputs(name, depth) for name in CACHE_INPUTS)
+    return (*HOST_INPUTS[:6], *keys, *values, *HOST_INPUTS[6:])
 
 
 class ModelLoadError(ValueError):

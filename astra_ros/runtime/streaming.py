@@ -141,37 +141,46 @@ class StreamingBackend(WorldModelBackend):
         packed, mask = pack_actions(actions, modality, self.config)  # (B, H, A)
         modality_ids = np.full(batch, modality_id(modality), np.int64)
         # Frame h is produced by the command in force at the frame before it: the last ingested
-        # command for h = 0, then actions[h - 1]. actions[h] is written with frame h.
-        last_a, last_m, last_id = (np.repeat(x, batch, axis=0) for x in self._last_command)
+        # command for h = 0 (the same for every candidate, so frame 0 is sampled once against the
+        # live cache and shared), then actions[h - 1]. actions[h] is written with frame h.
         rng = self._rng if seed is None else np.random.default_rng(seed)
         steps = steps or self.steps
-        cache = self._tile_cache(self._cache, batch)
-        base = np.repeat(self._last, batch, axis=0)
-        written = np.repeat(self._written, batch, axis=0)
-        frames = []
-        for h in range(horizon):
-            if h == 0:
-                a, m, ids = last_a, last_m, last_id
-            else:
-                a, m, ids = packed[:, h - 1], mask[:, h - 1], modality_ids
-
-            def network(
-                x: np.ndarray, s: float, a=a, m=m, ids=ids, cache=cache, written=written
-            ) -> np.ndarray:
-                return self._guided(x, written, np.full(batch, s, np.float32), a, m, ids, cache)
-
-            noise = rng.standard_normal(base.shape).astype(np.float32)
-            x0 = sample_next_frame(
-                network, noise, base, steps, self.config.parameterization, self.config.predict_delta
-            ).clip(-1.0, 1.0)
-            frames.append(x0)
-            if h + 1 < horizon:
-                written = self._write(x0, written, packed[:, h], mask[:, h], modality_ids, cache, rng)
-            base = x0
+        first = self._sample(self._cache, self._written, self._last, *self._last_command, rng, steps)
+        frames = [np.repeat(first, batch, axis=0)]
+        if horizon > 1:  # later frames are written into a copy of the live cache per candidate
+            cache = self._tile_cache(self._cache, batch)
+            written = np.repeat(self._written, batch, axis=0)
+            for h in range(1, horizon):
+                a, m = packed[:, h - 1], mask[:, h - 1]
+                written = self._write(frames[-1], written, a, m, modality_ids, cache, rng)
+                frames.append(self._sample(cache, written, frames[-1], a, m, modality_ids, rng, steps))
         video = np.stack(frames, 1)  # (B, H, C, S, S)
         return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _sample(
+        self,
+        cache: Cache,
+        previous: np.ndarray,
+        base: np.ndarray,
+        actions: np.ndarray,
+        mask: np.ndarray,
+        modality: np.ndarray,
+        rng: np.random.Generator,
+        steps: int,
+    ) -> np.ndarray:
+        """Denoise the frames that follow ``base`` (as written into ``cache``: ``previous``) against
+        ``cache``, which is not modified; -> clean frames ``(B, C, S, S)``."""
+        level = np.ones(base.shape[0], np.float32)
+
+        def network(x: np.ndarray, s: float) -> np.ndarray:
+            return self._guided(x, previous, s * level, actions, mask, modality, cache)
+
+        noise = rng.standard_normal(base.shape).astype(np.float32)
+        cfg = self.config
+        x0 = sample_next_frame(network, noise, base, steps, cfg.parameterization, cfg.predict_delta)
+        return x0.clip(-1.0, 1.0)
 
     def _write(
         self,

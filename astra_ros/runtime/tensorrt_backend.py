@@ -26,7 +26,14 @@ from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
 from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
-from astra_ros.runtime.sidecar import CACHE_INPUTS, ENTRY_OUTPUTS, HOST_INPUTS, ModelLoadError, OnnxModel
+from astra_ros.runtime.sidecar import (
+    CACHE_INPUTS,
+    ENTRY_OUTPUTS,
+    HOST_INPUTS,
+    ModelLoadError,
+    OnnxModel,
+    layer_inputs,
+)
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
 
@@ -174,10 +181,15 @@ class TensorRTBackend(PooledStreamingBackend):
         self._dtypes = {e["name"]: DTYPES[e["dtype"]] for e in model["inputs"] + model["outputs"]}
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
         self._allocated: list[int] = []
-        # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool.
+        self._layer_names = [layer_inputs(name, config.depth) for name in CACHE_INPUTS]
+        # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool, one
+        # allocation (depth, B, ...) per ring whose layers are the graph's cache_keys_L inputs.
         io_names = (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
-        self._pool = BufferPool(lambda b: tuple(self._malloc(self._nbytes(n, b)) for n in CACHE_INPUTS))
+        ring = "cache_keys_0"
+        self._pool = BufferPool(
+            lambda b: tuple(self._malloc(config.depth * self._nbytes(ring, b)) for _ in CACHE_INPUTS)
+        )
         precision = self.key["precision"]
         info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
         super().__init__(info, config, **options)
@@ -241,17 +253,17 @@ class TensorRTBackend(PooledStreamingBackend):
         return batch
 
     def _kv_dims(self, batch: int) -> tuple[int, ...]:
-        return self._shape("cache_keys", batch)
+        return (self.config.depth, *self._shape("cache_keys_0", batch))
 
     def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for ptr, name, arr in zip(buffers.payload, CACHE_INPUTS, (keys, values), strict=True):
-            self.runtime.htod(ptr, arr.astype(self._dtypes[name]))
+        for ptr, arr in zip(buffers.payload, (keys, values), strict=True):
+            self.runtime.htod(ptr, np.ascontiguousarray(arr, self._dtypes["cache_keys_0"]))
         self.runtime.synchronize()
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
-        for ptr, name in zip(kv.buffers.payload, CACHE_INPUTS, strict=True):
-            arr = np.empty(self._shape(name, kv.batch), self._dtypes[name])
+        for ptr in kv.buffers.payload:
+            arr = np.empty(self._kv_dims(kv.batch), self._dtypes["cache_keys_0"])
             self.runtime.dtoh(arr, ptr)
             out.append(arr)
         return out[0], out[1]
@@ -265,8 +277,11 @@ class TensorRTBackend(PooledStreamingBackend):
         for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         addresses = {name: self._io[name] for name in (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)}
-        addresses.update(zip(CACHE_INPUTS, kv.buffers.payload, strict=True))
-        shapes = {name: self._shape(name, batch) for name in (*HOST_INPUTS, *CACHE_INPUTS)}
+        layer_bytes = self._nbytes("cache_keys_0", batch)
+        for names, ring in zip(self._layer_names, kv.buffers.payload, strict=True):
+            addresses.update((name, ring + layer * layer_bytes) for layer, name in enumerate(names))
+        shapes = {name: self._shape(name, batch) for name in HOST_INPUTS}
+        shapes.update((name, self._shape(name, batch)) for names in self._layer_names for name in names)
         self.runtime.execute(self.handle, shapes, addresses)
         out = np.empty(self._shape("output", batch), self._dtypes["output"])
         self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
@@ -276,7 +291,7 @@ class TensorRTBackend(PooledStreamingBackend):
         """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into ring slot
         ``slot``: one strided device copy per tensor, rows = depth x batch x heads."""
         cfg = self.config
-        itemsize = np.dtype(self._dtypes["cache_keys"]).itemsize
+        itemsize = np.dtype(self._dtypes["cache_keys_0"]).itemsize
         width = cfg.tokens_per_frame * cfg.head_dim * itemsize  # one frame of one head
         pitch = cfg.max_history * width  # one head's whole ring
         rows = cfg.depth * entries * cfg.heads
