@@ -227,6 +227,9 @@ def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
     with pytest.raises(SystemExit):
         train(["--bags", *out, "--steps", "1"])
     assert "--steps" in rejected("--bags", str(kuka_bag), "--minutes", "1", "--lr-schedule", "cosine", *TINY)
+    assert "full_noise_prob=1.5; expected 0..1" in rejected(
+        "--bags", str(kuka_bag), "--steps", "1", "--full-noise-prob", "1.5", *TINY
+    )
     assert "structure_weight=-0.1; expected >= 0" in rejected(
         "--bags", str(kuka_bag), "--steps", "1", "--structure-weight", "-0.1", *TINY
     )

@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
     p.add_argument("--rollout-passes", type=int, default=ObjectiveSettings.rollout_passes)
     p.add_argument(
+        "--full-noise-prob",
+        type=float,
+        default=ObjectiveSettings.full_noise_prob,
+        help="share of targets trained at noise level 1, what a 1-step sampler sees (the rest: uniform)",
+    )
+    p.add_argument(
         "--structure-weight",
         type=float,
         default=ObjectiveSettings.structure_weight,
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             objective=ObjectiveSettings(
                 rollout_prob=args.rollout_prob,
                 rollout_passes=args.rollout_passes,
+                full_noise_prob=args.full_noise_prob,
                 structure_weight=args.structure_weight,
             ),
         )

@@ -125,6 +125,8 @@ class Trainer:
             settings.window = cfg.max_history + 1
         if settings.steps is None and settings.minutes is None:
             raise TrainingError("give a budget: steps or minutes")
+        if not 0.0 <= settings.objective.full_noise_prob <= 1.0:
+            raise TrainingError(f"full_noise_prob={settings.objective.full_noise_prob}; expected 0..1")
         if settings.objective.structure_weight < 0:
             raise TrainingError(f"structure_weight={settings.objective.structure_weight}; expected >= 0")
         if settings.lr_schedule not in ("constant", "cosine"):
