@@ -110,6 +110,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             raise ModelLoadError(
                 f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
             )
+        self._cache_dtype = self._types[self._layer_names[0][0]]  # every layer's cache input has it
         self._cache_shape = (cfg.depth, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
         self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
         self._fixed_batch = model.batch
@@ -129,7 +130,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return cls(model, **options)
 
     def _precision(self) -> str:
-        return "fp16" if self._types.get("cache_keys_0") == np.float16 else "fp32"
+        return "fp16" if self._cache_dtype == np.float16 else "fp32"
 
     # -- buffers ---------------------------------------------------------------------------------
 
@@ -143,12 +144,12 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     def _buffer(self, shape: tuple[int, ...]) -> tuple[np.ndarray, Any]:
         """A host output array and its (CPU) OrtValue."""
-        array = np.zeros(shape, self._types["cache_keys_0"])
+        array = np.zeros(shape, self._cache_dtype)
         return array, self._ortvalue(array, device=False)
 
     def _ring(self, batch: int) -> tuple[np.ndarray, list[Any]]:
         """A ring buffer ``(depth, batch, ...)`` and one OrtValue per layer, on the provider's device."""
-        array = np.zeros(self._kv_dims(batch), self._types["cache_keys_0"])
+        array = np.zeros(self._kv_dims(batch), self._cache_dtype)
         return array, [self._ortvalue(layer, device=True) for layer in array]
 
     def _kv_dims(self, batch: int) -> tuple[int, ...]:

@@ -182,13 +182,14 @@ class TensorRTBackend(PooledStreamingBackend):
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
         self._allocated: list[int] = []
         self._layer_names = [layer_inputs(name, config.depth) for name in CACHE_INPUTS]
+        self._layer = self._layer_names[0][0]  # every layer's cache input has this shape and dtype
+        self._cache_dtype = self._dtypes[self._layer]
         # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool, one
         # allocation (depth, B, ...) per ring whose layers are the graph's cache_keys_L inputs.
         io_names = (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
-        ring = "cache_keys_0"
         self._pool = BufferPool(
-            lambda b: tuple(self._malloc(config.depth * self._nbytes(ring, b)) for _ in CACHE_INPUTS)
+            lambda b: tuple(self._malloc(config.depth * self._nbytes(self._layer, b)) for _ in CACHE_INPUTS)
         )
         precision = self.key["precision"]
         info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
@@ -253,17 +254,17 @@ class TensorRTBackend(PooledStreamingBackend):
         return batch
 
     def _kv_dims(self, batch: int) -> tuple[int, ...]:
-        return (self.config.depth, *self._shape("cache_keys_0", batch))
+        return (self.config.depth, *self._shape(self._layer, batch))
 
     def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
         for ptr, arr in zip(buffers.payload, (keys, values), strict=True):
-            self.runtime.htod(ptr, np.ascontiguousarray(arr, self._dtypes["cache_keys_0"]))
+            self.runtime.htod(ptr, np.ascontiguousarray(arr, self._cache_dtype))
         self.runtime.synchronize()
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
         for ptr in kv.buffers.payload:
-            arr = np.empty(self._kv_dims(kv.batch), self._dtypes["cache_keys_0"])
+            arr = np.empty(self._kv_dims(kv.batch), self._cache_dtype)
             self.runtime.dtoh(arr, ptr)
             out.append(arr)
         return out[0], out[1]
@@ -277,7 +278,7 @@ class TensorRTBackend(PooledStreamingBackend):
         for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         addresses = {name: self._io[name] for name in (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)}
-        layer_bytes = self._nbytes("cache_keys_0", batch)
+        layer_bytes = self._nbytes(self._layer, batch)
         for names, ring in zip(self._layer_names, kv.buffers.payload, strict=True):
             addresses.update((name, ring + layer * layer_bytes) for layer, name in enumerate(names))
         shapes = {name: self._shape(name, batch) for name in HOST_INPUTS}
@@ -291,7 +292,7 @@ class TensorRTBackend(PooledStreamingBackend):
         """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into ring slot
         ``slot``: one strided device copy per tensor, rows = depth x batch x heads."""
         cfg = self.config
-        itemsize = np.dtype(self._dtypes["cache_keys_0"]).itemsize
+        itemsize = np.dtype(self._cache_dtype).itemsize
         width = cfg.tokens_per_frame * cfg.head_dim * itemsize  # one frame of one head
         pitch = cfg.max_history * width  # one head's whole ring
         rows = cfg.depth * entries * cfg.heads

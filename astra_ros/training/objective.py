@@ -10,10 +10,10 @@ passes (pass ``r`` conditions on pass ``r - 1``'s frames, so the last pass carri
 ``rollout_passes`` steps of compounding error). The model then learns to predict the true next
 frame from its own imperfect history, which is what it sees when it rolls out.
 
-Structural term: with ``structure_weight`` > 0, ``structure_weight * (1 - SSIM)`` of the
-predicted clean frames is added, with the gaussian-window SSIM the
-evaluation scores. Mean squared error alone rewards the blurred mean of the possible futures;
-SSIM also asks for the local contrast and structure of the true frame.
+Structural term: with ``structure_weight`` > 0, ``structure_weight * (1 - SSIM)`` of the predicted
+clean frames is added, with the gaussian-window SSIM the evaluation scores. Mean squared error alone
+rewards the blurred mean of the possible futures; SSIM also asks for the local contrast and
+structure of the true frame.
 """
 
 from __future__ import annotations
