@@ -61,10 +61,16 @@ def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> flo
 
 
 def step_flops(model: Any, inputs: tuple) -> int:
+    """FLOPs of one ``model.step``: matmuls and attention (torch's counter has no formula for the CPU
+    attention kernel and would count it as 0, so one is registered)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    def cpu_attention(query, key, value, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    formulas = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention}
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=formulas) as counter:
         model.step(*inputs)
     return int(counter.get_total_flops())
 
@@ -74,9 +80,9 @@ def onnxruntime_step_ms(model: Any, batches: list[int], threads: int, repeats: i
     import onnxruntime as ort
 
     from astra_ros.export.onnx_export import DEFAULT_OPSET, export_onnx, random_inputs
+    from astra_ros.runtime.onnxruntime_backend import session_options
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options = session_options(threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "step.onnx"
         export_onnx(model, path, None, DEFAULT_OPSET)

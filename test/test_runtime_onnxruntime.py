@@ -189,3 +189,28 @@ print("TORCH" if bad else "CLEAN", b.info.backend)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["CLEAN", "onnxruntime"]
+
+
+def test_the_thread_that_runs_the_graph_flushes_denormals_and_other_threads_do_not():
+    """Subnormal floats (a softmax's tiny weights) are many times slower on x86: the backend sets
+    flush-to-zero on the thread that steps it, and on no other."""
+    import threading
+
+    backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
+    tiny = np.full(16, 1e-20, np.float32)  # squared: 1e-40, a subnormal float32
+    seen = {}
+
+    def worker(step: bool) -> None:
+        before = float((tiny * tiny)[0])
+        if step:
+            backend.ingest(np.zeros((32, 32, 3), np.uint8), np.zeros(7, np.float32), "joint_velocity")
+        seen[step] = (before, float((tiny * tiny)[0]))
+
+    for step in (True, False):
+        thread = threading.Thread(target=worker, args=(step,))
+        thread.start()
+        thread.join()
+    assert seen[True] == (pytest.approx(1e-40, rel=1e-3), 0.0)
+    assert seen[False] == (pytest.approx(1e-40, rel=1e-3),) * 2
+    options = backend.session.get_session_options()
+    assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"  # ORT's own threads

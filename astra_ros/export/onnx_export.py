@@ -170,9 +170,9 @@ def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], t
     """Max abs diff of all outputs, ONNX Runtime vs PyTorch, over random inputs per batch size."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    from astra_ros.runtime.onnxruntime_backend import session_options
+
+    options = session_options(threads)
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     graph = StepGraph(model.eval())
     worst = 0.0

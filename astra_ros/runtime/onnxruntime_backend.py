@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from astra_ros.runtime.base import model_info
+from astra_ros.runtime.denormals import flush_denormals
 from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
@@ -48,6 +49,23 @@ def has_gpu_provider() -> bool:
         return False
 
 
+def session_options(threads: int | None = None, inter_threads: int = 1) -> Any:
+    """ONNX Runtime session options used everywhere a step graph runs.
+
+    Denormals are flushed to zero on ONNX Runtime's pool threads (``runtime.denormals`` says why;
+    the backend flushes the calling thread too).
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = int(inter_threads)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.set_denormal_as_zero", "1")
+    return so
+
+
 def pad_batch(x: np.ndarray, batch: int, axis: int = 0) -> np.ndarray:
     """Pad ``x`` along ``axis`` to ``batch`` rows by repeating its first row (fixed-batch graphs)."""
     have = x.shape[axis]
@@ -74,11 +92,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         import onnxruntime as ort
 
         self.model = model
-        so = ort.SessionOptions()
-        if threads:
-            so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = int(inter_threads)
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so = session_options(threads, inter_threads)
         available = ort.get_available_providers()
         if providers is None:
             providers = [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
@@ -203,6 +217,8 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             self._entries[gb] = [self._buffer((d, gb, h, n, k)) for _ in ENTRY_OUTPUTS]
         for name, (_, ov) in zip(ENTRY_OUTPUTS, self._entries[gb], strict=True):
             binding.bind_ortvalue_output(name, ov)
+        if self.device == "cpu":
+            flush_denormals()  # this thread computes a share of every operator
         self.session.run_with_iobinding(binding)
         out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)
         return out, [host for host, _ in self._entries[gb]]

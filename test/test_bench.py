@@ -1,0 +1,32 @@
+"""The benchmarks' own arithmetic (their timings are printed, never asserted)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from astra_ros.bench import step_flops
+from astra_ros.model.astra import Actions, AstraWorldModel
+from astra_ros.model.config import AstraConfig
+from astra_ros.model.rope import rope_tables
+
+
+def test_step_flops_count_attention_over_the_whole_cache():
+    """Each extra cached frame adds its q.k and weights.v products in every layer, nothing else."""
+
+    def flops(max_history: int) -> int:
+        torch.manual_seed(0)
+        cfg = AstraConfig.preset("tiny", max_history=max_history)
+        model = AstraWorldModel(cfg).eval()
+        s, a = cfg.image_size, cfg.action_dim
+        frame = torch.zeros(1, 3, s, s)
+        acts = Actions(torch.zeros(1, a), torch.ones(1, a), torch.zeros(1, dtype=torch.long))
+        rope = (torch.from_numpy(x) for x in rope_tables(np.array([3]), cfg.head_dim))
+        cache = model.empty_cache(1)
+        cache.valid[:] = 1.0
+        return step_flops(model, (frame, frame, torch.full((1,), 0.5), acts, cache, *rope)), cfg
+
+    (short, cfg), (long, _) = flops(2), flops(6)
+    n = cfg.tokens_per_frame
+    per_key = 2 * 2 * n * cfg.width  # q.k and weights.v: 2 FLOPs per multiply-add, per query token
+    assert long - short == cfg.depth * per_key * 4 * n
