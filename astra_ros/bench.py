@@ -230,15 +230,32 @@ def _ort(onnx: Path, threads: int, providers: list[str]) -> Any:
     return OnnxRuntimeBackend.from_onnx(onnx, threads=threads, providers=providers)
 
 
-def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
+def interleaved_median_ms(
+    fns: dict[str, Callable[[], Any]], repeats: int, rounds: int = 5
+) -> dict[str, float]:
+    """Median ms of each function over ``repeats`` calls, taken in ``rounds`` alternating blocks so that
+    a slow or fast spell of the machine lands on every function, not on one side of a ratio. The first
+    call of each block is not timed."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            fn()  # untimed: the previous block's thread pool may still be spinning
+            for _ in range(-(-repeats // rounds)):
+                t = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def warm_step(backend: Any) -> Callable[[], Any]:
+    """Fill ``backend``'s cache; -> one batch-1 ``_step`` against it."""
     cfg = backend.config
     rng = np.random.default_rng(0)
-    modality = "joint_velocity"
     for _ in range(cfg.max_history):
         backend.ingest(
             rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
             rng.uniform(-1, 1, 7).astype(np.float32),
-            modality,
+            "joint_velocity",
         )
     c, s, a = cfg.channels, cfg.image_size, cfg.action_dim
     x = rng.standard_normal((1, c, s, s)).astype(np.float32)
@@ -252,16 +269,22 @@ def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
         backend._cache,
         backend._rope(backend._cache),
     )
-    result = {"step": median_ms(lambda: backend._step(*args_step), args.repeats * 3, 3)}
-    horizon = args.horizon
+    return lambda: backend._step(*args_step)
+
+
+def measure_backend(backend: Any, args: argparse.Namespace) -> dict[str, float]:
+    """ms per predicted frame at 1/4/8 denoising steps and per predicted time step for 1/4/16
+    candidates (the batch sizes interleaved) of a warm ``backend``."""
+    rng = np.random.default_rng(1)
+    modality, horizon = "joint_velocity", args.horizon
+    result = {}
     for steps in (1, 4, 8):
         plan = rng.uniform(-1, 1, (1, horizon, 7)).astype(np.float32)
         ms = median_ms(lambda p=plan, k=steps: backend.predict(p, modality, steps=k, seed=0), args.repeats, 1)
         result[f"frame@{steps}"] = ms / horizon
-    for batch in (1, 4, 16):
-        plan = rng.uniform(-1, 1, (batch, horizon, 7)).astype(np.float32)
-        ms = median_ms(lambda p=plan: backend.predict(p, modality, steps=1, seed=0), args.repeats, 1)
-        result[f"batch{batch}"] = ms / horizon
+    plans = {f"batch{b}": rng.uniform(-1, 1, (b, horizon, 7)).astype(np.float32) for b in (1, 4, 16)}
+    calls = {n: lambda p=plan: backend.predict(p, modality, steps=1, seed=0) for n, plan in plans.items()}
+    result.update({name: ms / horizon for name, ms in interleaved_median_ms(calls, args.repeats).items()})
     return result
 
 
@@ -304,12 +327,21 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
         torch.set_num_threads(args.threads)
     except ImportError:
         pass
-    results: dict[str, dict[str, float]] = {}
+    backends: dict[str, Any] = {}
+    steps: dict[str, Callable[[], Any]] = {}
     errors: dict[str, str] = {}
     for name, factory in runtime_backends(onnx, checkpoint, args.threads):
         try:
-            backend = factory()
-            results[name] = measure_backend(backend, args)
+            backends[name] = factory()
+            steps[name] = warm_step(backends[name])
+        except Exception as err:  # a backend that fails here is reported, not fatal
+            backends.pop(name, None)
+            errors[name] = f"{type(err).__name__}: {err}"
+    step_ms = interleaved_median_ms(steps, args.repeats * 3)  # backends alternate: the ratio is fair
+    results: dict[str, dict[str, float]] = {}
+    for name, backend in backends.items():
+        try:
+            results[name] = {"step": step_ms[name], **measure_backend(backend, args)}
         except Exception as err:  # a backend that fails here is reported, not fatal
             errors[name] = f"{type(err).__name__}: {err}"
         print(f"  measured {name}", file=sys.stderr, flush=True)
@@ -359,9 +391,10 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
             rows,
         ),
         "",
-        "ms/step: one `_step` (batch 1) against a full cache; ms/frame: predict() time / horizon for one "
+        "ms/step: one `_step` (batch 1) against a full cache, the backends measured in alternating "
+        "blocks; ms/frame: predict() time / horizon for one "
         "candidate (denoising steps + the cache write of the predicted frame); B=N: N candidates in one "
-        "predict() call, 1 step, ms per predicted time step (all N frames).",
+        "predict() call, 1 step, ms per predicted time step (all N frames; the batch sizes alternate).",
     ]
     for name, err in errors.items():
         lines.append(f"- {name}: failed ({err})")

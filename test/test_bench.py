@@ -30,3 +30,12 @@ def test_step_flops_count_attention_over_the_whole_cache():
     n = cfg.tokens_per_frame
     per_key = 2 * 2 * n * cfg.width  # q.k and weights.v: 2 FLOPs per multiply-add, per query token
     assert long - short == cfg.depth * per_key * 4 * n
+
+
+def test_interleaved_timing_alternates_blocks_so_a_slow_spell_hits_every_function():
+    from astra_ros.bench import interleaved_median_ms
+
+    calls: list[str] = []
+    ms = interleaved_median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 6, rounds=3)
+    assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
+    assert "".join(calls) == "aaabbb" * 3  # 3 rounds: per function an untimed call, then 2 timed
