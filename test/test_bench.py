@@ -39,3 +39,18 @@ def test_interleaved_timing_alternates_blocks_so_a_slow_spell_hits_every_functio
     ms = interleaved_median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 6, rounds=3)
     assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
     assert "".join(calls) == "aaabbb" * 3  # 3 rounds: per function an untimed call, then 2 timed
+
+
+def test_the_node_baseline_paces_the_bare_backend_like_the_node():
+    """Paced: an ingest every 1/ingest_hz s and a prediction after every ingest_hz/predict_hz-th."""
+    import time
+
+    from astra_ros.ros.bench_node import _bare_backend_ms
+    from astra_ros.ros.settings import COPY_LAST, Settings
+
+    settings = Settings.from_values({"model_path": COPY_LAST, "joint_names": [f"j{i}" for i in range(7)]})
+    started = time.monotonic()
+    bare = _bare_backend_ms(COPY_LAST, settings, ingest_hz=40.0, predict_hz=10.0, seconds=0.5)
+    assert time.monotonic() - started >= 0.45  # 20 ingests, one every 25 ms
+    assert set(bare) == {"ingest_p50", "predict_p50", "paced_p50", "paced_p99"}
+    assert 0 < bare["ingest_p50"] <= bare["paced_p50"] <= bare["paced_p99"]
