@@ -50,7 +50,7 @@ def test_the_node_baseline_paces_the_bare_backend_like_the_node():
 
     settings = Settings.from_values({"model_path": COPY_LAST, "joint_names": [f"j{i}" for i in range(7)]})
     started = time.monotonic()
-    bare = _bare_backend_ms(COPY_LAST, settings, ingest_hz=40.0, predict_hz=10.0, seconds=0.5)
+    bare = _bare_backend_ms(settings, ingest_hz=40.0, predict_hz=10.0, seconds=0.5)
     assert time.monotonic() - started >= 0.45  # 20 ingests, one every 25 ms
     assert set(bare) == {"ingest_p50", "predict_p50", "paced_p50", "paced_p99"}
     assert 0 < bare["ingest_p50"] <= bare["paced_p50"] <= bare["paced_p99"]

@@ -233,7 +233,7 @@ def stream(
 
 
 def _bare_backend_ms(
-    model_path: str, settings: Settings, ingest_hz: float, predict_hz: float, seconds: float
+    settings: Settings, ingest_hz: float, predict_hz: float, seconds: float
 ) -> dict[str, float]:
     """The worker's two jobs on the bare backend, no ROS. Back to back (60 frames, a prediction after
     each once warm): p50 of one ingest, p50 and p99 of one predict. Paced as the node runs them (an
@@ -336,7 +336,7 @@ def run_benchmark(
         for n_threads, rate, round_ in itertools.product(threads, rates, range(rounds)):
             settings = Settings.from_values({"model_path": model_path, "inference_threads": n_threads})
             predict_hz = min(rate, prediction_rate or rate)
-            bare = _bare_backend_ms(model_path, settings, min(rate, model_hz), predict_hz, min(seconds, 10.0))
+            bare = _bare_backend_ms(settings, min(rate, model_hz), predict_hz, min(seconds, 10.0))
             params = {
                 "model_path": model_path,
                 "inference_threads": n_threads,

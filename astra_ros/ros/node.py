@@ -17,8 +17,10 @@ Threads (two single-threaded executors, one worker):
   lock, so the live cache is never used concurrently, and ``predict`` leaves it unchanged.
 - ``~/imagine`` is served by a small helper node (``<name>_imagine``, same namespace, no
   parameters) spun by its own executor thread, so a long imagination never holds up the
-  subscriptions. rclpy's MultiThreadedExecutor, which did this with callback groups, cost a third
-  of a core at 15 images/s and raised the latency p50 by a third on a 2-core machine.
+  subscriptions (``spin_node`` spins both; another executor must spin ``imagine_node`` too).
+  rclpy's MultiThreadedExecutor, which did this with callback groups, kept its main thread at 13-14%
+  of a core at 15 images/s (2% now) and raised the latency p50 from 107-130 to 148-176 ms on a
+  2-core machine.
 
 Data stamps are copied from the image (never ``now()``); the node clock (``use_sim_time``
 honoured) is only used for latency, for unstamped Twist commands and for rates.
