@@ -99,6 +99,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
     assert len(driver.predictions) == predicted >= 10
     assert len(driver.predicted_images) == predicted
     assert 0 <= float(diag["outside_backend_p50_ms"]) <= float(diag["latency_p50_ms"])
+    assert float(diag["ingest_p50_ms"]) >= 0 and float(diag["predict_p50_ms"]) >= 0  # the worker's calls
 
     rollout_ids = [m.rollout_id for m, _ in driver.predictions]
     assert rollout_ids == list(range(rollout_ids[0], rollout_ids[0] + predicted))
