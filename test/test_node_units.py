@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,13 @@ import pytest
 
 from astra_ros.ros.pairing import (
     CommandBuffer,
+    Frame,
     FrameGrid,
     LatencyStats,
     PeriodEstimator,
     Timeline,
     due_for_prediction,
+    enqueue_dropping_oldest,
     hold_plan,
 )
 from astra_ros.ros.settings import DECLARED_NAMES, PARAMETERS, Settings, SettingsError, resolve_model_path
@@ -107,6 +110,23 @@ def test_frame_grid_decimates_to_the_model_period_without_drift():
     grid.reset()
     assert taken(grid, [10.0, 43.0], 33.333) == [10.0]
     assert taken(FrameGrid(0), [0.0, 1.0, 2.0], 1.0) == [0.0, 1.0, 2.0]  # 0: every image
+
+
+def test_full_ingestion_queue_drops_oldest_and_passes_on_its_due_prediction_and_reset():
+    def frame(i: int, due: int, reset: str | None = None) -> Frame:
+        return Frame(i, "cam", np.zeros((2, 2, 3), np.uint8), np.zeros(1, np.float32), 1, due, reset)
+
+    queue: deque[Frame] = deque()
+    assert not enqueue_dropping_oldest(queue, frame(0, 1, "gap"), 2)
+    assert not enqueue_dropping_oldest(queue, frame(1, 0), 2)
+    assert enqueue_dropping_oldest(queue, frame(2, 1), 2)
+    assert [(f.stamp_ns, f.due, f.reset) for f in queue] == [(1, 1, "gap"), (2, 1, None)]
+    assert enqueue_dropping_oldest(queue, frame(3, 0, "jump_back"), 2)
+    assert [(f.stamp_ns, f.due, f.reset) for f in queue] == [(2, 2, "gap"), (3, 0, "jump_back")]
+
+    single: deque[Frame] = deque([frame(0, 1, "gap")])
+    assert enqueue_dropping_oldest(single, frame(1, 0), 1)
+    assert [(f.stamp_ns, f.due, f.reset) for f in single] == [(1, 1, "gap")]
 
 
 def test_hold_plan():

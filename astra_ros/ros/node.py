@@ -13,7 +13,8 @@ Threads (two single-threaded executors, one worker):
 - The worker ingests EVERY queued frame, in order, so the causal history stays correct; then,
   if any of those frames was due for prediction (``prediction_rate`` in image time), it predicts
   once from the newest state (latest frame wins; the other due frames are counted as
-  ``superseded``). Ingest and predict run under ``_backend_lock``; ``~/imagine`` takes the same
+  ``superseded``, as are those of frames dropped from the full queue, whose due prediction and
+  reset pass to the next frame). Ingest and predict run under ``_backend_lock``; ``~/imagine`` takes the same
   lock, so the live cache is never used concurrently, and ``predict`` leaves it unchanged.
 - ``~/imagine`` is served by a small helper node (``<name>_imagine``, same namespace, no
   parameters) spun by its own executor thread, so a long imagination never holds up the
@@ -32,7 +33,6 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 
 import numpy as np
 import rclpy
@@ -64,12 +64,14 @@ from astra_ros.ros.conversions import (
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.pairing import (
     CommandBuffer,
+    Frame,
     FrameGrid,
     LatencyStats,
     PeriodEstimator,
     RateMeter,
     Timeline,
     due_for_prediction,
+    enqueue_dropping_oldest,
     hold_plan,
 )
 from astra_ros.ros.settings import COPY_LAST, Settings, SettingsError, declare_settings, resolve_model_path
@@ -87,17 +89,6 @@ MAX_IMAGINE_HORIZON = 64
 
 class StartupError(RuntimeError):
     """The node cannot start (bad parameter, model file missing/corrupt/wrong kind)."""
-
-
-@dataclass
-class _Frame:
-    stamp_ns: int
-    frame_id: str
-    rgb: np.ndarray  # (S, S, 3) uint8
-    command: np.ndarray  # (D,) float32
-    step_ns: int  # model time step (median image period) when it arrived
-    due: bool  # due for prediction under prediction_rate
-    reset: str | None  # reset the state before ingesting it: "gap", "jump_back"
 
 
 def load_world_model(settings: Settings) -> WorldModelBackend:
@@ -176,13 +167,13 @@ class WorldModelNode(Node):
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
 
         # worker hand-off
-        self._queue: deque[_Frame] = deque()
+        self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._stop = False
         self._backend_lock = threading.Lock()
         # under _backend_lock
         self._context_stamps: deque[int] = deque(maxlen=history_cap)
-        self._newest: _Frame | None = None
+        self._newest: Frame | None = None
         self._reset_pending = True  # the first message says the state started fresh
         self._rollout_id = 0
 
@@ -397,25 +388,19 @@ class WorldModelNode(Node):
         if due:
             self._last_due_ns = stamp_ns
         default_step = int(self.backend.info.frame_period * 1e9) or DEFAULT_STEP_NS
-        frame = _Frame(
+        frame = Frame(
             stamp_ns,
             msg.header.frame_id,
             rgb,
             paired.command,
             self._frame_periods.median_ns(default_step),
-            due,
+            int(due),
             self._carry_reset,
         )
         self._carry_reset = None
         with self._cond:
-            if len(self._queue) >= self.settings.ingest_queue_size:
-                oldest = self._queue.popleft()
-                if oldest.reset and self._queue:
-                    self._queue[0].reset = self._queue[0].reset or oldest.reset
-                elif oldest.reset:
-                    frame.reset = frame.reset or oldest.reset
+            if enqueue_dropping_oldest(self._queue, frame, self.settings.ingest_queue_size):
                 self._count(self._dropped, "ingest_queue_full")
-            self._queue.append(frame)
             self._cond.notify()
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -499,7 +484,7 @@ class WorldModelNode(Node):
                     f"worker step failed: {type(err).__name__}: {err}", throttle_duration_sec=5.0
                 )
 
-    def _step(self, batch: list[_Frame]) -> None:
+    def _step(self, batch: list[Frame]) -> None:
         s = self.settings
         due = 0
         result = None
@@ -544,7 +529,7 @@ class WorldModelNode(Node):
         if result is not None:
             self._publish(newest, *result)
 
-    def _future_commands(self, newest: _Frame) -> tuple[np.ndarray, str]:
+    def _future_commands(self, newest: Frame) -> tuple[np.ndarray, str]:
         horizon = self.settings.horizon
         plan = self._plan
         if self.settings.future_command_policy == "planned" and plan is not None:
@@ -559,7 +544,7 @@ class WorldModelNode(Node):
 
     def _publish(
         self,
-        newest: _Frame,
+        newest: Frame,
         backend_ms: float,
         frames: np.ndarray,
         actions: np.ndarray,

@@ -1,4 +1,5 @@
-"""Pure-Python pieces of the node: command pairing, image timeline checks, rate and latency stats.
+"""Pure-Python pieces of the node: command pairing, image timeline checks, the ingestion queue,
+rate and latency stats.
 
 No ROS imports; every time is an integer of nanoseconds in the node clock's time base.
 """
@@ -191,6 +192,34 @@ class RateMeter:
         if len(self._times) < 2:
             return 0.0
         return (len(self._times) - 1) / max(now_s - self._times[0], 1e-9)
+
+
+@dataclass
+class Frame:
+    """One camera frame paired with its command, waiting in the node's ingestion queue."""
+
+    stamp_ns: int
+    frame_id: str
+    rgb: np.ndarray  # (S, S, 3) uint8
+    command: np.ndarray  # (D,) float32
+    step_ns: int  # model time step (median image period) when it arrived
+    due: int  # predictions due under prediction_rate: 1 or 0, plus those of frames dropped before it
+    reset: str | None  # reset the state before ingesting it: "gap", "jump_back"
+
+
+def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> bool:
+    """Append ``frame``; when ``queue`` holds ``size`` frames, drop the oldest first and return True.
+
+    The next frame inherits the dropped one's reset and due predictions, so neither is lost.
+    """
+    dropped = len(queue) >= size
+    if dropped:
+        oldest = queue.popleft()
+        heir = queue[0] if queue else frame
+        heir.reset = heir.reset or oldest.reset
+        heir.due += oldest.due
+    queue.append(frame)
+    return dropped
 
 
 def due_for_prediction(stamp_ns: int, last_predicted_ns: int | None, rate_hz: float) -> bool:
