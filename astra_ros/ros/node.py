@@ -14,8 +14,9 @@ Threads (two single-threaded executors, one worker):
   if any of those frames was due for prediction (``prediction_rate`` in image time), it predicts
   once from the newest state (latest frame wins; the other due frames are counted as
   ``superseded``, as are those of frames dropped from the full queue, whose due prediction and
-  reset pass to the next frame). Ingest and predict run under ``_backend_lock``; ``~/imagine`` takes the same
-  lock, so the live cache is never used concurrently, and ``predict`` leaves it unchanged.
+  reset pass to the next frame). Ingest and predict run under ``_backend_lock``; ``~/imagine``
+  takes the same lock, so the live cache is never used concurrently, and ``predict`` leaves it
+  unchanged.
 - ``~/imagine`` is served by a small helper node (``<name>_imagine``, same namespace, no
   parameters) spun by its own executor thread, so a long imagination never holds up the
   subscriptions (``spin_node`` spins both; another executor must spin ``imagine_node`` too).
