@@ -1,0 +1,223 @@
+"""Render README.md's model card from the results data, between the results markers.
+
+    python scripts/render_results.py           # rewrite the block in README.md
+    python scripts/render_results.py --check   # exit 1 when the block is stale
+
+Sources: ``engines/astra_small.train.json`` (training record), ``engines/astra_small.json`` (the
+shipped ONNX's sidecar), and ``docs/results/``: ``astra_small_heldout.json`` (astra-eval's
+metrics.json for the shipped model), ``astra_small_planner.json`` and ``benchmarks.json``. Results
+recorded for another model than the shipped ONNX are refused: re-run the evaluation first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN = "<!-- results:begin -->"
+END = "<!-- results:end -->"
+SHOWN_HORIZONS = (1, 2, 4, 8, 16)
+
+
+class ResultsError(ValueError):
+    """A results file is missing, malformed, or describes another model than the shipped one."""
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ResultsError(f"{path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: top level is {type(data).__name__}; expected an object")
+    return data
+
+
+def check_model(results: dict[str, Any], name: str, sidecar: dict[str, Any]) -> None:
+    """Refuse results whose model_id is not the shipped ONNX (its sha256 prefix)."""
+    model_id = str(results.get("model_id", ""))
+    prefix = model_id.split("/")[0]
+    if not prefix or not sidecar["onnx_sha256"].startswith(prefix):
+        raise ResultsError(
+            f"{name}: model_id {model_id!r} is not the shipped {sidecar['onnx_file']} "
+            f"(sha256 {sidecar['onnx_sha256'][:12]}); re-measure and update {name}"
+        )
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def model_lines(train: dict[str, Any], sidecar: dict[str, Any]) -> list[str]:
+    c = train["config"]
+    stages = train["training"]["stages"]
+    data = train["data"]["bags_read"]
+    minutes = sum(s["optimisation_seconds"] for s in stages) / 60
+    return [
+        f"`engines/astra_small.onnx` ({sidecar['precision']}, opset {sidecar['opset']}) and `.pt`: "
+        f"{c['image_size']}x{c['image_size']} RGB in {c['patch_size']}x{c['patch_size']} patches, "
+        f"width {c['width']}, depth {c['depth']}, history {c['max_history']} frames, "
+        f"{c['sampling_steps']} denoising step; commands {', '.join(sidecar['meta']['modalities'])} "
+        f"({len(sidecar['meta']['joint_names'])} joints) at a "
+        f"{1 / sidecar['meta']['frame_period']:.0f} Hz frame rate. "
+        f"Trained in {len(stages)} stages, {sum(s['steps'] for s in stages)} steps, "
+        f"{minutes:.0f} min on 2 CPU cores, on {sum(d['frames'] for d in data)} frames "
+        f"({sum(d['episodes'] for d in data)} simulated KUKA episodes).",
+    ]
+
+
+def heldout_lines(heldout: dict[str, Any]) -> list[str]:
+    horizons = heldout["horizons"]
+    missing = [h for h in SHOWN_HORIZONS if h not in horizons]
+    if missing:
+        raise ResultsError(f"horizons {missing} missing; has {horizons}")
+    idx = [horizons.index(h) for h in SHOWN_HORIZONS]
+
+    def row(label: str, values: list[float], digits: int) -> list[str]:
+        return [label] + [f"{values[i]:.{digits}f}" for i in idx]
+
+    rows = [
+        row("PSNR dB, model", heldout["model"]["psnr"], 2),
+        row("PSNR dB, copy-last", heldout["copy_last"]["psnr"], 2),
+        row("PSNR dB, shuffled commands", heldout["shuffled_commands"]["psnr"], 2),
+        row("SSIM, model", heldout["model"]["ssim"], 3),
+        row("SSIM, copy-last", heldout["copy_last"]["ssim"], 3),
+    ]
+    return [
+        f"Held-out ({heldout['episodes']} episodes never seen in training, {heldout['windows']} "
+        f"windows, context {heldout['context']}, {heldout['backend']}, `{heldout['command']}`):",
+        "",
+        *table(["horizon"] + [str(h) for h in SHOWN_HORIZONS], rows),
+    ]
+
+
+def planner_lines(planner: dict[str, Any]) -> list[str]:
+    r, g, p = planner["ranking"], planner["geometry"], planner["planning"]
+    h = "/".join(f"h{x}" for x in g["horizons"])
+    return [
+        "Planner metrics (an independent script, not in this repository; targets of issue 16):",
+        "",
+        *table(
+            ["metric", "model", "reference", "target"],
+            [
+                [
+                    f"true command ranked first of {r['k']} (h{r['horizon']}, moving windows)",
+                    f"{r['top1_moving']:.2f}",
+                    f"chance {r['chance']:.3f}, simulator {r['simulator_top1_moving']:.2f}",
+                    f">= {r['target_top1_moving']:.2f}",
+                ],
+                [
+                    f"link mask IoU {h}",
+                    " / ".join(f"{v:.3f}" for v in g["model"]["link_iou"]),
+                    "copy-last " + " / ".join(f"{v:.3f}" for v in g["copy_last"]["link_iou"]),
+                    ">= copy-last",
+                ],
+                ["end effector lost at h8", f"{g['ee_lost_h8']:.0%}", "", "<= 20%"],
+                [
+                    f"planning gain, {p['candidates']} candidates",
+                    f"{p['gain']:+.2f}",
+                    "0 = no better than zero commands",
+                    f">= {p['target_gain']:.1f}",
+                ],
+            ],
+        ),
+    ]
+
+
+def speed_lines(bench: dict[str, Any], planner: dict[str, Any]) -> list[str]:
+    rt, model, node = bench["runtime"], bench["model"], bench["node"]
+    h16 = model["history"].index(16)
+    return [
+        f"Speed on {bench['machine']}, {bench['date']} (logs: [docs/benchmarks.md](docs/benchmarks.md)):",
+        "",
+        *table(
+            ["measure", "value"],
+            [
+                [
+                    "one predicted frame, 1 denoising step, batch 1",
+                    f"{rt['onnxruntime']['ms_per_frame_1_step']} ms ONNX Runtime, "
+                    f"{rt['torch_eager']['ms_per_frame_1_step']} ms torch",
+                ],
+                ["cached step vs recomputing 16 frames of context", f"{model['speedup'][h16]}x faster"],
+                [
+                    "node: image stamp to published 8-frame prediction, p50",
+                    f"{min(node['publish_p50_ms']):.0f}-{max(node['publish_p50_ms']):.0f} ms "
+                    f"({len(node['publish_p50_ms'])} rounds)",
+                ],
+                [
+                    "planning step, 64 candidates x horizon 8, p50 (independent script)",
+                    f"{planner['planning_step_s_p50']} s",
+                ],
+            ],
+        ),
+    ]
+
+
+def render_block(root: Path = ROOT) -> str:
+    """The text between the markers (markers excluded), ending with a newline."""
+    sidecar = load_json(root / "engines/astra_small.json")
+    train = load_json(root / "engines/astra_small.train.json")
+    heldout = load_json(root / "docs/results/astra_small_heldout.json")
+    planner = load_json(root / "docs/results/astra_small_planner.json")
+    bench = load_json(root / "docs/results/benchmarks.json")
+    for name, results in [
+        ("engines/astra_small.train.json heldout_evaluation", train["heldout_evaluation"]),
+        ("docs/results/astra_small_heldout.json", heldout),
+        ("docs/results/astra_small_planner.json", planner),
+    ]:
+        check_model(results, name, sidecar)
+    sections = [
+        ("engines/astra_small.train.json", lambda: model_lines(train, sidecar)),
+        ("docs/results/astra_small_heldout.json", lambda: heldout_lines(heldout)),
+        ("docs/results/astra_small_planner.json", lambda: planner_lines(planner)),
+        ("docs/results/benchmarks.json", lambda: speed_lines(bench, planner)),
+    ]
+    lines = ["<!-- rendered by scripts/render_results.py from engines/ and docs/results/; do not edit -->"]
+    for name, section in sections:
+        try:
+            lines += [*section(), ""]
+        except ResultsError as err:
+            raise ResultsError(f"{name}: {err}") from err
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ResultsError(f"{name}: missing or malformed entry ({type(err).__name__}: {err})") from err
+    return "\n".join(lines[:-1]) + "\n"
+
+
+def split_readme(text: str) -> tuple[str, str, str]:
+    """(before and BEGIN, the block, END and after); raises when the markers are not there once each."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ResultsError(f"README.md: expected one {BEGIN} followed by one {END}")
+    head, rest = text.split(BEGIN)
+    block, tail = rest.split(END)
+    return head + BEGIN + "\n", block.removeprefix("\n"), END + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 when README.md's block is stale")
+    p.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
+    args = p.parse_args(argv)
+    readme = args.root / "README.md"
+    try:
+        head, block, tail = split_readme(readme.read_text())
+        fresh = render_block(args.root)
+    except ResultsError as err:
+        print(f"render_results: error: {err}", file=sys.stderr)
+        return 2
+    if block == fresh:
+        return 0
+    if args.check:
+        print(f"render_results: {readme} is stale; run python scripts/render_results.py", file=sys.stderr)
+        return 1
+    readme.write_text(head + fresh + tail)
+    print(f"render_results: updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
