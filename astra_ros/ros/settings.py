@@ -218,6 +218,21 @@ class Settings:
         settings.validate()
         return settings
 
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword options of ``runtime.loader.load_backend`` (unset ones left to the backend)."""
+        options: dict[str, Any] = dict(
+            context_noise=self.context_noise,
+            guidance_scale=self.guidance_scale,
+            steps=self.denoising_steps,
+            precision=self.precision,
+        )
+        optional = dict(
+            engine_cache_dir=self.engine_cache_dir,
+            threads=self.inference_threads,
+            max_history=self.max_history,
+        )
+        return options | {name: value for name, value in optional.items() if value}
+
     def validate(self) -> None:
         for spec in PARAMETERS:
             value = getattr(self, spec.name)
