@@ -51,7 +51,7 @@ def test_kuka_bag_topics_types_names_and_stamps(kuka_bag: Path) -> None:
     assert tuple(cmds[0][1].name) == KUKA_JOINTS and len(cmds[0][1].velocity) == 7
     # /joint_states: the state each command is applied from; positions integrate the commands
     assert [t for t, _ in states] == [t for t, _ in cmds] and tuple(states[0][1].name) == KUKA_JOINTS
-    q = np.stack([m.position for _, m in states[:60]])
+    q = np.stack([m.position for _, m in states[:60]])  # the first episode
     v = np.stack([m.velocity for _, m in states[:60]])
     np.testing.assert_allclose(v[0], 0.0)  # each episode starts at rest
     commanded = np.stack([m.velocity for _, m in cmds[:59]])
@@ -66,6 +66,11 @@ def test_kuka_bag_topics_types_names_and_stamps(kuka_bag: Path) -> None:
     episodes, report = read_bag(kuka_bag, size=32)
     assert report.episodes == 2 and report.frames_kept == 60 and sum(report.drops.values()) == 0
     assert episodes[0].joint_names == KUKA_JOINTS
+    # the reader carries /joint_states (the state at each frame) and the segmentation render
+    assert report.joint_states == 120 and report.segmentations == 60
+    np.testing.assert_array_equal(episodes[0].states.positions, q[::2][:30])
+    assert episodes[0].segmentation.shape == (30, 32, 32)
+    np.testing.assert_array_equal(episodes[0].segmentation[0], np.asarray(seg.data).reshape(32, 32) - 1.0)
     assert np.abs(np.concatenate([e.commands for e in episodes])).max() > 0.5
 
 

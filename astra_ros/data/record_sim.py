@@ -9,8 +9,9 @@ by a gap of simulated time (``EPISODE_GAP_S``) so the reader splits them again. 
 receive time and header stamps) are simulated time, starting at ``START_NS``.
 
 Frame/command convention: the camera frame stamped ``t`` shows the state at ``t``; the command
-stamped ``t`` is applied from ``t`` on, so the command in force at a frame's stamp (zero-order
-hold) drives the motion from that frame to the next.
+stamped ``t`` is applied from ``t`` on (zero-order hold), so the commands in force between two
+frames drive the motion from one to the next (``astra_ros.data.pairing``: their time-weighted mean
+is the frame's action).
 
 ``kuka``: ``astra_ros.sim.kuka.KukaEnv`` (pybullet KUKA iiwa, each link a distinct saturated colour
 on a plain floor, close camera, physics 240 Hz). ``sensor_msgs/JointState`` velocity commands

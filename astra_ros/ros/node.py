@@ -4,8 +4,8 @@ predictions of the next frames.
 Threads (two single-threaded executors, one worker):
 
 - The node's executor runs the image and command callbacks, ``~/reset`` and the diagnostics timer.
-  Callbacks only convert, validate and enqueue: image -> RGB at model size, paired with the
-  command in force at its stamp (zero-order hold, ``pairing.CommandBuffer``), timeline checks (gap /
+  Callbacks only convert, validate and enqueue: image -> RGB at model size, paired with the mean
+  command since the previous frame (``astra_ros.data.pairing.CommandBuffer``), timeline checks (gap /
   backwards jump reset, out-of-order rejection), decimation to the model's frame period
   (``frame_period``: a 30 Hz camera feeds a 15 Hz model every second image, ``pairing.FrameGrid``),
   then appended to a bounded ingestion queue (oldest dropped and counted when the worker falls
@@ -47,6 +47,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
+from astra_ros.data.pairing import CommandBuffer, plan_means
 from astra_ros.msg import PredictedFrames
 from astra_ros.ros.conversions import (
     InputError,
@@ -64,7 +65,6 @@ from astra_ros.ros.conversions import (
 )
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.pairing import (
-    CommandBuffer,
     Frame,
     FrameGrid,
     LatencyStats,
@@ -73,7 +73,6 @@ from astra_ros.ros.pairing import (
     Timeline,
     due_for_prediction,
     enqueue_dropping_oldest,
-    hold_plan,
 )
 from astra_ros.ros.settings import COPY_LAST, Settings, SettingsError, declare_settings, resolve_model_path
 from astra_ros.runtime.base import WorldModelBackend
@@ -164,6 +163,7 @@ class WorldModelNode(Node):
         self._image_periods = PeriodEstimator()
         self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
         self._last_due_ns: int | None = None
+        self._last_frame_ns: int | None = None  # previous enqueued frame: the action interval starts there
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
 
@@ -259,6 +259,7 @@ class WorldModelNode(Node):
         self._frame_periods.reset()
         self._grid.reset()
         self._last_due_ns = None
+        self._last_frame_ns = None
 
     def _make_command_buffer(self) -> None:
         s = self.settings
@@ -378,8 +379,9 @@ class WorldModelNode(Node):
         if self._commands is None:
             self._count(self._dropped, "missing_command")
             return
+        start_ns = self._last_frame_ns if self._last_frame_ns is not None else stamp_ns
         with self._pairing_lock:
-            paired = self._commands.at(stamp_ns)
+            paired = self._commands.over(min(start_ns, stamp_ns), stamp_ns)
         if paired.fallback:
             self._count(self._fallbacks, f"{paired.fallback}_{self.settings.stale_command_policy}")
         if paired.command is None:
@@ -399,6 +401,7 @@ class WorldModelNode(Node):
             self._carry_reset,
         )
         self._carry_reset = None
+        self._last_frame_ns = stamp_ns
         with self._cond:
             if enqueue_dropping_oldest(self._queue, frame, self.settings.ingest_queue_size):
                 self._count(self._dropped, "ingest_queue_full")
@@ -536,8 +539,8 @@ class WorldModelNode(Node):
         if self.settings.future_command_policy == "planned" and plan is not None:
             plan_stamp, offsets, commands = plan
             start = plan_stamp or newest.stamp_ns
-            steps = [newest.stamp_ns + (i + 1) * newest.step_ns - start for i in range(horizon)]
-            held = hold_plan(offsets, commands, steps)
+            edges = [newest.stamp_ns + i * newest.step_ns - start for i in range(horizon + 1)]
+            held = plan_means(offsets, commands, edges)
             if held is not None and held.shape[1] == newest.command.shape[0]:
                 return held, "planned"
             self._count(self._fallbacks, "plan_not_covering")
