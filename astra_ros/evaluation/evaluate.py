@@ -32,6 +32,10 @@ LPIPS_NOTE = (
     "lpips omitted: no LPIPS backbone with pretrained weights is installable offline "
     "(the lpips package downloads its torchvision backbone at run time)"
 )
+GEOMETRY_NOTE = (
+    "geometry omitted: the bag has no segmentation render (/camera/segmentation, recorded by "
+    "astra-record-sim --env kuka) to calibrate the link colours against"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,7 +164,10 @@ def score(
     model_predictions: dict[tuple[int, int], np.ndarray] | None = None,
 ) -> tuple[ReplayScores, dict[str, Any]]:
     """Replay ``episodes`` through ``backend`` with the command line's window settings."""
+    from astra_ros.evaluation.geometry import geometry_scores
     from astra_ros.evaluation.replay import replay
+
+    geometry = geometry_scores(episodes, args.horizon)
 
     scores = replay(
         backend,
@@ -174,8 +181,14 @@ def score(
         examples=args.examples,
         progress=not args.no_progress,
         model_predictions=model_predictions,
+        observe=geometry.add if geometry is not None else None,
     )
-    return scores, {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
+    metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
+    if geometry is not None:
+        metrics["geometry"] = geometry.metrics()
+    else:
+        metrics["notes"].append(GEOMETRY_NOTE)
+    return scores, metrics
 
 
 def run_offline(args: argparse.Namespace) -> dict[str, Any]:
