@@ -263,3 +263,67 @@ def test_missing_path_and_bad_modality(tmp_path: Path) -> None:
         read_bag(tmp_path / "nope")
     with pytest.raises(BagError, match="modality='discrete'"):
         read_bag(tmp_path / "nope", modality="discrete")
+
+
+def test_joint_states_and_segmentation_are_read_and_checked(tmp_path: Path) -> None:
+    imgs = [(ms(1000 + 50 * i), image(ms(1000 + 50 * i), i)) for i in range(3)]
+    cmds = [(ms(1000), joint_state(ms(1000), [1, 2, 3]))]
+    seg = np.array([[0, 1, 2, 3] * 3] * 8, np.uint8)  # 12 x 8 mono8: link id + 1
+    segs = [
+        (
+            t,
+            T["sensor_msgs/msg/Image"](
+                header=header(t),
+                height=8,
+                width=12,
+                encoding="mono8",
+                is_bigendian=0,
+                step=12,
+                data=seg.reshape(-1),
+            ),
+        )
+        for t, _ in imgs
+    ]
+
+    def states(names: tuple[str, ...]) -> list[tuple[int, object]]:
+        out = []
+        for i in range(6):
+            t = ms(1000 + 25 * i)
+            msg = T["sensor_msgs/msg/JointState"](
+                header=header(t),
+                name=list(names),
+                position=np.arange(len(names), dtype=np.float64) + i,
+                velocity=np.zeros(0),
+                effort=np.zeros(0),
+            )
+            out.append((t, msg))
+        return out
+
+    def bag(path: Path, names: tuple[str, ...]) -> Path:
+        with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+            conns = {
+                topic: w.add_connection(topic, typ, typestore=TS)
+                for topic, typ in (
+                    ("/camera/image_raw", "sensor_msgs/msg/Image"),
+                    ("/joint_commands", "sensor_msgs/msg/JointState"),
+                    ("/joint_states", "sensor_msgs/msg/JointState"),
+                    ("/camera/segmentation", "sensor_msgs/msg/Image"),
+                )
+            }
+            msgs = [("/camera/image_raw", *m) for m in imgs] + [("/joint_commands", *m) for m in cmds]
+            msgs += [("/joint_states", *m) for m in states(names)] + [
+                ("/camera/segmentation", *m) for m in segs
+            ]
+            for topic, t, m in sorted(msgs, key=lambda x: x[1]):
+                w.write(conns[topic], t, TS.serialize_cdr(m, conns[topic].msgtype))
+        return path
+
+    (episode,), report = read_bag(bag(tmp_path / "ok", ("j0", *reversed(NAMES))), size=4)
+    assert report.joint_states == 6 and report.segmentations == 3
+    # the state at each frame (every other message), in the command joints' order j1, j2, j3
+    np.testing.assert_array_equal(episode.states.positions, [[3, 2, 1], [5, 4, 3], [7, 6, 5]])
+    assert np.isnan(episode.states.velocities).all()  # none recorded: unknown, not zero
+    assert episode.segmentation.shape == (3, 4, 4) and episode.segmentation.dtype == np.int8
+    np.testing.assert_array_equal(episode.segmentation[0, 0], [0, -1, 2, 1])  # centre pixels 1, 4, 7, 10
+    with pytest.raises(BagError, match=r"/joint_states: JointState message #0 .*missing \['j3'\]"):
+        read_bag(bag(tmp_path / "bad", ("j1", "j2")), size=4)

@@ -211,8 +211,9 @@ def _read_commands(
 
 def _read_joint_states(
     reader: Any, conns: list[Any], names: tuple[str, ...], ctx: _Ctx, topic: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (stamps int64 (N,), positions (N, J), velocities (N, J)) in ``names`` order, sorted."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """-> (stamps int64 (N,), positions (N, J), velocities (N, J)) in ``names`` order, sorted;
+    None for a topic without messages."""
     stamps: list[int] = []
     positions: list[np.ndarray] = []
     velocities: list[np.ndarray] = []
@@ -232,6 +233,8 @@ def _read_joint_states(
         stamps.append(_stamp_ns(msg) or int(bag_t))
         positions.append(pos[order])
         velocities.append(vel[order] if vel.size else np.full(len(names), np.nan))
+    if not stamps:
+        return None
     sort = np.argsort(np.asarray(stamps, np.int64), kind="stable")
     return np.asarray(stamps, np.int64)[sort], np.stack(positions)[sort], np.stack(velocities)[sort]
 

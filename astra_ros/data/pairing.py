@@ -34,6 +34,7 @@ __all__ = [
     "STALE_COMMAND_POLICIES",
     "CommandBuffer",
     "Paired",
+    "check_policy",
     "interval_mean",
     "plan_means",
 ]
@@ -52,6 +53,7 @@ class Paired:
 
 
 def check_policy(policy: str) -> None:
+    """Raise ValueError unless ``policy`` is one of ``STALE_COMMAND_POLICIES``."""
     if policy not in STALE_COMMAND_POLICIES:
         raise ValueError(f"stale_command_policy={policy!r}; expected one of {list(STALE_COMMAND_POLICIES)}")
 
