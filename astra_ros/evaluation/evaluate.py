@@ -167,8 +167,14 @@ def score(
     from astra_ros.evaluation.geometry import geometry_scores
     from astra_ros.evaluation.replay import replay
 
-    geometry = geometry_scores(episodes, args.horizon)
-
+    notes: list[str] = []
+    try:
+        geometry = geometry_scores(episodes, args.horizon)
+    except ValueError as err:  # a link never seen in the recorded segmentation
+        geometry = None
+        notes.append(f"geometry omitted: cannot calibrate the link colours: {err}")
+    if geometry is None and not notes:
+        notes.append(GEOMETRY_NOTE)
     scores = replay(
         backend,
         episodes,
@@ -186,8 +192,7 @@ def score(
     metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
     if geometry is not None:
         metrics["geometry"] = geometry.metrics()
-    else:
-        metrics["notes"].append(GEOMETRY_NOTE)
+    metrics["notes"] += notes
     return scores, metrics
 
 
