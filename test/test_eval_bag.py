@@ -92,6 +92,11 @@ def test_metrics_json_shape_and_copy_last_against_numpy(kuka_bag, tmp_path):
         assert metrics[name] == metrics["copy_last"]  # psnr, ssim and mse, bit for bit
     # PSNR gets worse with horizon on a moving arm (the harness looks at the right frames)
     assert metrics["copy_last"]["psnr"][0] > metrics["copy_last"]["psnr"][-1]
+    # geometry from the recorded segmentation: the identity model is copy_last there too
+    geometry = metrics["geometry"]
+    assert geometry["classifier_iou"] > 0.98 and geometry["model"] == geometry["copy_last"]
+    iou = geometry["copy_last"]["link_iou"]
+    assert len(iou) == HORIZON and 1.0 > iou[0] > iou[-1] > 0.0
 
 
 def test_max_windows_and_report(kuka_bag, tmp_path):
@@ -102,7 +107,9 @@ def test_max_windows_and_report(kuka_bag, tmp_path):
     for png in ("psnr_vs_horizon.png", "ssim_vs_horizon.png", "strip_0.png", "strip_1.png"):
         assert (out / png).stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and 'src="http' not in html
+    assert (out / "link_iou.png").stat().st_size > 1000
+    assert html.count("data:image/png;base64,") == 5 and 'src="http' not in html
+    assert "<h2>Geometry</h2>" in html and "ee_hit_3px" in html
     assert "teacher_forced" in html and "copy_last" in html
 
 

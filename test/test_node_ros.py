@@ -119,10 +119,16 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
         context = [stamp_to_ns(s) for s in msg.context_stamps]
         assert context[-1] == stamp and context == sorted(context) and 2 <= len(context) <= 8
         velocities = msg.actions.points[0].velocities
-        # zero-order hold: the command stamped just before this image, or the previous one when the
-        # new command is still in flight (the topics are independent); zero before any command
-        allowed = {round(0.1 * ((i // 10) % 3 - 1), 6) for i in (index, index - 1) if i >= 0} | {0.0}
-        assert len(velocities) == 7 and round(velocities[0], 6) in allowed
+        # hold_last: the mean command over the interval that ended at this image (data.pairing):
+        # command i-1 for all but the last 1 ms, command i (stamped 1 ms before image i) for that
+        # 1 ms; without command i when it is still in flight (the topics are independent); the
+        # command in force at the first image; zero before any command
+        held = [0.1 * ((i // 10) % 3 - 1) for i in (index, index - 1) if i >= 0]
+        allowed = [*held, 0.0] + ([(held[1] * (PERIOD - 10**6) + held[0] * 10**6) / PERIOD] if index else [])
+        assert len(velocities) == 7 and min(abs(velocities[0] - a) for a in allowed) < 1e-6, (
+            velocities,
+            allowed,
+        )
     image = driver.predicted_images[-1]
     assert stamp_to_ns(image.header.stamp) == stamp_to_ns(driver.predictions[-1][0].frames[0].header.stamp)
 

@@ -8,51 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astra_ros.ros.pairing import CommandBuffer
 from astra_ros.ros.settings import DECLARED_NAMES, PARAMETERS, Settings, SettingsError, resolve_model_path
-from astra_ros.runtime.session import Frame, enqueue_dropping_oldest, hold_plan
+from astra_ros.runtime.session import Frame, enqueue_dropping_oldest
 from astra_ros.runtime.timing import FrameGrid, LatencyStats, PeriodEstimator, Timeline, due_for_prediction
 
 MS = 1_000_000
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_zero_order_hold_uses_newest_command_at_or_before_stamp():
-    buf = CommandBuffer(2, staleness_ns=100 * MS, policy="zero", jump_ns=1000 * MS)
-    buf.push(0, np.array([1, 1]))
-    buf.push(50 * MS, np.array([2, 2]))
-    assert buf.at(49 * MS).command.tolist() == [1, 1]
-    assert buf.at(50 * MS).command.tolist() == [2, 2]
-    paired = buf.at(120 * MS)
-    assert paired.command.tolist() == [2, 2] and paired.fallback is None
-
-
-@pytest.mark.parametrize("policy, expected", [("zero", [0.0, 0.0]), ("hold", [2.0, 2.0]), ("skip", None)])
-def test_stale_command_policy(policy, expected):
-    buf = CommandBuffer(2, staleness_ns=100 * MS, policy=policy, jump_ns=1000 * MS)
-    buf.push(0, np.array([2, 2]))
-    paired = buf.at(101 * MS)
-    assert paired.fallback == "stale_command"
-    assert (paired.command.tolist() if paired.command is not None else None) == expected
-
-
-def test_missing_command_and_command_before_any_is_not_held():
-    buf = CommandBuffer(3, staleness_ns=MS, policy="hold", jump_ns=1000 * MS)
-    assert buf.at(5).fallback == "missing_command"
-    assert buf.at(5).command.tolist() == [0, 0, 0]
-    buf.push(10 * MS, np.ones(3))
-    assert buf.at(5 * MS).command.tolist() == [0, 0, 0]  # the only command is in the future
-
-
-def test_command_out_of_order_rejected_and_bag_loop_clears():
-    buf = CommandBuffer(1, staleness_ns=MS, policy="zero", jump_ns=1000 * MS)
-    assert buf.push(2000 * MS, np.ones(1))
-    assert not buf.push(1500 * MS, np.ones(1))  # small step back: rejected
-    assert len(buf) == 1
-    assert buf.push(0, np.full(1, 3.0))  # jump back: bag loop
-    assert len(buf) == 1 and buf.at(0).command.tolist() == [3.0]
-    with pytest.raises(ValueError, match="shape"):
-        buf.push(1, np.ones(2))
 
 
 def test_timeline_verdicts():
@@ -121,11 +82,15 @@ def test_full_ingestion_queue_drops_oldest_and_passes_on_its_due_prediction_and_
     assert [(f.stamp_ns, f.due, f.reset) for f in single] == [(1, 1, "gap")]
 
 
-def test_hold_plan():
-    commands = np.array([[1.0], [2.0]], np.float32)
-    assert hold_plan([0, 100], commands, [50, 100, 250]).tolist() == [[1.0], [2.0], [2.0]]
-    assert hold_plan([10, 100], commands, [5]) is None
 
+def test_a_dropped_frame_passes_its_command_interval_to_the_next_frame():
+    def frame(stamp: int, command: float, interval: int) -> Frame:
+        rgb = np.zeros((2, 2, 3), np.uint8)
+        return Frame(stamp, "cam", rgb, np.array([command], np.float32), 1, 0, None, interval)
+
+    queue: deque[Frame] = deque([frame(100, 1.0, 100)])
+    assert enqueue_dropping_oldest(queue, frame(400, 4.0, 300), 1)
+    assert queue[0].command.tolist() == [3.25] and queue[0].interval_ns == 400  # (1*100 + 4*300) / 400
 
 def test_settings_defaults_validate_and_errors_name_the_parameter():
     settings = Settings.from_values({})

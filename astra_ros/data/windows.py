@@ -17,9 +17,9 @@ class WindowDataset:
     """All windows of ``window`` consecutive frames (every ``stride`` frames) of every episode.
 
     Item: dict of numpy arrays ``frames`` (T, S, S, 3) uint8, ``actions`` and ``action_mask``
-    (T, cfg.action_dim) float32 (``pack_actions`` of the commands in force at each frame),
-    ``modality`` int64 scalar (``modality_id``), ``episode`` and ``start`` int64 scalars.
-    Action ``t`` is the command in force at frame ``t`` (it drives frame t -> t+1).
+    (T, cfg.action_dim) float32 (``pack_actions`` of ``Episode.commands``), ``modality`` int64
+    scalar (``modality_id``), ``episode`` and ``start`` int64 scalars. Action ``t`` drives frame
+    t -> t+1: the mean command over that interval (the rule of ``astra_ros.data.pairing``).
     """
 
     def __init__(self, episodes: Sequence[Episode], window: int, cfg: AstraConfig, stride: int = 1) -> None:

@@ -32,6 +32,10 @@ LPIPS_NOTE = (
     "lpips omitted: no LPIPS backbone with pretrained weights is installable offline "
     "(the lpips package downloads its torchvision backbone at run time)"
 )
+GEOMETRY_NOTE = (
+    "geometry omitted: the bag has no segmentation render (/camera/segmentation, recorded by "
+    "astra-record-sim --env kuka) to calibrate the link colours against"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +164,17 @@ def score(
     model_predictions: dict[tuple[int, int], np.ndarray] | None = None,
 ) -> tuple[ReplayScores, dict[str, Any]]:
     """Replay ``episodes`` through ``backend`` with the command line's window settings."""
+    from astra_ros.evaluation.geometry import geometry_scores
     from astra_ros.evaluation.replay import replay
 
+    notes: list[str] = []
+    try:
+        geometry = geometry_scores(episodes, args.horizon)
+    except ValueError as err:  # a link never seen in the recorded segmentation
+        geometry = None
+        notes.append(f"geometry omitted: cannot calibrate the link colours: {err}")
+    if geometry is None and not notes:
+        notes.append(GEOMETRY_NOTE)
     scores = replay(
         backend,
         episodes,
@@ -174,8 +187,13 @@ def score(
         examples=args.examples,
         progress=not args.no_progress,
         model_predictions=model_predictions,
+        observe=geometry.add if geometry is not None else None,
     )
-    return scores, {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
+    metrics = {**scores.metrics(), **base_metrics(args, backend, episodes), "mode": mode}
+    if geometry is not None:
+        metrics["geometry"] = geometry.metrics()
+    metrics["notes"] += notes
+    return scores, metrics
 
 
 def run_offline(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,7 @@ future frames. Variants scored on the same windows:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -233,13 +233,15 @@ def replay(
     examples: int = 4,
     progress: bool = True,
     model_predictions: dict[tuple[int, int], np.ndarray] | None = None,
+    observe: Callable[[str, np.ndarray, np.ndarray], None] | None = None,
 ) -> ReplayScores:
     """Score every variant over the windows of ``episodes`` (see the module docstring).
 
     ``model_predictions`` (live mode): ``(episode, last context frame index) -> (H, S, S, 3)``
     predictions made elsewhere (the deployed node). They are scored as ``model``; the backend's own
     rollout on the same window is scored as ``offline_model``; windows without a prediction are
-    skipped and counted in ``scores.missing``.
+    skipped and counted in ``scores.missing``. ``observe(variant, predicted, truth)`` sees every
+    scored window too (the geometry metrics).
     """
     size = backend.info.image_size
     for i, ep in enumerate(episodes):
@@ -295,6 +297,8 @@ def replay(
         )
         for name, pred in preds.items():
             scores.add(name, pred, truth)
+            if observe is not None:
+                observe(name, pred, truth)
         if index in keep:
             scores.examples.append(
                 {

@@ -20,6 +20,12 @@ CURVE_STYLE = {
     "offline_model": dict(color="tab:cyan", ls="--"),
 }
 ERROR_GAIN = 2  # abs error is shown amplified so small errors are visible
+Y_LABELS = {
+    "psnr": "PSNR (dB, from window-mean MSE)",
+    "ssim": "SSIM",
+    "link_iou": "link IoU (strict per-link masks)",
+}
+GEOMETRY_KEYS = ("link_iou", "ee_lost", "ee_hit_3px")
 
 
 def _pyplot():
@@ -32,7 +38,7 @@ def _pyplot():
 
 
 def plot_curves(metrics: dict[str, Any], key: str, path: Path) -> Path | None:
-    """``key`` ("psnr" or "ssim") vs horizon for every variant that has it."""
+    """``key`` (one of ``Y_LABELS``) vs horizon for every variant that has it."""
     plt = _pyplot()
     horizons = metrics["horizons"]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -46,7 +52,7 @@ def plot_curves(metrics: dict[str, Any], key: str, path: Path) -> Path | None:
         plt.close(fig)
         return None
     ax.set_xlabel("horizon (frames)")
-    ax.set_ylabel("PSNR (dB, from window-mean MSE)" if key == "psnr" else "SSIM")
+    ax.set_ylabel(Y_LABELS[key])
     ax.set_title(f"{key.upper()} vs horizon ({metrics.get('windows', '?')} windows)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -113,6 +119,24 @@ def _table(metrics: dict[str, Any], names: Sequence[str]) -> str:
     return f"<table><tr><th>variant</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
 
 
+def _geometry_table(geometry: dict[str, Any], horizons: Sequence[int]) -> str:
+    head = "".join(f"<th>h{h}</th>" for h in horizons)
+    rows = []
+    for name, entry in geometry.items():
+        if not isinstance(entry, dict):
+            continue
+        for key in GEOMETRY_KEYS:
+            cells = "".join("<td>-</td>" if v is None else f"<td>{v:.3f}</td>" for v in entry.get(key, []))
+            rows.append(f"<tr><th>{html.escape(name)}</th><td>{key}</td>{cells}</tr>")
+    return (
+        f"<p>Colour classifier against the recorded segmentation: link IoU "
+        f"{geometry.get('classifier_iou')}; end effector visible (at least {geometry.get('ee_min_pixels')} "
+        f"px) in {geometry.get('ee_visible_windows')} windows per horizon; hit = centroid within "
+        f"{geometry.get('hit_radius_px')} px.</p>"
+        f"<table><tr><th>variant</th><th>metric</th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
 def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Write the PNGs and ``report.html`` into ``out_dir``; returns the HTML path."""
     out_dir = Path(out_dir)
@@ -122,6 +146,12 @@ def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], ou
         path = plot_curves(metrics, key, out_dir / f"{key}_vs_horizon.png")
         if path:
             images.append((path, f"{key} vs horizon"))
+    geometry = metrics.get("geometry")
+    if geometry:
+        curves = {**geometry, "horizons": metrics["horizons"], "windows": metrics.get("windows")}
+        path = plot_curves(curves, "link_iou", out_dir / "link_iou.png")
+        if path:
+            images.append((path, "link IoU vs horizon"))
     for i, example in enumerate(examples):
         images.append((plot_strip(example, out_dir / f"strip_{i}.png"), f"strip {i}"))
     latency = metrics.get("latency_ms", {})
@@ -146,6 +176,7 @@ def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], ou
         f"<ul>{notes}</ul>" if notes else "",
         "<h2>Metrics</h2>",
         _table(metrics, names),
+        *(["<h2>Geometry</h2>", _geometry_table(geometry, metrics["horizons"])] if geometry else []),
         "<h2>Curves and examples</h2>",
     ]
     body += [f"<div>{_img_tag(p, alt)}</div>" for p, alt in images]

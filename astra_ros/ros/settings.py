@@ -14,10 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from astra_ros.data.pairing import DEFAULT_POLICY, STALE_COMMAND_POLICIES, STALENESS_S
+
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
 COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
-STALE_COMMAND_POLICIES = ("zero", "hold", "skip")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
 COPY_LAST = "copy_last"  # model_path value that selects the model-free CopyLastBackend (bring-up)
@@ -117,14 +118,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "command_staleness",
-        0.5,
+        STALENESS_S,
         "Seconds a command stays in force after its stamp (zero-order hold).",
         min=0.0,
         max=60.0,
     ),
     ParamSpec(
         "stale_command_policy",
-        "zero",
+        DEFAULT_POLICY,
         "Action for an image with no command in force: zero, hold the last one, or skip the image.",
         choices=STALE_COMMAND_POLICIES,
     ),

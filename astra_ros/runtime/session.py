@@ -21,7 +21,6 @@ prediction. All stamps are integers of nanoseconds in the caller's clock.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
 import time
@@ -31,7 +30,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from astra_ros.ros.pairing import CommandBuffer
+from astra_ros.data.pairing import CommandBuffer, plan_means
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.timing import (
     FrameGrid,
@@ -88,6 +87,8 @@ class Frame:
     step_ns: int  # model time step (median period of the frames taken) when it arrived
     due: int  # predictions due under prediction_rate: 1 or 0, plus those of frames dropped before it
     reset: str | None  # reset the state before ingesting it: "gap", "jump_back"
+    interval_ns: int = 0  # length of the interval ``command`` is the mean over (ending at stamp_ns)
+    current: np.ndarray | None = None  # the command in force at stamp_ns (held over the future)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class StreamSession:
         self._image_periods = PeriodEstimator()
         self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
         self._last_due_ns: int | None = None
+        self._last_frame_ns: int | None = None  # previous enqueued frame: the action interval starts there
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
 
@@ -273,7 +275,9 @@ class StreamSession:
             if self._commands is None:
                 self.count("dropped.missing_command")
                 return "dropped"
-            paired = self._commands.at(stamp_ns)
+            start_ns = self._last_frame_ns if self._last_frame_ns is not None else stamp_ns
+            paired = self._commands.over(min(start_ns, stamp_ns), stamp_ns)
+            current = self._commands.at(stamp_ns).command
             if paired.fallback:
                 self.count(f"command_fallback.{paired.fallback}_{self.config.stale_command_policy}")
             if paired.command is None:
@@ -290,8 +294,11 @@ class StreamSession:
                 self._frame_periods.median_ns(self._default_step_ns),
                 int(due),
                 self._carry_reset,
+                stamp_ns - min(start_ns, stamp_ns),
+                current,
             )
             self._carry_reset = None
+            self._last_frame_ns = stamp_ns
         with self._cond:
             if enqueue_dropping_oldest(self._queue, frame, self.config.ingest_queue_size):
                 self.count("dropped.ingest_queue_full")
@@ -316,6 +323,7 @@ class StreamSession:
         self._frame_periods.reset()
         self._grid.reset()
         self._last_due_ns = None
+        self._last_frame_ns = None
 
     # --- imagine ----------------------------------------------------------------------------
 
@@ -431,12 +439,13 @@ class StreamSession:
         if self.config.future_command_policy == "planned" and plan is not None:
             plan_stamp, offsets, commands = plan
             start = plan_stamp or newest.stamp_ns
-            steps = [newest.stamp_ns + (i + 1) * newest.step_ns - start for i in range(horizon)]
-            held = hold_plan(offsets, commands, steps)
+            edges = [newest.stamp_ns + i * newest.step_ns - start for i in range(horizon + 1)]
+            held = plan_means(offsets, commands, edges)
             if held is not None and held.shape[1] == newest.command.shape[0]:
                 return held, "planned"
             self.count("command_fallback.plan_not_covering")
-        return np.repeat(newest.command[None], horizon, axis=0), "hold_last"
+        held = newest.command if newest.current is None else newest.current
+        return np.repeat(held[None], horizon, axis=0), "hold_last"
 
     # --- statistics -------------------------------------------------------------------------
 
@@ -461,7 +470,8 @@ class StreamSession:
 def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> bool:
     """Append ``frame``; when ``queue`` holds ``size`` frames, drop the oldest first and return True.
 
-    The next frame inherits the dropped one's reset and due predictions, so neither is lost.
+    The next frame inherits the dropped one's reset, due predictions and command interval (its
+    command becomes the time-weighted mean over both intervals), so none of them is lost.
     """
     dropped = len(queue) >= size
     if dropped:
@@ -469,20 +479,12 @@ def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> boo
         heir = queue[0] if queue else frame
         heir.reset = heir.reset or oldest.reset
         heir.due += oldest.due
+        span = oldest.interval_ns + heir.interval_ns
+        if span > 0 and heir.reset is None:
+            heir.command = (
+                (oldest.command * oldest.interval_ns + heir.command * heir.interval_ns) / span
+            ).astype(np.float32)
+            heir.interval_ns = span
     queue.append(frame)
     return dropped
 
-
-def hold_plan(points_ns: list[int], commands: np.ndarray, steps_ns: list[int]) -> np.ndarray | None:
-    """Zero-order hold of a planned sequence: command in force at each step offset.
-
-    ``points_ns`` (increasing offsets from the plan start), ``commands`` (P, D); returns (H, D),
-    or None when a step comes before the first point.
-    """
-    out = []
-    for step in steps_ns:
-        index = bisect.bisect_right(points_ns, step) - 1
-        if index < 0:
-            return None
-        out.append(commands[index])
-    return np.stack(out).astype(np.float32)
