@@ -6,7 +6,8 @@
 - ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
   onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
   predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
-- ``node``: the ROS node latency benchmark (``astra_ros.ros.bench_node``).
+- ``node``: the streaming session (the node's engine, no ROS) against the bare backend
+  (``astra_ros.ros.bench_node``).
 
 Every number in a table comes from the same run. Timings are medians of repeated calls.
 """
@@ -420,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     r.add_argument("--horizon", type=int, default=4)
     r.add_argument("--repeats", type=int, default=5)
-    sub.add_parser("node", help="ROS node latency (astra_ros.ros.bench_node)", add_help=False)
+    sub.add_parser("node", help="streaming session latency (astra_ros.ros.bench_node)", add_help=False)
     return p
 
 

@@ -3,9 +3,9 @@
     ros2 launch astra_ros astra_world_model.launch.py namespace:=robot image:=/camera/image_raw \
         model_path:=/path/to/model.onnx use_sim_time:=true
 
-Each argument's default equals the YAML value, so a launch without arguments runs the YAML as is;
-arguments override it (later entries in ``parameters`` win). Parameter names are checked against
-the node's declarations by test/test_launch_static.py.
+Rendered from PARAMETERS in astra_ros/ros/settings.py by `python -m astra_ros.ros.parameter_files --write`
+(do not edit by hand). Each parameter argument's default equals the YAML value, so a launch without
+arguments runs the YAML as is; arguments override it (later entries in ``parameters`` win).
 """
 
 # ruff: noqa: I001  (the local launch/ folder makes ruff take the ROS `launch` package for first-party)
@@ -31,33 +31,79 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "model_path",
             default_value="engines/astra_small.onnx",
-            description="Model file, or copy_last for the model-free backend",
+            description="Model file (.onnx with its .json sidecar, .pt checkpoint, or "
+            "TensorRT engine); relative paths resolve against the working "
+            "directory, the package share directory, then the repository. "
+            "'copy_last' selects the model-free copy-last backend.",
         ),
         DeclareLaunchArgument(
-            "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch"
-        ),
-        DeclareLaunchArgument("precision", default_value="auto", description="auto | fp32 | fp16"),
-        DeclareLaunchArgument(
-            "inference_threads", default_value="0", description="CPU threads per inference (0 = all cores)"
-        ),
-        DeclareLaunchArgument("horizon", default_value="8", description="Predicted frames per prediction"),
-        DeclareLaunchArgument("denoising_steps", default_value="1", description="Denoising steps per frame"),
-        DeclareLaunchArgument("prediction_rate", default_value="10.0", description="Predictions per second"),
-        DeclareLaunchArgument(
-            "command_type", default_value="joint_state", description="joint_state | twist | twist_stamped"
+            "backend",
+            default_value="auto",
+            description="Inference backend. Allowed: auto | tensorrt | onnxruntime | torch.",
         ),
         DeclareLaunchArgument(
-            "future_command_policy", default_value="hold_last", description="hold_last | planned"
+            "precision",
+            default_value="auto",
+            description="Inference precision ('auto' = the backend's choice). Allowed: auto | "
+            "fp32 | fp16.",
         ),
         DeclareLaunchArgument(
-            "use_sim_time", default_value="false", description="Use /clock (bag play --clock)"
+            "inference_threads",
+            default_value="0",
+            description="CPU threads per inference call (0 = the runtime's default, usually "
+            "one per core). Allowed: [0, 256].",
         ),
-        DeclareLaunchArgument("image", default_value="image", description="Camera image topic"),
         DeclareLaunchArgument(
-            "joint_commands", default_value="joint_commands", description="JointState commands"
+            "denoising_steps",
+            default_value="1",
+            description="Denoising steps per predicted frame. Allowed: [1, 50].",
         ),
         DeclareLaunchArgument(
-            "cmd_vel", default_value="cmd_vel", description="Twist / TwistStamped commands"
+            "horizon",
+            default_value="8",
+            description="Predicted frames per prediction (H). Allowed: [1, 64].",
+        ),
+        DeclareLaunchArgument(
+            "prediction_rate",
+            default_value="10.0",
+            description="Predictions per second of image time (0 = try every frame); "
+            "inference runs in one worker, the newest frame wins. Allowed: [0, "
+            "1000].",
+        ),
+        DeclareLaunchArgument(
+            "future_command_policy",
+            default_value="hold_last",
+            description="Commands the prediction is conditioned on: hold the current command, "
+            "or the planned_commands topic (falls back to hold_last when no valid "
+            "plan covers the step). Allowed: hold_last | planned.",
+        ),
+        DeclareLaunchArgument(
+            "command_type",
+            default_value="joint_state",
+            description="Command input: joint_state on 'joint_commands' (velocity field), "
+            "twist or twist_stamped on 'cmd_vel'. Allowed: joint_state | twist | "
+            "twist_stamped.",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="Stamp latency and unstamped commands with /clock (true with `ros2 "
+            "bag play --clock`).",
+        ),
+        DeclareLaunchArgument(
+            "image",
+            default_value="image",
+            description="Camera image topic",
+        ),
+        DeclareLaunchArgument(
+            "joint_commands",
+            default_value="joint_commands",
+            description="JointState commands",
+        ),
+        DeclareLaunchArgument(
+            "cmd_vel",
+            default_value="cmd_vel",
+            description="Twist / TwistStamped commands",
         ),
         DeclareLaunchArgument(
             "planned_commands",
@@ -78,11 +124,11 @@ def generate_launch_description():
                 "backend": LaunchConfiguration("backend"),
                 "precision": LaunchConfiguration("precision"),
                 "inference_threads": LaunchConfiguration("inference_threads"),
-                "horizon": LaunchConfiguration("horizon"),
                 "denoising_steps": LaunchConfiguration("denoising_steps"),
+                "horizon": LaunchConfiguration("horizon"),
                 "prediction_rate": LaunchConfiguration("prediction_rate"),
-                "command_type": LaunchConfiguration("command_type"),
                 "future_command_policy": LaunchConfiguration("future_command_policy"),
+                "command_type": LaunchConfiguration("command_type"),
                 "use_sim_time": LaunchConfiguration("use_sim_time"),
             },
         ],

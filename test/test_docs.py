@@ -15,8 +15,6 @@ README_LIMIT_BYTES = 12 * 1024
 
 # Linked from README.md, written on other branches (issue 21: engineer B). The integrator empties this
 # list once they are merged; test_pending_links_are_still_missing fails as soon as one exists.
-PENDING_LINKS = {"docs/parameters.md", "docs/node.md"}
-
 RESULT_FILES = (
     "engines/astra_small.json",
     "engines/astra_small.train.json",
@@ -134,8 +132,6 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
         rel = dest.relative_to(root).as_posix() if dest.is_relative_to(root) else str(dest)
-        if rel in PENDING_LINKS:
-            continue
         if not dest.exists():
             broken.append(f"{target} (no {rel})")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
@@ -155,14 +151,10 @@ def test_the_link_check_sees_a_broken_link(tmp_path):
     page = tmp_path / "docs/probe.md"
     page.write_text(
         "[a](benchmarks.md#node-latency-2026-11-26-session-6) [b](missing.md) `[c](missing.md)`\n"
-        "[d](benchmarks.md#no-such-heading) [e](../docs/parameters.md) [f](https://example.org/x.md)\n"
+        "[d](benchmarks.md#no-such-heading) [f](https://example.org/x.md)\n"
     )
     assert broken_links(page, tmp_path) == [
         "missing.md (no docs/missing.md)",
         "benchmarks.md#no-such-heading (no heading #no-such-heading in docs/benchmarks.md)",
     ]
 
-
-def test_pending_links_are_still_missing():
-    present = sorted(name for name in PENDING_LINKS if (ROOT / name).exists())
-    assert not present, f"{present} exist now: remove them from PENDING_LINKS in test/test_docs.py"

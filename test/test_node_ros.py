@@ -14,17 +14,10 @@ from astra_ros.ros.isolation import isolate_ros
 isolate_ros()
 rclpy = pytest.importorskip("rclpy")
 
+from harness import COPY_LAST_JOINTS, Driver, NodeProcess, make_image, make_joint_state, stream  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from astra_ros.ros.bench_node import (  # noqa: E402
-    COPY_LAST_JOINTS,
-    Driver,
-    NodeProcess,
-    make_image,
-    make_joint_state,
-    stamp_ns,
-    stream,
-)
+from astra_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from astra_ros.srv import Imagine  # noqa: E402
 
 BASE = 1_700_000_000 * 1_000_000_000
@@ -105,7 +98,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
     assert rollout_ids == list(range(rollout_ids[0], rollout_ids[0] + predicted))
     assert driver.predictions[0][0].state_reset and not any(m.state_reset for m, _ in driver.predictions[1:])
     for msg, _ in driver.predictions:
-        stamp = stamp_ns(msg.header.stamp)
+        stamp = stamp_to_ns(msg.header.stamp)
         index = stamps[stamp]  # stamped from an input image, never now()
         assert msg.header.frame_id == "camera" and msg.model_id == "copy_last/-/none"
         assert msg.modality == "joint_velocity" and msg.command_policy == "hold_last"
@@ -115,7 +108,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
         assert list(msg.actions.joint_names) == COPY_LAST_JOINTS
         assert np.all(np.diff(msg.confidence) < 0) and 0 < msg.confidence[-1] < msg.confidence[0] <= 1
         for h, frame in enumerate(msg.frames):
-            assert stamp_ns(frame.header.stamp) == stamp + (h + 1) * step
+            assert stamp_to_ns(frame.header.stamp) == stamp + (h + 1) * step
             assert (frame.height, frame.width, frame.encoding, len(frame.data)) == (
                 64,
                 64,
@@ -123,7 +116,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
                 64 * 64 * 3,
             )
             assert frame.data[0] == index % 256  # copy-last: the newest ingested image
-        context = [stamp_ns(s) for s in msg.context_stamps]
+        context = [stamp_to_ns(s) for s in msg.context_stamps]
         assert context[-1] == stamp and context == sorted(context) and 2 <= len(context) <= 8
         velocities = msg.actions.points[0].velocities
         # zero-order hold: the command stamped just before this image, or the previous one when the
@@ -131,14 +124,14 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
         allowed = {round(0.1 * ((i // 10) % 3 - 1), 6) for i in (index, index - 1) if i >= 0} | {0.0}
         assert len(velocities) == 7 and round(velocities[0], 6) in allowed
     image = driver.predicted_images[-1]
-    assert stamp_ns(image.header.stamp) == stamp_ns(driver.predictions[-1][0].frames[0].header.stamp)
+    assert stamp_to_ns(image.header.stamp) == stamp_to_ns(driver.predictions[-1][0].frames[0].header.stamp)
 
     response = driver.call(driver.imagine, imagine_request(3, 5))
     assert response.success, response.error
     assert len(response.frames) == 15 and len(response.confidence) == 3
     assert all(f.data[0] == (count - 1) % 256 for f in response.frames)
     newest = BASE + (count - 1) * PERIOD
-    assert stamp_ns(response.frames[6].header.stamp) == newest + 2 * PERIOD  # candidate 1, horizon 2
+    assert stamp_to_ns(response.frames[6].header.stamp) == newest + 2 * PERIOD  # candidate 1, horizon 2
 
     response = driver.call(driver.reset, Trigger.Request())
     assert response.success
@@ -152,7 +145,7 @@ def test_end_to_end_predictions_imagine_and_reset(node_and_driver):
     driver.spin_until(lambda: len(driver.predictions) > before, 10)
     first = driver.predictions[before][0]
     assert first.state_reset
-    assert all(stamp_ns(s) >= BASE + 100 * PERIOD for s in first.context_stamps)
+    assert all(stamp_to_ns(s) >= BASE + 100 * PERIOD for s in first.context_stamps)
 
 
 @pytest.mark.parametrize("node_and_driver", [{"frame_period": 2 * PERIOD / 1e9}], indirect=True)
@@ -168,7 +161,7 @@ def test_camera_faster_than_the_model_is_decimated_to_its_frame_period(node_and_
     msg = driver.predictions[-1][0]
     step = msg.time_step.sec * 10**9 + msg.time_step.nanosec
     assert abs(step - 2 * PERIOD) <= 1  # the model's time step, not the camera's
-    context = [stamp_ns(s) for s in msg.context_stamps]
+    context = [stamp_to_ns(s) for s in msg.context_stamps]
     assert all((s - BASE) % (2 * PERIOD) == 0 for s in context) and np.all(np.diff(context) == 2 * PERIOD)
     assert "frame_period=66.6667 ms" in proc.output()
 
@@ -182,13 +175,13 @@ def test_time_jump_and_gap_reset_state(node_and_driver):
 
         def first_of_segment(s=start):
             return next(
-                (m for m, _ in driver.predictions if s <= stamp_ns(m.header.stamp) < s + 5 * PERIOD), None
+                (m for m, _ in driver.predictions if s <= stamp_to_ns(m.header.stamp) < s + 5 * PERIOD), None
             )
 
         stream(driver, 5, 30.0, COPY_LAST_JOINTS, start_ns=start)
         assert driver.spin_until(lambda: first_of_segment() is not None, 10), proc.output()
         msg = first_of_segment()
-        assert msg.state_reset and stamp_ns(msg.context_stamps[0]) >= start
+        assert msg.state_reset and stamp_to_ns(msg.context_stamps[0]) >= start
         diag = diag_when(driver, lambda d, r=reason: d.get(f"reset.{r}") == "1")
         assert diag.get(f"reset.{reason}") == "1"
     assert "resetting the causal state" in proc.output()
@@ -297,6 +290,6 @@ def test_node_keeps_running_for_imagine_while_predicting(node_and_driver):
         response = driver.call(driver.imagine, imagine_request(4, 2))
         assert response.success
         stream(driver, 3, 30.0, COPY_LAST_JOINTS, start_ns=BASE + (10 + 3 * k) * PERIOD)
-    driver.spin_until(lambda: stamp_ns(driver.predictions[-1][0].header.stamp) == BASE + 18 * PERIOD, 10)
+    driver.spin_until(lambda: stamp_to_ns(driver.predictions[-1][0].header.stamp) == BASE + 18 * PERIOD, 10)
     last = driver.predictions[-1][0]
     assert last.frames[0].data[0] == 2 and not last.state_reset  # the last image of the last burst

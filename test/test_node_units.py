@@ -8,18 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from astra_ros.ros.pairing import (
-    CommandBuffer,
-    Frame,
-    FrameGrid,
-    LatencyStats,
-    PeriodEstimator,
-    Timeline,
-    due_for_prediction,
-    enqueue_dropping_oldest,
-    hold_plan,
-)
+from astra_ros.ros.pairing import CommandBuffer
 from astra_ros.ros.settings import DECLARED_NAMES, PARAMETERS, Settings, SettingsError, resolve_model_path
+from astra_ros.runtime.session import Frame, enqueue_dropping_oldest, hold_plan
+from astra_ros.runtime.timing import FrameGrid, LatencyStats, PeriodEstimator, Timeline, due_for_prediction
 
 MS = 1_000_000
 REPO = Path(__file__).resolve().parents[1]

@@ -1,9 +1,10 @@
 """Parameters of the ``astra_world_model`` node: declared once, here, with descriptors.
 
 ``PARAMETERS`` is the single source of truth: the node declares exactly these names (plus
-rclpy's own ``use_sim_time``), the shipped YAML must list exactly ``DECLARED_NAMES`` and the
-launch files may only set names from it (``test/test_launch_static.py`` checks both).
-This module does not import rclpy at import time, so tools can read the table without ROS.
+rclpy's own ``use_sim_time``, ``BUILTINS``) and reads them into ``Settings``; the shipped YAML, the
+launch arguments (``launch=True``) and docs/parameters.md are rendered from it by
+``python -m astra_ros.ros.parameter_files --write`` (``test/test_node_parameters.py`` fails when one
+is stale). This module does not import rclpy at import time, so tools can read the table without ROS.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = True  # all parameters are read at start; changing them later has no effect
+    launch: bool = False  # an argument of launch/astra_world_model.launch.py
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -45,11 +47,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Model file (.onnx with its .json sidecar, .pt checkpoint, or TensorRT engine); relative paths "
         "resolve against the working directory, the package share directory, then the repository. "
         f"'{COPY_LAST}' selects the model-free copy-last backend.",
+        launch=True,
     ),
-    ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS),
+    ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS, launch=True),
     ParamSpec("engine_cache_dir", "", "Directory for built engines ('' = the backend's default)."),
     ParamSpec(
-        "precision", "auto", "Inference precision ('auto' = the backend's choice).", choices=PRECISIONS
+        "precision",
+        "auto",
+        "Inference precision ('auto' = the backend's choice).",
+        choices=PRECISIONS,
+        launch=True,
     ),
     ParamSpec(
         "inference_threads",
@@ -57,8 +64,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "CPU threads per inference call (0 = the runtime's default, usually one per core).",
         min=0,
         max=256,
+        launch=True,
     ),
-    ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50),
+    ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50, launch=True),
     ParamSpec("context_noise", 0.05, "Noise level the causal cache is written at.", min=0.0, max=1.0),
     ParamSpec("guidance_scale", 1.0, "Action guidance scale (1 = no guidance).", min=0.0, max=20.0),
     ParamSpec(
@@ -68,7 +76,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "seed", 0, "Seed of the sampler noise; each prediction uses seed + rollout_id.", min=0, max=2**31 - 1
     ),
     # prediction
-    ParamSpec("horizon", 8, "Predicted frames per prediction (H).", min=1, max=64),
+    ParamSpec("horizon", 8, "Predicted frames per prediction (H).", min=1, max=64, launch=True),
     ParamSpec(
         "min_history", 2, "Frames the cache must hold before the node predicts (warm-up).", min=1, max=256
     ),
@@ -79,6 +87,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "worker, the newest frame wins.",
         min=0.0,
         max=1000.0,
+        launch=True,
     ),
     ParamSpec(
         "predicted_image_horizon", 1, "Horizon (1-based) republished on predicted_image.", min=1, max=64
@@ -89,6 +98,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Commands the prediction is conditioned on: hold the current command, or the "
         "planned_commands topic (falls back to hold_last when no valid plan covers the step).",
         choices=FUTURE_COMMAND_POLICIES,
+        launch=True,
     ),
     # commands
     ParamSpec(
@@ -97,6 +107,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Command input: joint_state on 'joint_commands' (velocity field), twist or "
         "twist_stamped on 'cmd_vel'.",
         choices=COMMAND_TYPES,
+        launch=True,
     ),
     ParamSpec(
         "joint_names",
@@ -164,9 +175,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.05, max=60.0),
 )
 
-BUILTIN_NAMES: tuple[str, ...] = ("use_sim_time",)
-"""Declared by rclpy itself for every node; accepted in YAML and launch files."""
+BUILTINS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "use_sim_time",
+        False,
+        "Stamp latency and unstamped commands with /clock (true with `ros2 bag play --clock`).",
+        launch=True,
+    ),
+)
+"""Declared by rclpy itself for every node (not by ``declare_settings``); accepted in YAML and launch
+files."""
 
+BUILTIN_NAMES: tuple[str, ...] = tuple(p.name for p in BUILTINS)
 DECLARED_NAMES: tuple[str, ...] = tuple(p.name for p in PARAMETERS) + BUILTIN_NAMES
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
 
@@ -217,6 +237,21 @@ class Settings:
         settings = cls(**typed)
         settings.validate()
         return settings
+
+    def backend_options(self) -> dict[str, Any]:
+        """Keyword options of ``runtime.loader.load_backend`` (unset ones left to the backend)."""
+        options: dict[str, Any] = dict(
+            context_noise=self.context_noise,
+            guidance_scale=self.guidance_scale,
+            steps=self.denoising_steps,
+            precision=self.precision,
+        )
+        optional = dict(
+            engine_cache_dir=self.engine_cache_dir,
+            threads=self.inference_threads,
+            max_history=self.max_history,
+        )
+        return options | {name: value for name, value in optional.items() if value}
 
     def validate(self) -> None:
         for spec in PARAMETERS:

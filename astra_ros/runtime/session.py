@@ -1,0 +1,488 @@
+"""``StreamSession``: the ROS-free streaming engine between a camera/command stream and a backend.
+
+One session owns one backend. ``submit`` (any thread, typically the node's image callback) checks
+the frame's timeline (gap / backwards jump reset, out-of-order and duplicate rejection), decimates to
+the model's frame period (a 30 Hz camera feeds a 15 Hz model every second image), pairs the frame
+with the command in force at its stamp (``CommandBuffer``, zero-order hold), marks it due for a
+prediction under ``prediction_rate`` (image time) and appends it to a bounded ingestion queue (the
+oldest is dropped and counted when the worker falls behind; its due prediction and reset pass to the
+next frame).
+
+One worker thread ingests EVERY queued frame, in order, so the causal history stays correct; then,
+if any of those frames was due, it predicts once from the newest state (latest frame wins; the
+other due frames are counted as ``superseded``) and hands a ``Prediction`` to the callback. Ingest,
+predict and ``imagine`` run under one backend lock, so the live cache is never used concurrently;
+``predict`` leaves it unchanged.
+
+Counters (``stats().counts``) are keyed ``count.*``, ``dropped.*``, ``rejected.*``,
+``command_fallback.*`` and ``reset.*``; every submitted frame ends in exactly one of them or in a
+prediction. All stamps are integers of nanoseconds in the caller's clock.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from astra_ros.ros.pairing import CommandBuffer
+from astra_ros.runtime.base import WorldModelBackend
+from astra_ros.runtime.timing import (
+    FrameGrid,
+    LatencyStats,
+    PeriodEstimator,
+    RateMeter,
+    Timeline,
+    due_for_prediction,
+)
+
+DEFAULT_STEP_NS = 33_333_333  # model time step before two frames were seen, when the model records none
+
+Log = Callable[[str, str, bool], None]
+"""``log(level, text, throttled)``: level is ``info``, ``warning`` or ``error``."""
+
+
+def _python_log(level: str, text: str, throttled: bool) -> None:  # noqa: ARG001 - no throttling here
+    getattr(logging.getLogger("astra_ros.session"), level)(text)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """The streaming part of the node's parameters: same names and meaning as in
+    ``astra_ros.ros.settings.PARAMETERS`` (the defaults live there)."""
+
+    modality: str
+    horizon: int
+    min_history: int
+    max_history: int  # 0: the model's own limit
+    prediction_rate: float
+    frame_period: float  # -1: the model's own, 0: every image
+    max_image_gap: float
+    ingest_queue_size: int
+    command_staleness: float
+    stale_command_policy: str
+    future_command_policy: str
+    denoising_steps: int
+    seed: int
+
+    @classmethod
+    def from_settings(cls, settings: object) -> SessionConfig:
+        """The fields of any object with these attributes (the node's ``Settings``)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
+
+
+@dataclass
+class Frame:
+    """One camera frame paired with its command, waiting in the ingestion queue."""
+
+    stamp_ns: int
+    frame_id: str
+    rgb: np.ndarray  # (S, S, 3) uint8
+    command: np.ndarray  # (D,) float32
+    step_ns: int  # model time step (median period of the frames taken) when it arrived
+    due: int  # predictions due under prediction_rate: 1 or 0, plus those of frames dropped before it
+    reset: str | None  # reset the state before ingesting it: "gap", "jump_back"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One live prediction, handed to the session's callback."""
+
+    newest: Frame  # the newest ingested frame: stamps, frame_id and time step of the output
+    frames: np.ndarray  # (H, S, S, 3) uint8
+    actions: np.ndarray  # (H, D) commands the prediction was conditioned on
+    policy: str  # "hold_last" or "planned"
+    rollout_id: int
+    state_reset: bool  # first prediction after a reset
+    context_stamps: list[int]  # stamps of the frames in the cache, oldest first
+
+
+@dataclass(frozen=True)
+class Imagined:
+    frames: np.ndarray  # (B, H, S, S, 3) uint8
+    newest: Frame  # the frame the candidates continue from
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    input_rate_hz: float
+    prediction_rate_hz: float
+    latency_p50_ms: float  # image stamp -> callback returned (published), in the session clock
+    latency_p99_ms: float
+    ingest_p50_ms: float  # backend calls of the worker
+    predict_p50_ms: float
+    outside_backend_p50_ms: float  # per prediction: latency minus its ingest + predict calls
+    history: int
+    cache_size: int
+    queue_length: int
+    counts: dict[str, int]
+
+    @property
+    def rejected(self) -> int:
+        return sum(v for k, v in self.counts.items() if k.startswith("rejected."))
+
+
+class ImagineRefused(RuntimeError):
+    """``imagine`` cannot run now (cache not warm, backend refused); the message says why."""
+
+
+class StreamSession:
+    def __init__(
+        self,
+        backend: WorldModelBackend,
+        config: SessionConfig,
+        on_prediction: Callable[[Prediction], None],
+        command_width: int | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        log: Log = _python_log,
+    ):
+        info = backend.info
+        if config.modality not in info.modalities:
+            raise ValueError(
+                f"modality {config.modality!r} (from command_type); the model ({info.model_id}) "
+                f"supports {list(info.modalities)}"
+            )
+        self.history_cap = min(config.max_history or info.max_history, info.max_history)
+        if config.min_history > self.history_cap:
+            raise ValueError(
+                f"min_history={config.min_history}; expected at most the cache size {self.history_cap}"
+            )
+        self.backend = backend
+        self.config = config
+        self._on_prediction = on_prediction
+        self._clock = clock
+        self._log = log
+        self._default_step_ns = int(info.frame_period * 1e9) or DEFAULT_STEP_NS
+
+        # input side (under _input_lock)
+        self._input_lock = threading.Lock()
+        self._commands: CommandBuffer | None = None
+        if command_width is not None:
+            self.start_commands(command_width)
+        self._timeline = Timeline(int(config.max_image_gap * 1e9))
+        frame_period = info.frame_period if config.frame_period < 0 else config.frame_period
+        self._grid = FrameGrid(int(frame_period * 1e9))
+        self._image_periods = PeriodEstimator()
+        self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
+        self._last_due_ns: int | None = None
+        self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
+        self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
+
+        # worker hand-off
+        self._queue: deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._backend_lock = threading.Lock()
+        # under _backend_lock
+        self._context_stamps: deque[int] = deque(maxlen=self.history_cap)
+        self._newest: Frame | None = None
+        self._reset_pending = True  # the first prediction says the state started fresh
+        self._rollout_id = 0
+
+        # statistics (under _stats_lock)
+        self._stats_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._logged_reasons: set[str] = set()
+        self._latency_ms = LatencyStats()
+        self._ingest_ms = LatencyStats()
+        self._predict_ms = LatencyStats()
+        self._outside_ms = LatencyStats()
+        self._input_rate = RateMeter()
+        self._prediction_rate = RateMeter()
+
+        self._worker = threading.Thread(target=self._work, name="astra_stream_worker", daemon=True)
+        self._worker.start()
+
+    @property
+    def frame_period_ns(self) -> int:
+        """Model frame period the stream is decimated to (0: every image)."""
+        return self._grid.period_ns
+
+    # --- input ------------------------------------------------------------------------------
+
+    def start_commands(self, width: int) -> None:
+        """Start pairing commands of ``width`` values (once the command layout is known)."""
+        c = self.config
+        self._commands = CommandBuffer(
+            width, int(c.command_staleness * 1e9), c.stale_command_policy, int(c.max_image_gap * 1e9)
+        )
+
+    def count(self, key: str) -> None:
+        with self._stats_lock:
+            self._counts[key] += 1
+
+    def reject(self, reason: str, message: str) -> None:
+        """Count a rejected input; log the first of each reason, later ones throttled."""
+        with self._stats_lock:
+            self._counts[f"rejected.{reason}"] += 1
+            first = reason not in self._logged_reasons
+            self._logged_reasons.add(reason)
+        self._log("warning", f"rejected ({reason}): {message}", not first)
+
+    def image_received(self) -> None:
+        """Count an incoming image (before conversion) for ``count.images`` and the input rate."""
+        with self._stats_lock:
+            self._counts["count.images"] += 1
+            self._input_rate.tick(time.monotonic())
+
+    def submit_command(self, stamp_ns: int, command: np.ndarray) -> bool:
+        """Add a command; False (counted, logged) when it is older than the previous one."""
+        if self._commands is None:
+            raise RuntimeError("submit_command() before start_commands()")
+        with self._input_lock:
+            accepted = self._commands.push(stamp_ns, command)
+        if not accepted:
+            self.reject("command_out_of_order", f"command stamp {stamp_ns} ns is older than the previous one")
+            return False
+        self.count("count.commands")
+        return True
+
+    def submit_plan(self, stamp_ns: int, offsets_ns: list[int], commands: np.ndarray) -> None:
+        """Planned future commands (``future_command_policy: planned``); stamp 0 = from each frame."""
+        self._plan = (stamp_ns, offsets_ns, commands)  # one reference: atomic for the worker
+
+    def submit(self, rgb: np.ndarray, stamp_ns: int, frame_id: str = "") -> str:
+        """Hand over one model-size RGB frame; returns ``queued``, ``decimated``, ``rejected`` or
+        ``dropped`` (counted under the reason)."""
+        with self._input_lock:
+            verdict = self._timeline.check(stamp_ns)
+            if verdict in ("duplicate", "out_of_order"):
+                self.reject(
+                    f"image_{verdict}",
+                    f"image stamp {stamp_ns} ns is not after the previous image "
+                    f"{self._timeline.last_ns} ns (within max_image_gap)",
+                )
+                return "rejected"
+            if verdict in ("gap", "jump_back"):
+                self._carry_reset = verdict
+                self._restart_timing()
+                message = f"image timeline {verdict} at stamp {stamp_ns} ns: resetting the causal state"
+                self._log("warning", message, False)
+            self._image_periods.add(stamp_ns)
+            if not self._grid.take(stamp_ns, self._image_periods.median_ns()):
+                self.count("count.decimated")
+                return "decimated"
+            self._frame_periods.add(stamp_ns)
+            if self._commands is None:
+                self.count("dropped.missing_command")
+                return "dropped"
+            paired = self._commands.at(stamp_ns)
+            if paired.fallback:
+                self.count(f"command_fallback.{paired.fallback}_{self.config.stale_command_policy}")
+            if paired.command is None:
+                self.count(f"dropped.{paired.fallback or 'missing_command'}")
+                return "dropped"
+            due = due_for_prediction(stamp_ns, self._last_due_ns, self.config.prediction_rate)
+            if due:
+                self._last_due_ns = stamp_ns
+            frame = Frame(
+                stamp_ns,
+                frame_id,
+                rgb,
+                paired.command,
+                self._frame_periods.median_ns(self._default_step_ns),
+                int(due),
+                self._carry_reset,
+            )
+            self._carry_reset = None
+        with self._cond:
+            if enqueue_dropping_oldest(self._queue, frame, self.config.ingest_queue_size):
+                self.count("dropped.ingest_queue_full")
+            self._cond.notify_all()
+        return "queued"
+
+    def reset(self, reason: str) -> int:
+        """Clear the causal state, the queue and the timeline; returns the queued frames discarded."""
+        with self._cond:
+            cleared = len(self._queue)
+            self._queue.clear()
+        with self._backend_lock:
+            self._reset_state(reason)
+        with self._input_lock:
+            self._timeline.reset()
+            self._restart_timing()
+        return cleared
+
+    def _restart_timing(self) -> None:
+        """Forget the image timing of the stream before a reset (the camera rate is kept)."""
+        self._image_periods.reset()
+        self._frame_periods.reset()
+        self._grid.reset()
+        self._last_due_ns = None
+
+    # --- imagine ----------------------------------------------------------------------------
+
+    def imagine(self, actions: np.ndarray, modality: str, seed: int = 0) -> Imagined:
+        """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
+        ``seed`` 0 = the session's seed + rollout id. Raises ImagineRefused."""
+        seed = int(seed) or self.config.seed + self._rollout_id
+        with self._backend_lock:
+            newest = self._newest
+            history = self.backend.history_length
+            if newest is None or history < self.config.min_history:
+                raise ImagineRefused(
+                    f"not warm: {history} frames in the cache; expected at least min_history="
+                    f"{self.config.min_history}"
+                )
+            try:
+                frames = self.backend.predict(actions, modality, steps=self.config.denoising_steps, seed=seed)
+            except ValueError as err:
+                self.reject("imagine_backend", str(err))
+                raise ImagineRefused(f"backend refused the request: {err}") from err
+        self.count("count.imagine")
+        return Imagined(frames, newest)
+
+    # --- worker -----------------------------------------------------------------------------
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every queued frame is ingested (and its prediction handed over)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._worker.join(timeout=5.0)
+
+    def _reset_state(self, reason: str) -> None:
+        """Clear the causal state; caller holds _backend_lock."""
+        self.backend.reset()
+        self._context_stamps.clear()
+        self._newest = None
+        self._reset_pending = True
+        self.count(f"reset.{reason}")
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+                while not self._queue and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+                self._busy = True
+            try:
+                self._step(batch)
+            except Exception as err:  # noqa: BLE001 - the worker must survive a backend failure
+                self.count("dropped.backend_error")
+                self._log("error", f"worker step failed: {type(err).__name__}: {err}", True)
+
+    def _step(self, batch: list[Frame]) -> None:
+        c = self.config
+        due = 0
+        result = None
+        with self._backend_lock:
+            for frame in batch:
+                if frame.reset:
+                    self._reset_state(frame.reset)
+                started = time.perf_counter()
+                self.backend.ingest(frame.rgb, frame.command, c.modality)
+                ingest_ms = (time.perf_counter() - started) * 1e3
+                with self._stats_lock:
+                    self._ingest_ms.add(ingest_ms)
+                self._context_stamps.append(frame.stamp_ns)
+                self._newest = frame
+                due += frame.due
+            newest = batch[-1]
+            if due and self.backend.history_length >= c.min_history:
+                if due > 1:
+                    with self._stats_lock:
+                        self._counts["dropped.superseded"] += due - 1
+                actions, policy = self._future_commands(newest)
+                started = time.perf_counter()
+                frames = self.backend.predict(
+                    actions[None], c.modality, steps=c.denoising_steps, seed=c.seed + self._rollout_id
+                )
+                predict_ms = (time.perf_counter() - started) * 1e3
+                with self._stats_lock:
+                    self._predict_ms.add(predict_ms)
+                context = list(self._context_stamps)[-self.backend.history_length :]
+                result = Prediction(
+                    newest, frames[0], actions, policy, self._rollout_id, self._reset_pending, context
+                )
+                backend_ms = ingest_ms + predict_ms
+                self._rollout_id += 1
+                self._reset_pending = False
+            elif due:
+                self.count("dropped.not_warm")
+        if result is not None:
+            self._on_prediction(result)
+            latency_ms = (self._clock() - newest.stamp_ns) / 1e6
+            with self._stats_lock:
+                self._latency_ms.add(latency_ms)
+                self._outside_ms.add(latency_ms - backend_ms)
+                self._prediction_rate.tick(time.monotonic())
+                self._counts["count.predictions"] += 1
+
+    def _future_commands(self, newest: Frame) -> tuple[np.ndarray, str]:
+        horizon = self.config.horizon
+        plan = self._plan
+        if self.config.future_command_policy == "planned" and plan is not None:
+            plan_stamp, offsets, commands = plan
+            start = plan_stamp or newest.stamp_ns
+            steps = [newest.stamp_ns + (i + 1) * newest.step_ns - start for i in range(horizon)]
+            held = hold_plan(offsets, commands, steps)
+            if held is not None and held.shape[1] == newest.command.shape[0]:
+                return held, "planned"
+            self.count("command_fallback.plan_not_covering")
+        return np.repeat(newest.command[None], horizon, axis=0), "hold_last"
+
+    # --- statistics -------------------------------------------------------------------------
+
+    def stats(self) -> SessionStats:
+        now = time.monotonic()
+        with self._stats_lock:
+            return SessionStats(
+                input_rate_hz=self._input_rate.rate(now),
+                prediction_rate_hz=self._prediction_rate.rate(now),
+                latency_p50_ms=self._latency_ms.percentile(50),
+                latency_p99_ms=self._latency_ms.percentile(99),
+                ingest_p50_ms=self._ingest_ms.percentile(50),
+                predict_p50_ms=self._predict_ms.percentile(50),
+                outside_backend_p50_ms=self._outside_ms.percentile(50),
+                history=self.backend.history_length,
+                cache_size=self.history_cap,
+                queue_length=len(self._queue),
+                counts=dict(self._counts),
+            )
+
+
+def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> bool:
+    """Append ``frame``; when ``queue`` holds ``size`` frames, drop the oldest first and return True.
+
+    The next frame inherits the dropped one's reset and due predictions, so neither is lost.
+    """
+    dropped = len(queue) >= size
+    if dropped:
+        oldest = queue.popleft()
+        heir = queue[0] if queue else frame
+        heir.reset = heir.reset or oldest.reset
+        heir.due += oldest.due
+    queue.append(frame)
+    return dropped
+
+
+def hold_plan(points_ns: list[int], commands: np.ndarray, steps_ns: list[int]) -> np.ndarray | None:
+    """Zero-order hold of a planned sequence: command in force at each step offset.
+
+    ``points_ns`` (increasing offsets from the plan start), ``commands`` (P, D); returns (H, D),
+    or None when a step comes before the first point.
+    """
+    out = []
+    for step in steps_ns:
+        index = bisect.bisect_right(points_ns, step) - 1
+        if index < 0:
+            return None
+        out.append(commands[index])
+    return np.stack(out).astype(np.float32)

@@ -1,0 +1,151 @@
+"""StreamSession without ROS: decimation, due / superseded / reset accounting, rejections, Imagine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from harness import COPY_LAST_JOINTS, session_config
+
+from astra_ros.runtime.session import ImagineRefused, Prediction, StreamSession
+
+BASE = 1_700_000_000 * 1_000_000_000
+PERIOD = 33_333_333
+WIDTH = len(COPY_LAST_JOINTS)
+
+
+class Recorder:
+    def __init__(self, **params):
+        backend, config = session_config(**{"prediction_rate": 0.0, "horizon": 3, **params})
+        self.predictions: list[Prediction] = []
+        self.logs: list[tuple[str, str, bool]] = []
+        self.session = StreamSession(
+            backend, config, self.predictions.append, WIDTH, log=lambda *a: self.logs.append(a)
+        )
+
+    def feed(self, first: int, count: int, start_ns: int = BASE, wait: bool = True) -> None:
+        for i in range(first, first + count):
+            stamp = start_ns + i * PERIOD
+            self.session.submit_command(stamp - 1_000_000, np.full(WIDTH, 0.1 * i, np.float32))
+            self.session.submit(np.full((64, 64, 3), i, np.uint8), stamp, "camera")
+            if wait:
+                assert self.session.wait_idle(10)
+
+    def counts(self) -> dict[str, int]:
+        return self.session.stats().counts
+
+
+@pytest.fixture
+def rec():
+    recorder = Recorder()
+    yield recorder
+    recorder.session.close()
+
+
+def test_predictions_carry_the_newest_frame_its_command_and_context(rec):
+    rec.feed(0, 6)
+    assert rec.counts()["dropped.not_warm"] == 1  # min_history 2: the first frame cannot predict
+    assert [p.rollout_id for p in rec.predictions] == [0, 1, 2, 3, 4]
+    assert rec.predictions[0].state_reset and not any(p.state_reset for p in rec.predictions[1:])
+    last = rec.predictions[-1]
+    assert last.newest.stamp_ns == BASE + 5 * PERIOD and last.newest.frame_id == "camera"
+    assert last.frames.shape == (3, 64, 64, 3) and np.all(last.frames == 5)  # copy-last of frame 5
+    assert last.policy == "hold_last" and np.allclose(last.actions, 0.5)  # held over the horizon
+    assert last.context_stamps == [BASE + i * PERIOD for i in range(6)]
+    assert abs(last.newest.step_ns - PERIOD) <= 1
+
+
+def test_decimation_to_the_model_frame_period():
+    rec = Recorder(frame_period=2 * PERIOD / 1e9)
+    try:
+        rec.feed(0, 10)
+        assert rec.counts()["count.decimated"] == 5
+        assert rec.session.frame_period_ns == 2 * PERIOD
+        assert np.all(np.diff(rec.predictions[-1].context_stamps) == 2 * PERIOD)
+        assert abs(rec.predictions[-1].newest.step_ns - 2 * PERIOD) <= 1
+    finally:
+        rec.session.close()
+
+
+def test_rate_limit_and_latest_wins_account_for_every_due_frame():
+    rec = Recorder(prediction_rate=10.0, ingest_queue_size=4)
+    try:
+        rec.feed(0, 90, wait=False)  # no waiting: the queue overflows, due predictions pass on
+        assert rec.session.wait_idle(10)
+        counts = rec.counts()
+        made = counts["count.predictions"] + counts.get("dropped.superseded", 0) + counts["dropped.not_warm"]
+        assert made == 30  # 10 Hz in 30 Hz image time: every third frame is due
+        assert len(rec.predictions) == counts["count.predictions"]
+    finally:
+        rec.session.close()
+
+
+def test_timeline_gap_and_jump_reset_and_out_of_order_is_rejected(rec):
+    rec.feed(0, 4)
+    rec.session.submit(np.zeros((64, 64, 3), np.uint8), BASE + PERIOD, "camera")  # older than newest
+    rec.session.submit(np.zeros((64, 64, 3), np.uint8), BASE + PERIOD, "camera")  # twice: throttled
+    rec.feed(0, 3, start_ns=BASE + 60 * 10**9)  # gap
+    rec.feed(0, 3, start_ns=BASE - 60 * 10**9)  # jump back
+    counts = rec.counts()
+    assert counts["rejected.image_out_of_order"] == 2
+    assert counts["reset.gap"] == 1 and counts["reset.jump_back"] == 1
+    resets = [p for p in rec.predictions if p.state_reset]
+    assert [p.context_stamps[0] for p in resets] == [BASE, BASE + 60 * 10**9, BASE - 60 * 10**9]
+    rejections = [(level, throttled) for level, text, throttled in rec.logs if "image_out_of_order" in text]
+    assert rejections == [("warning", False), ("warning", True)]  # the first of a reason always shows
+    assert sum("resetting the causal state" in text for _, text, _ in rec.logs) == 2
+
+
+def test_reset_clears_the_state_and_imagine_needs_a_warm_cache(rec):
+    rec.feed(0, 5)
+    imagined = rec.session.imagine(np.zeros((2, 4, WIDTH), np.float32), "joint_velocity")
+    assert imagined.frames.shape == (2, 4, 64, 64, 3) and np.all(imagined.frames == 4)
+    assert imagined.newest.stamp_ns == BASE + 4 * PERIOD
+    assert rec.counts()["count.imagine"] == 1
+    with pytest.raises(ImagineRefused, match="backend refused"):
+        rec.session.imagine(np.zeros((2, WIDTH), np.float32), "joint_velocity")  # not (B, H, D)
+    assert rec.counts()["rejected.imagine_backend"] == 1
+    assert rec.session.reset("service") == 0
+    assert rec.session.stats().history == 0 and rec.counts()["reset.service"] == 1
+    with pytest.raises(ImagineRefused, match="not warm"):
+        rec.session.imagine(np.zeros((1, 2, WIDTH), np.float32), "joint_velocity")
+    rec.feed(5, 3)  # an older stamp than before the reset is accepted: the timeline was cleared too
+    assert rec.predictions[-1].context_stamps[0] == BASE + 5 * PERIOD
+
+
+def test_commands_missing_stale_and_out_of_order():
+    backend, config = session_config(prediction_rate=0.0, stale_command_policy="skip")
+    session = StreamSession(backend, config, lambda p: None)
+    try:
+        assert session.submit(np.zeros((64, 64, 3), np.uint8), BASE) == "dropped"
+        session.start_commands(WIDTH)
+        assert session.submit_command(BASE, np.zeros(WIDTH, np.float32))
+        assert not session.submit_command(BASE - 1_000, np.zeros(WIDTH, np.float32))
+        assert session.submit(np.zeros((64, 64, 3), np.uint8), BASE + 10**9) == "dropped"  # stale, skip
+        counts = session.stats().counts
+        assert counts["dropped.missing_command"] == 1 and counts["dropped.stale_command"] == 1
+        assert counts["rejected.command_out_of_order"] == 1
+        assert counts["command_fallback.stale_command_skip"] == 1
+    finally:
+        session.close()
+
+
+def test_the_worker_survives_a_failing_backend(rec):
+    rec.feed(0, 3)
+    ingest = rec.session.backend.ingest
+    rec.session.backend.ingest = lambda *a: (_ for _ in ()).throw(RuntimeError("device lost"))
+    rec.feed(3, 1)
+    rec.session.backend.ingest = ingest
+    rec.feed(4, 2)
+    assert rec.counts()["dropped.backend_error"] == 1
+    assert any(level == "error" and "device lost" in text for level, text, _ in rec.logs)
+    assert rec.predictions[-1].newest.stamp_ns == BASE + 5 * PERIOD
+
+
+def test_a_model_without_the_modality_or_too_small_a_cache_is_refused():
+    backend, config = session_config(command_type="twist")
+    backend.info = type(backend.info)(**{**backend.info.__dict__, "modalities": ("joint_velocity",)})
+    with pytest.raises(ValueError, match="modality 'twist'"):
+        StreamSession(backend, config, lambda p: None)
+    backend, config = session_config(min_history=9)
+    with pytest.raises(ValueError, match="min_history=9; expected at most the cache size 8"):
+        StreamSession(backend, config, lambda p: None)
