@@ -29,6 +29,13 @@ def generate_launch_description():
             description="YAML with an astra_world_model: ros__parameters: block",
         ),
         DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="Configure and activate the (managed) node at start; false: it waits "
+            "unconfigured for lifecycle transitions (`ros2 lifecycle set <node> "
+            "configure`, then `activate`).",
+        ),
+        DeclareLaunchArgument(
             "model_path",
             default_value="engines/astra_small.onnx",
             description="Model file (.onnx with its .json sidecar, .pt checkpoint, or "
@@ -85,6 +92,21 @@ def generate_launch_description():
             "twist_stamped.",
         ),
         DeclareLaunchArgument(
+            "image_transport",
+            default_value="raw",
+            description="raw: sensor_msgs/Image on 'image'; compressed: "
+            "sensor_msgs/CompressedImage (JPEG or PNG, image_transport's format "
+            "strings) on 'image/compressed', checked against max_image_pixels "
+            "from its header before decoding. Allowed: raw | compressed.",
+        ),
+        DeclareLaunchArgument(
+            "image_qos_reliability",
+            default_value="best_effort",
+            description="Reliability of the image subscription (best_effort = sensor-data "
+            "profile; the log says when a best-effort stream loses frames). "
+            "Allowed: best_effort | reliable.",
+        ),
+        DeclareLaunchArgument(
             "use_sim_time",
             default_value="false",
             description="Stamp latency and unstamped commands with /clock (true with `ros2 "
@@ -120,6 +142,7 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("params_file"),
             {
+                "autostart": LaunchConfiguration("autostart"),
                 "model_path": LaunchConfiguration("model_path"),
                 "backend": LaunchConfiguration("backend"),
                 "precision": LaunchConfiguration("precision"),
@@ -129,6 +152,8 @@ def generate_launch_description():
                 "prediction_rate": LaunchConfiguration("prediction_rate"),
                 "future_command_policy": LaunchConfiguration("future_command_policy"),
                 "command_type": LaunchConfiguration("command_type"),
+                "image_transport": LaunchConfiguration("image_transport"),
+                "image_qos_reliability": LaunchConfiguration("image_qos_reliability"),
                 "use_sim_time": LaunchConfiguration("use_sim_time"),
             },
         ],

@@ -178,6 +178,20 @@ class TimeStampStatus:
         return Status(Level.OK, f"{self.name}: stamp age {oldest:.3f} s", values)
 
 
+class InputHealth:
+    """Rate and stamp age of one input, merged: diagnostic_updater's ``TopicDiagnostic``."""
+
+    def __init__(self, frequency: FrequencyStatus, stamps: TimeStampStatus):
+        self.frequency, self.stamps = frequency, stamps
+
+    def tick(self, stamp_s: float) -> None:
+        self.frequency.tick()
+        self.stamps.tick(stamp_s)
+
+    def status(self) -> Status:
+        return merge([self.frequency.status(), self.stamps.status()])
+
+
 class RecentEvents:
     """Counts of events by key in the last ``window_s`` seconds, in ``buckets`` time buckets
     (memory bounded by buckets x keys, whatever the event rate)."""
@@ -206,6 +220,27 @@ class RecentEvents:
         return total
 
 
+MESSAGE_COUNTS = {"count.images": "image", "count.commands": "commands", "count.imagine": "imagine"}
+NOT_PROBLEMS = ("dropped.superseded", "dropped.not_warm")  # by design: latest frame wins; warm-up
+
+
+def problem_stream(key: str) -> str | None:
+    """The input a counter's problems belong to: ``image`` (its rejections and every lost frame),
+    ``imagine``, ``commands`` (other rejections); None for counters that are no problem."""
+    if key.startswith("rejected."):
+        reason = key.removeprefix("rejected.")
+        return (
+            "image"
+            if reason.startswith("image_")
+            else "imagine"
+            if reason.startswith("imagine")
+            else "commands"
+        )
+    if key.startswith("dropped.") and key not in NOT_PROBLEMS:
+        return "image"
+    return None
+
+
 class RecentProblems:
     """The node's level from the recent share of problem messages per input stream.
 
@@ -222,11 +257,29 @@ class RecentProblems:
         self._messages = RecentEvents(window_s, clock)
         self._problems = RecentEvents(window_s, clock)
 
-    def message(self, stream: str) -> None:
-        self._messages.add(stream)
+        self._last_counts: dict[str, int] = {}
 
-    def problem(self, stream: str, reason: str) -> None:
-        self._problems.add(f"{stream}/{reason}")
+    def message(self, stream: str, n: int = 1) -> None:
+        self._messages.add(stream, n)
+
+    def problem(self, stream: str, reason: str, n: int = 1) -> None:
+        self._problems.add(f"{stream}/{reason}", n)
+
+    def observe(self, counts: dict[str, int]) -> None:
+        """Feed the increase of cumulative counters since the previous call (``StreamSession``
+        keys: ``count.images`` received, ``count.commands`` / ``count.imagine`` accepted,
+        ``rejected.*``, ``dropped.*``; see ``problem_stream``)."""
+        for key, total in counts.items():
+            delta = total - self._last_counts.get(key, 0)
+            if delta <= 0:
+                continue
+            if key in MESSAGE_COUNTS:
+                self.message(MESSAGE_COUNTS[key], delta)
+            elif (stream := problem_stream(key)) is not None:
+                self.problem(stream, key, delta)
+                if stream != "image":  # their message counters count accepted messages only
+                    self.message(stream, delta)
+        self._last_counts = dict(counts)
 
     def status(self) -> Status:
         messages, problems = self._messages.counts(), self._problems.counts()
@@ -240,7 +293,7 @@ class RecentProblems:
             per_stream[key.split("/", 1)[0]] += n
         level, parts = Level.WARN, []
         for stream, n in sorted(per_stream.items()):
-            seen = max(messages[stream], n)
+            seen = max(messages[stream], n)  # at least the problems, whichever counter came first
             if n >= self.error_fraction * seen:
                 level = Level.ERROR
             reasons = ", ".join(
