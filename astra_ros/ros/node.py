@@ -14,9 +14,11 @@ message: docs/node.md. Data stamps are copied from the image (never ``now()``); 
 from __future__ import annotations
 
 import gc
+import math
 import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import rclpy
@@ -104,6 +106,7 @@ class WorldModelNode(LifecycleNode):
             raise StartupError(str(err)) from err
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.startup_error = ""
+        self._logged_at: dict[str, float] = {}
         self._subscriptions_active: list = []
         self._inputs: dict[str, InputHealth] = {}
         self._problems: RecentProblems | None = None
@@ -196,7 +199,7 @@ class WorldModelNode(LifecycleNode):
         self._problems = RecentProblems(s.diagnostics_window)
         self._problems.observe(self.session.stats().counts)
         best_effort = s.image_qos_reliability == "best_effort"
-        self._loss = FrameLossDetector(max_gap_s=s.max_image_gap) if best_effort else None
+        self._loss = FrameLossDetector(throttle_s=0.0, max_gap_s=s.max_image_gap) if best_effort else None
         self.get_logger().info(f"active: {s.image_transport} images on {images.topic_name}")
         return super().on_activate(state)
 
@@ -262,15 +265,15 @@ class WorldModelNode(LifecycleNode):
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _log(self, level: str, text: str, throttled: bool) -> None:
-        """The session's log; rclpy throttles per call site, so one line per throttled level."""
-        logger, period = self.get_logger(), self.settings.log_throttle_period
-        if not throttled:
-            getattr(logger, level)(text)
-        elif level == "error":
-            logger.error(text, throttle_duration_sec=period)
-        else:
-            logger.warning(text, throttle_duration_sec=period)
+    def _log(self, level: str, text: str, throttled: bool, key: str = "") -> None:
+        """The session's log: throttled lines of one ``key`` (default: the level) at most once per
+        ``log_throttle_period`` (rclpy's own throttle cannot change its period between calls)."""
+        if throttled:
+            key, now = key or level, time.monotonic()
+            if now - self._logged_at.get(key, -math.inf) < self.settings.log_throttle_period:
+                return
+            self._logged_at[key] = now
+        getattr(self.get_logger(), level)(text)
 
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
@@ -323,7 +326,7 @@ class WorldModelNode(LifecycleNode):
         self.session.image_received()
         self._inputs["image"].tick(stamp_ns / 1e9)
         if self._loss is not None and (loss := self._loss.add(stamp_ns)):
-            self.get_logger().warning(loss)
+            self._log("warning", loss, True, "frame_loss")
 
     def _on_image(self, msg: Image) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
