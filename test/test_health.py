@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,12 +11,15 @@ import pytest
 from astra_ros.ros.health import (
     FrameLossDetector,
     FrequencyStatus,
+    HealthConfig,
     Level,
+    NodeHealth,
     RecentEvents,
     RecentProblems,
     Status,
     TimeStampStatus,
     merge,
+    problem_stream,
 )
 
 
@@ -215,3 +219,66 @@ def test_loss_detector_cannot_see_a_regularly_halved_stream():
     for stamp in stream(50_000_000, 200, lambda i, rng: i % 2 == 0):
         detector.add(stamp)
     assert detector.missing() == (0, 32)
+
+
+def test_problem_streams_of_the_session_counters():
+    assert problem_stream("rejected.image_encoding") == "image"
+    assert problem_stream("rejected.imagine_shape") == "imagine"
+    assert problem_stream("rejected.joint_names") == "commands"
+    assert problem_stream("dropped.ingest_queue_full") == "image"
+    assert problem_stream("dropped.superseded") is None  # latest frame wins: by design
+    assert problem_stream("dropped.not_warm") is None
+    assert problem_stream("count.decimated") is None
+
+
+def test_observe_feeds_the_increase_of_cumulative_counters():
+    clock = FakeClock()
+    problems = RecentProblems(window_s=10.0, clock=clock)
+    problems.observe({"count.images": 100, "rejected.image_encoding": 5, "count.commands": 40})
+    first = problems.status()
+    assert first.level == Level.WARN and "image: 5 of 100" in first.message
+    clock.advance(11.0)
+    problems.observe({"count.images": 150, "rejected.image_encoding": 5, "count.commands": 90})
+    assert problems.status().level == Level.OK  # the old 5 do not come back
+    clock.advance(11.0)
+    problems.observe({"count.images": 150, "count.commands": 92, "rejected.joint_names": 8})
+    error = problems.status()
+    assert error.level == Level.ERROR and "commands: 8 of 10" in error.message  # 2 accepted + 8 rejected
+
+
+def test_node_health_levels_inputs_and_frame_loss():
+    clock, stamps = FakeClock(), FakeClock(50.0)
+    config = HealthConfig(
+        diagnostics_period=1.0,
+        diagnostics_window=5.0,
+        image_min_rate=15.0,
+        image_max_rate=0.0,
+        command_min_rate=0.0,
+        min_stamp_age=-0.1,
+        max_stamp_age=0.5,
+        max_image_gap=1.0,
+        best_effort_images=True,
+    )
+    health = NodeHealth(config, stamp_clock=stamps, clock=clock)
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        clock.advance(1 / 30)
+        stamps.now = 50.0 + (i + 1) / 30
+        if rng.random() < 0.5:  # half of a 30 Hz stream arrives
+            health.image(int((stamps.now - 0.05) * 1e9))
+        health.command(int(stamps.now * 1e9))
+        if i % 30 == 29:
+            statuses = health.statuses({"count.images": i}, history=1 if i < 60 else 8, min_history=2)
+    assert set(statuses) == {"node", "image input", "commands input"}
+    assert statuses["node"].level == Level.OK
+    assert statuses["image input"].level == Level.OK  # ~15 Hz within the tolerance, 50 ms old
+    missing, expected = (int(n) for n in statuses["node"].values["image.frames_missing_recent"].split("/"))
+    assert 0.3 < missing / expected < 0.7
+    warming = NodeHealth(config, stamp_clock=stamps, clock=clock).statuses({}, history=1, min_history=2)
+    assert warming["node"].level == Level.WARN and warming["node"].message == "warming up (1/2)"
+    assert warming["image input"].level == Level.ERROR  # nothing received
+    settings = SimpleNamespace(
+        **{**config.__dict__, "image_min_rate": -1.0, "image_qos_reliability": "reliable"}
+    )
+    resolved = HealthConfig.from_settings(settings, model_frame_period=0.1)
+    assert resolved.image_min_rate == pytest.approx(10.0) and not resolved.best_effort_images

@@ -368,3 +368,28 @@ def test_sigint_while_predicting_exits_cleanly():
         output = proc.output()
         for text in ("worker step failed", "Traceback", "RCLError", "context is invalid"):
             assert text not in output, output
+
+
+def test_best_effort_images_with_large_gaps_are_reported_in_the_log():
+    params = {**COPY_LAST, "image_qos_reliability": "best_effort", "log_throttle_period": 3600.0}
+    with NodeProcess(params) as proc:
+        driver = Driver()
+        try:
+            assert driver.wait_connected(proc, 30), proc.output()
+            rng = np.random.default_rng(0)
+            kept = [i for i in range(120) if rng.random() < 0.4]  # 60 % of the camera's frames lost
+            for i in kept:
+                stamp = BASE + i * PERIOD
+                driver.joint_pub.publish(make_joint_state(stamp - 1_000_000, COPY_LAST_JOINTS, [0.0] * 7))
+                driver.image_pub.publish(make_image(stamp, value=i))
+                driver.spin_for(0.01)
+            message = "best-effort stream losing frames: "
+            assert driver.spin_until(lambda: message in proc.output(), 10), proc.output()
+            assert proc.output().count(message) == 1  # throttled
+            assert "consider image_qos_reliability=reliable" in proc.output()
+            missing, expected = (
+                int(n) for n in driver.latest_diagnostics()["image.frames_missing_recent"].split("/")
+            )
+            assert 0.4 < missing / expected < 0.8
+        finally:
+            driver.close()

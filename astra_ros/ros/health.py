@@ -19,8 +19,9 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 
@@ -367,3 +368,74 @@ class FrameLossDetector:
             return None
         self._logged_at = now
         return LOSS_MESSAGE.format(missing=missing, expected=expected)
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """The node's diagnostics parameters (same names and meaning as in ``ros/settings.py``)."""
+
+    diagnostics_period: float
+    diagnostics_window: float
+    image_min_rate: float  # resolved: the model's frame rate for -1
+    image_max_rate: float  # 0: no maximum
+    command_min_rate: float
+    min_stamp_age: float
+    max_stamp_age: float
+    max_image_gap: float
+    best_effort_images: bool
+
+    @classmethod
+    def from_settings(cls, settings: Any, model_frame_period: float) -> HealthConfig:
+        """From the node's ``Settings``; ``image_min_rate`` -1 becomes the model's frame rate."""
+        values = {f.name: getattr(settings, f.name) for f in fields(cls) if hasattr(settings, f.name)}
+        if values["image_min_rate"] < 0:
+            values["image_min_rate"] = 1.0 / model_frame_period if model_frame_period > 0 else 0.0
+        values["best_effort_images"] = settings.image_qos_reliability == "best_effort"
+        return cls(**values)
+
+
+class NodeHealth:
+    """What the active node's /diagnostics say: its level from the recent problems of its session
+    (and warm-up), then one status per input (rate, stamp age); frame loss of best-effort images.
+
+    ``stamp_clock`` reads the clock stamps are compared with (the node clock, in seconds).
+    """
+
+    def __init__(self, config: HealthConfig, stamp_clock: Clock, clock: Clock = time.monotonic):
+        window = max(1, round(config.diagnostics_window / config.diagnostics_period))
+        rates = {
+            "image": (config.image_min_rate, config.image_max_rate),
+            "commands": (config.command_min_rate, 0.0),
+        }
+        self.inputs = {
+            name: InputHealth(
+                FrequencyStatus(name, low, high or math.inf, window=window, clock=clock),
+                TimeStampStatus(name, config.min_stamp_age, config.max_stamp_age, clock=stamp_clock),
+            )
+            for name, (low, high) in rates.items()
+        }
+        self.problems = RecentProblems(config.diagnostics_window, clock=clock)
+        self.loss = (
+            FrameLossDetector(throttle_s=0.0, max_gap_s=config.max_image_gap, clock=clock)
+            if config.best_effort_images
+            else None
+        )
+
+    def image(self, stamp_ns: int) -> str | None:
+        """An image arrived; returns the frame-loss message while a best-effort stream loses frames."""
+        self.inputs["image"].tick(stamp_ns / 1e9)
+        return self.loss.add(stamp_ns) if self.loss is not None else None
+
+    def command(self, stamp_ns: int) -> None:
+        self.inputs["commands"].tick(stamp_ns / 1e9)
+
+    def statuses(self, counts: dict[str, int], history: int, min_history: int) -> dict[str, Status]:
+        """``{"node": ..., "image input": ..., "commands input": ...}``; advances the windows."""
+        self.problems.observe(counts)
+        node = self.problems.status()
+        if history < min_history and node.level == Level.OK:
+            node = Status(Level.WARN, f"warming up ({history}/{min_history})", node.values)
+        if self.loss is not None:
+            missing, expected = self.loss.missing()
+            node.values["image.frames_missing_recent"] = f"{missing}/{expected}"
+        return {"node": node, **{f"{name} input": health.status() for name, health in self.inputs.items()}}

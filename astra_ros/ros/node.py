@@ -51,15 +51,7 @@ from astra_ros.ros.conversions import (
     trajectory_to_plan,
     twist_to_command,
 )
-from astra_ros.ros.health import (
-    FrameLossDetector,
-    FrequencyStatus,
-    InputHealth,
-    Level,
-    RecentProblems,
-    Status,
-    TimeStampStatus,
-)
+from astra_ros.ros.health import HealthConfig, NodeHealth
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.settings import SPECS, Settings, SettingsError, declare_settings, resolve_model_path
 from astra_ros.runtime.base import WorldModelBackend
@@ -108,9 +100,7 @@ class WorldModelNode(LifecycleNode):
         self.startup_error = ""
         self._logged_at: dict[str, float] = {}
         self._subscriptions_active: list = []
-        self._inputs: dict[str, InputHealth] = {}
-        self._problems: RecentProblems | None = None
-        self._loss: FrameLossDetector | None = None
+        self._health: NodeHealth | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
@@ -183,23 +173,9 @@ class WorldModelNode(LifecycleNode):
         subs.append(images)
         if s.future_command_policy == "planned":
             subs.append(subscribe(JointTrajectory, "planned_commands", self._on_plan, command_qos))
-        model_rate = 1.0 / info.frame_period if info.frame_period > 0 else 0.0
-        image_min = model_rate if s.image_min_rate < 0 else s.image_min_rate
-        window = max(1, round(s.diagnostics_window / s.diagnostics_period))
-        self._inputs = {
-            name: InputHealth(
-                FrequencyStatus(name, low, high or float("inf"), window=window),
-                TimeStampStatus(name, s.min_stamp_age, s.max_stamp_age, clock=lambda: self._now_ns() / 1e9),
-            )
-            for name, low, high in (
-                ("image", image_min, s.image_max_rate),
-                ("commands", s.command_min_rate, 0),
-            )
-        }
-        self._problems = RecentProblems(s.diagnostics_window)
-        self._problems.observe(self.session.stats().counts)
-        best_effort = s.image_qos_reliability == "best_effort"
-        self._loss = FrameLossDetector(throttle_s=0.0, max_gap_s=s.max_image_gap) if best_effort else None
+        config = HealthConfig.from_settings(s, info.frame_period)
+        self._health = NodeHealth(config, lambda: self._now_ns() / 1e9)
+        self._health.problems.observe(self.session.stats().counts)
         self.get_logger().info(f"active: {s.image_transport} images on {images.topic_name}")
         return super().on_activate(state)
 
@@ -207,7 +183,7 @@ class WorldModelNode(LifecycleNode):
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active.clear()
-        self._inputs, self._problems, self._loss = {}, None, None
+        self._health = None
         cleared = self.session.reset("deactivate")
         self.get_logger().info(f"inactive: causal state cleared ({cleared} queued frames discarded)")
         return super().on_deactivate(state)
@@ -278,7 +254,7 @@ class WorldModelNode(LifecycleNode):
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
     def _on_joint_state(self, msg: JointState) -> None:
-        self._inputs["commands"].tick(stamp_to_ns(msg.header.stamp) / 1e9)
+        self._health.command(stamp_to_ns(msg.header.stamp))
         if self.joint_order is None:
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
                 self.session.reject(
@@ -299,11 +275,11 @@ class WorldModelNode(LifecycleNode):
 
     def _on_twist(self, msg: Twist) -> None:
         now = self._now_ns()
-        self._inputs["commands"].tick(now / 1e9)
+        self._health.command(now)
         self._on_twist_at(msg, now)
 
     def _on_twist_stamped(self, msg: TwistStamped) -> None:
-        self._inputs["commands"].tick(stamp_to_ns(msg.header.stamp) / 1e9)
+        self._health.command(stamp_to_ns(msg.header.stamp))
         self._on_twist_at(msg.twist, stamp_to_ns(msg.header.stamp) or self._now_ns())
 
     def _on_twist_at(self, twist: Twist, stamp_ns: int) -> None:
@@ -324,8 +300,7 @@ class WorldModelNode(LifecycleNode):
 
     def _image_received(self, stamp_ns: int) -> None:
         self.session.image_received()
-        self._inputs["image"].tick(stamp_ns / 1e9)
-        if self._loss is not None and (loss := self._loss.add(stamp_ns)):
+        if loss := self._health.image(stamp_ns):
             self._log("warning", loss, True, "frame_loss")
 
     def _on_image(self, msg: Image) -> None:
@@ -424,12 +399,9 @@ class WorldModelNode(LifecycleNode):
             return [
                 DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message=state, hardware_id=NODE_NAME)
             ]
-        info, stats, warm = session.backend.info, session.stats(), self.settings.min_history
-        self._problems.observe(stats.counts)
-        recent = self._problems.status()
-        if stats.history < warm and recent.level == Level.OK:
-            recent = Status(Level.WARN, f"warming up ({stats.history}/{warm})", recent.values)
-        values = {
+        info, stats = session.backend.info, session.stats()
+        statuses = self._health.statuses(stats.counts, stats.history, self.settings.min_history)
+        statuses["node"].values = {
             "backend": info.backend,
             "model_id": info.model_id,
             "modality": self.modality,
@@ -443,25 +415,18 @@ class WorldModelNode(LifecycleNode):
             "cache_fill": f"{stats.history}/{stats.cache_size}",
             "queue_length": str(stats.queue_length),
             **{key: str(count) for key, count in sorted(stats.counts.items())},
-            **recent.values,
+            **statuses["node"].values,
         }
-        if self._loss is not None:
-            missing, expected = self._loss.missing()
-            values["image.frames_missing_recent"] = f"{missing}/{expected}"
-        hardware_id = f"{info.backend}/{info.model_id}"
-        statuses = [(name, Status(recent.level, recent.message, values))]
-        statuses += [
-            (f"{self.get_fully_qualified_name()}: {k} input", v.status()) for k, v in self._inputs.items()
-        ]
+        prefix = self.get_fully_qualified_name()
         return [
             DiagnosticStatus(
                 level=bytes([int(status.level)]),
-                name=status_name,
+                name=name if key == "node" else f"{prefix}: {key}",
                 message=status.message,
-                hardware_id=hardware_id,
+                hardware_id=f"{info.backend}/{info.model_id}",
                 values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
             )
-            for status_name, status in statuses
+            for key, status in statuses.items()
         ]
 
     def _publish_diagnostics(self) -> None:
