@@ -8,6 +8,8 @@ backend, whose predicted frame is the newest ingested image: this pins what a pr
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from astra_ros.data.compressed import camera_like_frame, encode_rgb  # noqa: E402
+from astra_ros.data.compressed import camera_like_frame, compressed_to_rgb, encode_rgb  # noqa: E402
 from astra_ros.data.images import resize_to_model  # noqa: E402
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
 from astra_ros.srv import Imagine  # noqa: E402
@@ -393,3 +395,33 @@ def test_best_effort_images_with_large_gaps_are_reported_in_the_log():
             assert 0.4 < missing / expected < 0.8
         finally:
             driver.close()
+
+
+@pytest.mark.parametrize("codec", ["jpeg", "png"])
+def test_sim_publisher_publishes_compressed_images(codec):
+    node = rclpy.create_node("astra_test_compressed_sink")
+    received = []
+    node.create_subscription(CompressedImage, "/camera/image_raw/compressed", received.append, 50)
+    args = ["--seconds", "1", "--real-time-factor", "4", "--wait-for-subscribers", "1"]
+    args += ["--image-transport", "compressed", "--image-codec", codec]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "astra_ros.ros.sim_publisher", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        while proc.poll() is None:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        for _ in range(20):
+            rclpy.spin_once(node, timeout_sec=0.05)
+        output = proc.stdout.read()
+        assert proc.returncode == 0, output
+        assert len(received) >= 10, output  # 15 Hz for one simulated second
+        assert received[0].format == f"rgb8; {codec} compressed bgr8"
+        rgb = compressed_to_rgb(received[0])
+        assert rgb.shape == (64, 64, 3) and rgb.std() > 0  # a rendered scene, not a blank
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        node.destroy_node()
