@@ -180,13 +180,14 @@ class WorldModelNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_deactivate(state)  # publishers off first: nothing of the old state goes out
         for sub in self._subscriptions_active:
             self.destroy_subscription(sub)
         self._subscriptions_active.clear()
         self._health = None
         cleared = self.session.reset("deactivate")
         self.get_logger().info(f"inactive: causal state cleared ({cleared} queued frames discarded)")
-        return super().on_deactivate(state)
+        return result
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
