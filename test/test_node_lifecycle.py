@@ -250,14 +250,17 @@ def test_live_parameters_change_behaviour_and_bad_values_are_refused():
             assert driver.wait_connected(proc, 30), proc.output()
             life.wait(proc)
 
-            results = life.set(horizon=2, confidence_decay=0.5)
+            results = life.set(horizon=2, confidence_decay=0.5, predicted_image_horizon=2)
             assert all(r.successful for r in results), results
             stream(driver, 6, 30.0, COPY_LAST_JOINTS, start_ns=BASE)
             assert driver.spin_until(lambda: len(segment_predictions(driver, BASE, 6)) >= 3, 10), (
                 proc.output()
             )
+            assert driver.spin_until(lambda: len(driver.predicted_images) == len(driver.predictions), 5)
             for msg in segment_predictions(driver, BASE, 6):
                 assert len(msg.frames) == 2 and list(msg.confidence) == [0.5, 0.25]
+            republished = [stamp_to_ns(image.header.stamp) for image in driver.predicted_images]
+            assert republished == [stamp_to_ns(m.frames[1].header.stamp) for m, _ in driver.predictions]
 
             assert life.set(prediction_rate=5.0)[0].successful
             start = BASE + 100 * PERIOD
@@ -308,6 +311,7 @@ def test_live_parameters_change_behaviour_and_bad_values_are_refused():
             refused = {
                 "horizon": (0, "Parameter horizon out of range"),  # the descriptor's IntegerRange
                 "predicted_image_horizon": (3, "expected at most horizon=2"),
+                "prediction_rate": (-1.0, "Parameter prediction_rate out of range"),
                 "stale_command_policy": ("sometimes", "expected one of ['zero', 'hold', 'skip']"),
                 "confidence_decay": (1.5, "Parameter confidence_decay out of range"),
                 "model_path": ("other.onnx", "read-only"),
