@@ -48,7 +48,7 @@ JPEG_HEADER_SCAN = 256 * 1024  # the frame header must come within this many byt
 class CompressedImageError(ImageFormatError):
     """A CompressedImage the node rejects; ``reason`` is its counter key in /diagnostics."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, message: str, reason: str):
         super().__init__(message)
         self.reason = reason
 
@@ -74,13 +74,12 @@ def parse_format(text: str) -> CompressedFormat:
     expected = "expected 'jpeg', 'png' or image_transport's '<encoding>; <jpeg|png> compressed <encoding>'"
     parts = [p.strip() for p in fmt.split(";")]
     if len(parts) > 2:
-        raise CompressedImageError("image_format", f"CompressedImage format={fmt!r}; {expected}")
+        raise CompressedImageError(f"CompressedImage format={fmt!r}; {expected}", "image_format")
     original = parts[0] if len(parts) == 2 else ""
     words = parts[-1].split()
     if words and words[0] == "compressedDepth":
         raise CompressedImageError(
-            "image_format",
-            f"CompressedImage format={fmt!r}: compressedDepth is not supported; {expected}",
+            f"CompressedImage format={fmt!r}: compressedDepth is not supported; {expected}", "image_format"
         )
     if not words:
         codec, data_encoding = "", "bgr8"
@@ -89,29 +88,29 @@ def parse_format(text: str) -> CompressedFormat:
     elif len(words) == 3 and words[1] == "compressed":
         codec, data_encoding = words[0].lower(), words[2]
     else:
-        raise CompressedImageError("image_format", f"CompressedImage format={fmt!r}; {expected}")
+        raise CompressedImageError(f"CompressedImage format={fmt!r}; {expected}", "image_format")
     codec = "jpeg" if codec == "jpg" else codec
     if codec and codec not in CODECS:
         raise CompressedImageError(
-            "image_format", f"CompressedImage format={fmt!r}: codec {codec!r} is not supported; {expected}"
+            f"CompressedImage format={fmt!r}: codec {codec!r} is not supported; {expected}", "image_format"
         )
     if data_encoding not in DATA_ENCODINGS:
         raise CompressedImageError(
-            "image_format",
             f"CompressedImage format={fmt!r}: compressed data encoding {data_encoding!r}; "
             f"expected one of {list(DATA_ENCODINGS)}",
+            "image_format",
         )
     return CompressedFormat(codec, data_encoding, original)
 
 
 def _png_header(data: bytes | memoryview) -> Header:
     if len(data) < 33 or data[12:16] != b"IHDR":
-        raise CompressedImageError("image_header", "PNG data has no IHDR chunk after the signature")
+        raise CompressedImageError("PNG data has no IHDR chunk after the signature", "image_header")
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     colour_type = data[25]
     if colour_type not in PNG_CHANNELS:
         raise CompressedImageError(
-            "image_header", f"PNG colour type {colour_type}; expected one of 0, 2, 3, 4, 6"
+            f"PNG colour type {colour_type}; expected one of 0, 2, 3, 4, 6", "image_header"
         )
     return Header("png", width, height, PNG_CHANNELS[colour_type])
 
@@ -121,7 +120,7 @@ def _jpeg_header(data: bytes | memoryview) -> Header:
     while pos + 4 <= end:
         if data[pos] != 0xFF:
             raise CompressedImageError(
-                "image_header", f"JPEG data: no marker at byte {pos}; the data is corrupt"
+                f"JPEG data: no marker at byte {pos}; the data is corrupt", "image_header"
             )
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
@@ -141,12 +140,12 @@ def _jpeg_header(data: bytes | memoryview) -> Header:
             return Header("jpeg", width, height, data[pos + 9])
         if length < 2:
             raise CompressedImageError(
-                "image_header", f"JPEG segment length {length} at byte {pos}; expected >= 2"
+                f"JPEG segment length {length} at byte {pos}; expected >= 2", "image_header"
             )
         pos += 2 + length
     raise CompressedImageError(
-        "image_header",
         f"JPEG data has no complete frame header (SOF) in its first {end} bytes; truncated or corrupt",
+        "image_header",
     )
 
 
@@ -157,7 +156,7 @@ def image_header(data: bytes | memoryview) -> Header:
     if data[:2] == b"\xff\xd8":
         return _jpeg_header(data)
     raise CompressedImageError(
-        "image_header", f"data starts with {data[:8].hex()}; expected a PNG signature or a JPEG SOI marker"
+        f"data starts with {data[:8].hex()}; expected a PNG signature or a JPEG SOI marker", "image_header"
     )
 
 
@@ -192,31 +191,31 @@ def compressed_to_rgb(msg: Any, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     fmt = parse_format(getattr(msg, "format", ""))
     buf = _as_array(msg.data)
     if buf.size == 0:
-        raise CompressedImageError("image_empty", f"CompressedImage format={msg.format!r} has no data")
+        raise CompressedImageError(f"CompressedImage format={msg.format!r} has no data", "image_empty")
     header = image_header(memoryview(buf))
     if fmt.codec and header.codec != fmt.codec:
         raise CompressedImageError(
-            "image_format",
             f"CompressedImage format={msg.format!r} but the data is {header.codec}; expected {fmt.codec}",
+            "image_format",
         )
     pixels = header.width * header.height
     if header.width == 0 or header.height == 0:
         raise CompressedImageError(
-            "image_empty",
             f"CompressedImage {header.codec} header says {header.width}x{header.height}; expected > 0",
+            "image_empty",
         )
     if pixels > max_pixels:
         raise CompressedImageError(
-            "image_too_large",
             f"CompressedImage {header.codec} of {header.width}x{header.height} = {pixels} pixels; "
             f"expected at most {max_pixels}",
+            "image_too_large",
         )
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None or img.shape[:2] != (header.height, header.width):
         raise CompressedImageError(
-            "image_decode",
             f"CompressedImage {header.codec} of {header.width}x{header.height}, {buf.size} bytes, "
             "did not decode; the data is truncated or corrupt",
+            "image_decode",
         )
     return _to_rgb(img, fmt.data_encoding)
 
