@@ -117,6 +117,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min=0.0,
         max=1.0,
         read_only=False,
+        launch=True,
     ),
     ParamSpec(
         "future_command_policy",
@@ -198,6 +199,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "header (rejected.image_too_large).",
         min=1,
         max=2**28,
+        launch=True,
     ),
     ParamSpec("image_qos_depth", 1, "Keep-last depth of the image subscription.", min=1, max=1000),
     ParamSpec(
@@ -214,6 +216,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "reliable",
         "Reliability of the command subscriptions (joint_commands / cmd_vel, planned_commands).",
         choices=RELIABILITIES,
+        launch=True,
     ),
     ParamSpec(
         "output_qos_depth",
@@ -227,6 +230,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "reliable",
         "Reliability of the predicted_frames and predicted_image publishers.",
         choices=RELIABILITIES,
+        launch=True,
     ),
     # diagnostics and logging
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.05, max=60.0),
@@ -237,6 +241,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "rejected or lost in it, ERROR while most of an input's were, OK again after a clean window.",
         min=0.1,
         max=3600.0,
+        launch=True,
     ),
     ParamSpec(
         "image_min_rate",
@@ -245,6 +250,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "frame rate, 0 = no minimum (no images at all is ERROR unless 0).",
         min=-1.0,
         max=1000.0,
+        launch=True,
     ),
     ParamSpec(
         "image_max_rate",
@@ -252,6 +258,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Images per second above which the image input is WARN (0 = no maximum).",
         min=0.0,
         max=10000.0,
+        launch=True,
     ),
     ParamSpec(
         "command_min_rate",
@@ -259,6 +266,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Commands per second below which the command input is WARN (0 = no minimum).",
         min=0.0,
         max=10000.0,
+        launch=True,
     ),
     ParamSpec(
         "max_stamp_age",
@@ -266,6 +274,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Seconds: an input stamp older than this (node clock minus stamp) makes its input ERROR.",
         min=0.0,
         max=1e6,
+        launch=True,
     ),
     ParamSpec(
         "min_stamp_age",
@@ -273,6 +282,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Seconds: an input stamp younger than this (negative: in the future) makes its input ERROR.",
         min=-1e6,
         max=0.0,
+        launch=True,
     ),
     ParamSpec(
         "log_throttle_period",
@@ -281,6 +291,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min=0.0,
         max=3600.0,
         read_only=False,
+        launch=True,
     ),
 )
 
