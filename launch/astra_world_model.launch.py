@@ -29,6 +29,13 @@ def generate_launch_description():
             description="YAML with an astra_world_model: ros__parameters: block",
         ),
         DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="Configure and activate the (managed) node at start; false: it waits "
+            "unconfigured for lifecycle transitions (`ros2 lifecycle set <node> "
+            "configure`, then `activate`).",
+        ),
+        DeclareLaunchArgument(
             "model_path",
             default_value="engines/astra_small.onnx",
             description="Model file (.onnx with its .json sidecar, .pt checkpoint, or "
@@ -71,6 +78,13 @@ def generate_launch_description():
             "1000].",
         ),
         DeclareLaunchArgument(
+            "confidence_decay",
+            default_value="0.9",
+            description="confidence[h-1] = confidence_decay ** h: a fixed prior that the "
+            "future gets harder to predict (no uncertainty is computed); Imagine "
+            "reports the mean over the horizon. Allowed: [0, 1].",
+        ),
+        DeclareLaunchArgument(
             "future_command_policy",
             default_value="hold_last",
             description="Commands the prediction is conditioned on: hold the current command, "
@@ -83,6 +97,84 @@ def generate_launch_description():
             description="Command input: joint_state on 'joint_commands' (velocity field), "
             "twist or twist_stamped on 'cmd_vel'. Allowed: joint_state | twist | "
             "twist_stamped.",
+        ),
+        DeclareLaunchArgument(
+            "image_transport",
+            default_value="raw",
+            description="raw: sensor_msgs/Image on 'image'; compressed: "
+            "sensor_msgs/CompressedImage (JPEG or PNG, image_transport's format "
+            "strings) on 'image/compressed', checked against max_image_pixels "
+            "from its header before decoding. Allowed: raw | compressed.",
+        ),
+        DeclareLaunchArgument(
+            "max_image_pixels",
+            default_value="8388608",
+            description="Largest compressed input image (width * height) decoded; larger ones "
+            "are rejected from their header (rejected.image_too_large). Allowed: "
+            "[1, 268435456].",
+        ),
+        DeclareLaunchArgument(
+            "image_qos_reliability",
+            default_value="best_effort",
+            description="Reliability of the image subscription (best_effort = sensor-data "
+            "profile; the log says when a best-effort stream loses frames). "
+            "Allowed: best_effort | reliable.",
+        ),
+        DeclareLaunchArgument(
+            "command_qos_reliability",
+            default_value="reliable",
+            description="Reliability of the command subscriptions (joint_commands / cmd_vel, "
+            "planned_commands). Allowed: best_effort | reliable.",
+        ),
+        DeclareLaunchArgument(
+            "output_qos_reliability",
+            default_value="reliable",
+            description="Reliability of the predicted_frames and predicted_image publishers. "
+            "Allowed: best_effort | reliable.",
+        ),
+        DeclareLaunchArgument(
+            "diagnostics_window",
+            default_value="10.0",
+            description="Seconds of recent history the node's level is judged on: WARN while "
+            "any message was rejected or lost in it, ERROR while most of an "
+            "input's were, OK again after a clean window. Allowed: [0.1, 3600].",
+        ),
+        DeclareLaunchArgument(
+            "image_min_rate",
+            default_value="-1.0",
+            description="Images per second below which the image input is WARN (10 % "
+            "tolerance); -1 = the model's frame rate, 0 = no minimum (no images "
+            "at all is ERROR unless 0). Allowed: [-1, 1000].",
+        ),
+        DeclareLaunchArgument(
+            "image_max_rate",
+            default_value="0.0",
+            description="Images per second above which the image input is WARN (0 = no "
+            "maximum). Allowed: [0, 10000].",
+        ),
+        DeclareLaunchArgument(
+            "command_min_rate",
+            default_value="0.0",
+            description="Commands per second below which the command input is WARN (0 = no "
+            "minimum). Allowed: [0, 10000].",
+        ),
+        DeclareLaunchArgument(
+            "max_stamp_age",
+            default_value="1.0",
+            description="Seconds: an input stamp older than this (node clock minus stamp) "
+            "makes its input ERROR. Allowed: [0, 1000000].",
+        ),
+        DeclareLaunchArgument(
+            "min_stamp_age",
+            default_value="-0.1",
+            description="Seconds: an input stamp younger than this (negative: in the future) "
+            "makes its input ERROR. Allowed: [-1000000, 0].",
+        ),
+        DeclareLaunchArgument(
+            "log_throttle_period",
+            default_value="5.0",
+            description="Seconds between repeated warnings of one kind (rejections, worker "
+            "errors, frame loss). Allowed: [0, 3600].",
         ),
         DeclareLaunchArgument(
             "use_sim_time",
@@ -120,6 +212,7 @@ def generate_launch_description():
         parameters=[
             LaunchConfiguration("params_file"),
             {
+                "autostart": LaunchConfiguration("autostart"),
                 "model_path": LaunchConfiguration("model_path"),
                 "backend": LaunchConfiguration("backend"),
                 "precision": LaunchConfiguration("precision"),
@@ -127,8 +220,21 @@ def generate_launch_description():
                 "denoising_steps": LaunchConfiguration("denoising_steps"),
                 "horizon": LaunchConfiguration("horizon"),
                 "prediction_rate": LaunchConfiguration("prediction_rate"),
+                "confidence_decay": LaunchConfiguration("confidence_decay"),
                 "future_command_policy": LaunchConfiguration("future_command_policy"),
                 "command_type": LaunchConfiguration("command_type"),
+                "image_transport": LaunchConfiguration("image_transport"),
+                "max_image_pixels": LaunchConfiguration("max_image_pixels"),
+                "image_qos_reliability": LaunchConfiguration("image_qos_reliability"),
+                "command_qos_reliability": LaunchConfiguration("command_qos_reliability"),
+                "output_qos_reliability": LaunchConfiguration("output_qos_reliability"),
+                "diagnostics_window": LaunchConfiguration("diagnostics_window"),
+                "image_min_rate": LaunchConfiguration("image_min_rate"),
+                "image_max_rate": LaunchConfiguration("image_max_rate"),
+                "command_min_rate": LaunchConfiguration("command_min_rate"),
+                "max_stamp_age": LaunchConfiguration("max_stamp_age"),
+                "min_stamp_age": LaunchConfiguration("min_stamp_age"),
+                "log_throttle_period": LaunchConfiguration("log_throttle_period"),
                 "use_sim_time": LaunchConfiguration("use_sim_time"),
             },
         ],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from astra_ros.model.actions import expected_width
@@ -64,6 +64,17 @@ def rgb_to_image(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
     msg.is_bigendian = 0
     msg.step = 3 * msg.width
     msg.data = rgb.tobytes()
+    return msg
+
+
+def rgb_to_compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, codec: str) -> CompressedImage:
+    """(H, W, 3) uint8 -> sensor_msgs/CompressedImage as image_transport's ``compressed`` writes it."""
+    from astra_ros.data.compressed import encode_rgb
+
+    msg = CompressedImage()
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    msg.header.frame_id = frame_id
+    msg.format, msg.data = encode_rgb(rgb, codec)
     return msg
 
 

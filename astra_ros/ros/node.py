@@ -1,29 +1,40 @@
 """``astra_world_model``: streams camera frames and commands into a world model and publishes its
 predictions of the next frames.
 
-The node only converts, validates and hands over: messages in, numpy into a ``StreamSession``
-(``runtime/session.py``: queue, worker, decimation, accounting, statistics), each ``Prediction``
-out as ``PredictedFrames``. Threads, and one frame followed from callback to message: docs/node.md.
-Data stamps are copied from the image (never ``now()``); the node clock (``use_sim_time``
-honoured) is only used for latency and for unstamped Twist commands.
+A managed (lifecycle) node: ``configure`` loads the model and starts a ``StreamSession``
+(``runtime/session.py``: queue, worker, decimation, accounting, statistics); ``activate`` creates the
+subscriptions and enables the publishers; ``deactivate`` removes the subscriptions and clears the
+causal state; ``cleanup`` releases the model. ``autostart`` (default) configures and activates at
+start. The callbacks only convert, validate and hand over: messages in, numpy into the session,
+each ``Prediction`` out as ``PredictedFrames``. Threads, and one frame followed from callback to
+message: docs/node.md. Data stamps are copied from the image (never ``now()``); the node clock
+(``use_sim_time`` honoured) is only used for latency, stamp ages and unstamped Twist commands.
 """
 
 from __future__ import annotations
 
+import gc
+import math
+import signal
 import sys
 import threading
+import time
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import Image, JointState
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from astra_ros.data.compressed import compressed_to_rgb
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.msg import PredictedFrames
 from astra_ros.ros.conversions import (
@@ -40,18 +51,15 @@ from astra_ros.ros.conversions import (
     trajectory_to_plan,
     twist_to_command,
 )
+from astra_ros.ros.health import HealthConfig, NodeHealth
 from astra_ros.ros.isolation import default_discovery
-from astra_ros.ros.settings import Settings, SettingsError, declare_settings, resolve_model_path
+from astra_ros.ros.settings import SPECS, Settings, SettingsError, declare_settings, resolve_model_path
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.loader import load_backend
 from astra_ros.runtime.session import ImagineRefused, Prediction, SessionConfig, StreamSession
 from astra_ros.srv import Imagine
 
 NODE_NAME = "astra_world_model"
-CONFIDENCE_DECAY = 0.9
-"""confidence[h-1] = CONFIDENCE_DECAY ** h: a fixed prior that the future gets harder to predict.
-No uncertainty is computed (the guided/unguided disagreement mentioned in the message is not
-implemented); Imagine reports the mean over the horizon, the same for every candidate."""
 MAX_IMAGINE_HORIZON = 64
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
@@ -69,14 +77,57 @@ def load_world_model(settings: Settings) -> WorldModelBackend:
         raise StartupError(f"model_path={path!r} backend={settings.backend!r}: {err}") from err
 
 
-class WorldModelNode(Node):
-    def __init__(self, backend: WorldModelBackend | None = None, **node_kwargs):
+def qos(depth: int, reliability: str) -> QoSProfile:
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=RELIABILITY[reliability],
+        durability=qos_profile_sensor_data.durability,
+    )
+
+
+class WorldModelNode(LifecycleNode):
+    def __init__(self, **node_kwargs):
+        self.backend: WorldModelBackend | None = None
+        self.session: StreamSession | None = None
+        self.imagine_node: Node | None = None
         super().__init__(NODE_NAME, **node_kwargs)
         try:
-            self.settings = s = declare_settings(self)
+            self.settings = declare_settings(self)
         except SettingsError as err:
             raise StartupError(str(err)) from err
-        self.backend = backend if backend is not None else load_world_model(s)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.startup_error = ""
+        self._logged_at: dict[str, float] = {}
+        self._subscriptions_active: list = []
+        self._health: NodeHealth | None = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
+        self.imagine_node = Node(
+            f"{self.get_name()}_imagine",
+            namespace=self.get_namespace(),
+            context=self.context,
+            use_global_arguments=False,  # a global __node remap must not give it the node's name
+            start_parameter_services=False,
+        )
+        self.imagine_node.create_service(Imagine, self.resolve_service_name("~/imagine"), self._on_imagine)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except StartupError as err:
+            self.startup_error = str(err)
+            self.get_logger().error(f"cannot configure: {err}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        s = self.settings
+        self.backend = load_world_model(s)
         info = self.backend.info
         self.modality = s.modality
         self.joint_order: tuple[str, ...] | None = ()  # None: learnt from the first JointState
@@ -92,61 +143,119 @@ class WorldModelNode(Node):
             self.session = StreamSession(self.backend, config, self._publish, width, self._now_ns, self._log)
         except ValueError as err:
             raise StartupError(str(err)) from err
-
-        image_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST,
-            depth=s.image_qos_depth,
-            reliability=RELIABILITY[s.image_qos_reliability],
-            durability=qos_profile_sensor_data.durability,
-        )
-        command_qos = QoSProfile(
-            history=HistoryPolicy.KEEP_LAST, depth=s.command_qos_depth, reliability=ReliabilityPolicy.RELIABLE
-        )
-        if s.command_type == "joint_state":
-            self.create_subscription(JointState, "joint_commands", self._on_joint_state, command_qos)
-        elif s.command_type == "twist":
-            self.create_subscription(Twist, "cmd_vel", self._on_twist, command_qos)
-        else:
-            self.create_subscription(TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos)
-        self.create_subscription(Image, "image", self._on_image, image_qos)
-        if s.future_command_policy == "planned":
-            self.create_subscription(JointTrajectory, "planned_commands", self._on_plan, command_qos)
-        self._frames_pub = self.create_publisher(PredictedFrames, "predicted_frames", s.output_qos_depth)
-        self._image_pub = self.create_publisher(Image, "predicted_image", s.output_qos_depth)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
-        self.imagine_node = Node(
-            f"{self.get_name()}_imagine",
-            namespace=self.get_namespace(),
-            context=self.context,
-            use_global_arguments=False,  # a global __node remap must not give it the node's name
-            start_parameter_services=False,
-        )
-        self.imagine_node.create_service(Imagine, self.resolve_service_name("~/imagine"), self._on_imagine)
+        output_qos = qos(s.output_qos_depth, s.output_qos_reliability)
+        self._frames_pub = self.create_lifecycle_publisher(PredictedFrames, "predicted_frames", output_qos)
+        self._image_pub = self.create_lifecycle_publisher(Image, "predicted_image", output_qos)
         self.get_logger().info(
-            f"ready: backend={info.backend} model_id={info.model_id} image_size={info.image_size} "
+            f"configured: backend={info.backend} model_id={info.model_id} image_size={info.image_size} "
             f"modality={self.modality} horizon={s.horizon} min_history={s.min_history} "
             f"cache={self.session.history_cap} prediction_rate={s.prediction_rate} Hz "
             f"frame_period={self.session.frame_period_ns / 1e6:g} ms (0: every image)"
         )
 
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        s, info = self.settings, self.backend.info
+        command_qos = qos(s.command_qos_depth, s.command_qos_reliability)
+        image_qos = qos(s.image_qos_depth, s.image_qos_reliability)
+        subscribe = self.create_subscription
+        subs = self._subscriptions_active
+        if s.command_type == "joint_state":
+            subs.append(subscribe(JointState, "joint_commands", self._on_joint_state, command_qos))
+        elif s.command_type == "twist":
+            subs.append(subscribe(Twist, "cmd_vel", self._on_twist, command_qos))
+        else:
+            subs.append(subscribe(TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos))
+        if s.image_transport == "compressed":  # image_transport's name: <base topic>/compressed
+            topic = self.resolve_topic_name("image") + "/compressed"
+            images = subscribe(CompressedImage, topic, self._on_compressed_image, image_qos)
+        else:
+            images = subscribe(Image, "image", self._on_image, image_qos)
+        subs.append(images)
+        if s.future_command_policy == "planned":
+            subs.append(subscribe(JointTrajectory, "planned_commands", self._on_plan, command_qos))
+        config = HealthConfig.from_settings(s, info.frame_period)
+        self._health = NodeHealth(config, lambda: self._now_ns() / 1e9)
+        self._health.problems.observe(self.session.stats().counts)
+        self.get_logger().info(f"active: {s.image_transport} images on {images.topic_name}")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_deactivate(state)  # publishers off first: nothing of the old state goes out
+        for sub in self._subscriptions_active:
+            self.destroy_subscription(sub)
+        self._subscriptions_active.clear()
+        self._health = None
+        cleared = self.session.reset("deactivate")
+        self.get_logger().info(f"inactive: causal state cleared ({cleared} queued frames discarded)")
+        return result
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if state.label == "active":
+            self.on_deactivate(state)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        """Stop the worker, drop the publishers and the model (its memory is returned)."""
+        if self.session is not None:
+            self.session.close()
+        for name in ("_frames_pub", "_image_pub"):
+            publisher = self.__dict__.pop(name, None)
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+        self.session = self.backend = None
+        gc.collect()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._subscriptions_active)
+
+    # --- live parameters -------------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        """Validate a change of the live parameters (read-only ones never get here) and apply it."""
+        changes = {p.name: p.value for p in parameters if p.name in SPECS}
+        try:
+            settings = Settings.from_values({**self._values(), **changes})
+        except SettingsError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.settings = settings
+        if self.session is not None:
+            self.session.update(SessionConfig.from_settings(settings))
+        self.get_logger().info(f"parameters changed: {changes}")
+        return SetParametersResult(successful=True)
+
+    def _values(self) -> dict:
+        return {name: getattr(self.settings, name) for name in SPECS}
+
+    # --- helpers ---------------------------------------------------------------------------------
+
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
-    def _log(self, level: str, text: str, throttled: bool) -> None:
-        """The session's log; rclpy throttles per call site, so one line per throttled level."""
-        logger = self.get_logger()
-        if not throttled:
-            getattr(logger, level)(text)
-        elif level == "error":
-            logger.error(text, throttle_duration_sec=5.0)
-        else:
-            logger.warning(text, throttle_duration_sec=5.0)
+    def _log(self, level: str, text: str, throttled: bool, key: str = "") -> None:
+        """The session's log: throttled lines of one ``key`` (default: the level) at most once per
+        ``log_throttle_period`` (rclpy's own throttle cannot change its period between calls)."""
+        if throttled:
+            key, now = key or level, time.monotonic()
+            if now - self._logged_at.get(key, -math.inf) < self.settings.log_throttle_period:
+                return
+            self._logged_at[key] = now
+        getattr(self.get_logger(), level)(text)
 
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
     def _on_joint_state(self, msg: JointState) -> None:
+        self._health.command(stamp_to_ns(msg.header.stamp))
         if self.joint_order is None:
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
                 self.session.reject(
@@ -166,9 +275,12 @@ class WorldModelNode(Node):
         self.session.submit_command(stamp_to_ns(msg.header.stamp) or self._now_ns(), command)
 
     def _on_twist(self, msg: Twist) -> None:
-        self._on_twist_at(msg, self._now_ns())
+        now = self._now_ns()
+        self._health.command(now)
+        self._on_twist_at(msg, now)
 
     def _on_twist_stamped(self, msg: TwistStamped) -> None:
+        self._health.command(stamp_to_ns(msg.header.stamp))
         self._on_twist_at(msg.twist, stamp_to_ns(msg.header.stamp) or self._now_ns())
 
     def _on_twist_at(self, twist: Twist, stamp_ns: int) -> None:
@@ -187,16 +299,35 @@ class WorldModelNode(Node):
             return
         self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, commands)
 
-    def _on_image(self, msg: Image) -> None:
+    def _image_received(self, stamp_ns: int) -> None:
         self.session.image_received()
+        if loss := self._health.image(stamp_ns):
+            self._log("warning", loss, True, "frame_loss")
+
+    def _on_image(self, msg: Image) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        self._image_received(stamp_ns)
         try:
             rgb = resize_to_model(image_message_to_rgb(msg), self.backend.info.image_size)
         except ImageFormatError as err:
             self.session.reject(image_reject_reason(msg), str(err))
             return
-        self.session.submit(rgb, stamp_to_ns(msg.header.stamp), msg.header.frame_id)
+        self.session.submit(rgb, stamp_ns, msg.header.frame_id)
+
+    def _on_compressed_image(self, msg: CompressedImage) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        self._image_received(stamp_ns)
+        try:
+            rgb = compressed_to_rgb(msg, self.settings.max_image_pixels)
+        except ImageFormatError as err:
+            self.session.reject(getattr(err, "reason", "image_decode"), str(err))
+            return
+        self.session.submit(resize_to_model(rgb, self.backend.info.image_size), stamp_ns, msg.header.frame_id)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.session is None:
+            response.success, response.message = False, "not configured: no causal state to clear"
+            return response
         cleared = self.session.reset("service")
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
@@ -204,16 +335,20 @@ class WorldModelNode(Node):
         return response
 
     def _on_imagine(self, request: Imagine.Request, response: Imagine.Response) -> Imagine.Response:
-        info = self.backend.info
+        session = self.session
+        if session is None or not self.active:
+            response.success, response.error = False, "not active: the node predicts only in state 'active'"
+            return response
+        info = session.backend.info
         response.model_id = info.model_id
         try:
             actions = imagine_actions(request, info.modalities, self.joint_order or (), MAX_IMAGINE_HORIZON)
         except InputError as err:
-            self.session.reject(err.reason, str(err))
+            session.reject(err.reason, str(err))
             response.success, response.error = False, str(err)
             return response
         try:
-            imagined = self.session.imagine(actions, request.modality, int(request.seed))
+            imagined = session.imagine(actions, request.modality, int(request.seed))
         except ImagineRefused as err:
             response.success, response.error = False, str(err)
             return response
@@ -223,15 +358,15 @@ class WorldModelNode(Node):
             for b in range(batch)
             for h in range(horizon)
         ]
-        confidence = float(np.mean(CONFIDENCE_DECAY ** np.arange(1, horizon + 1)))
-        response.confidence = [confidence] * batch
+        decay = self.settings.confidence_decay
+        response.confidence = [float(np.mean(decay ** np.arange(1, horizon + 1)))] * batch
         response.success = True
         return response
 
     # --- output (called by the session's worker) --------------------------------------------------
 
     def _publish(self, prediction: Prediction) -> None:
-        newest, frames = prediction.newest, prediction.frames
+        newest, frames, s = prediction.newest, prediction.frames, self.settings
         msg = PredictedFrames()
         msg.header.stamp = ns_to_stamp(newest.stamp_ns)
         msg.header.frame_id = newest.frame_id
@@ -241,7 +376,7 @@ class WorldModelNode(Node):
             rgb_to_image(frame, newest.stamp_ns + (i + 1) * newest.step_ns, newest.frame_id)
             for i, frame in enumerate(frames)
         ]
-        msg.confidence = [float(CONFIDENCE_DECAY ** (i + 1)) for i in range(len(frames))]
+        msg.confidence = [float(s.confidence_decay ** (i + 1)) for i in range(len(frames))]
         joints = self.joint_order or ()
         msg.actions = commands_to_trajectory(
             prediction.actions, self.modality, joints, newest.stamp_ns, newest.frame_id, newest.step_ns
@@ -252,13 +387,22 @@ class WorldModelNode(Node):
         msg.state_reset = prediction.state_reset
         msg.model_id = self.backend.info.model_id
         self._frames_pub.publish(msg)
-        self._image_pub.publish(msg.frames[self.settings.predicted_image_horizon - 1])
+        self._image_pub.publish(msg.frames[min(s.predicted_image_horizon, len(msg.frames)) - 1])
 
     # --- diagnostics -------------------------------------------------------------------------------
 
-    def diagnostics(self) -> DiagnosticStatus:
-        info, stats, warm = self.backend.info, self.session.stats(), self.settings.min_history
-        values = {
+    def diagnostics(self) -> list[DiagnosticStatus]:
+        """The node's status (level from recent problems and warm-up), then one per input."""
+        name = f"{self.get_fully_qualified_name()}: world model"
+        session = self.session
+        if session is None or not self.active:
+            state = "inactive" if session is not None else "unconfigured"
+            return [
+                DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message=state, hardware_id=NODE_NAME)
+            ]
+        info, stats = session.backend.info, session.stats()
+        statuses = self._health.statuses(stats.counts, stats.history, self.settings.min_history)
+        statuses["node"].values = {
             "backend": info.backend,
             "model_id": info.model_id,
             "modality": self.modality,
@@ -272,34 +416,30 @@ class WorldModelNode(Node):
             "cache_fill": f"{stats.history}/{stats.cache_size}",
             "queue_length": str(stats.queue_length),
             **{key: str(count) for key, count in sorted(stats.counts.items())},
+            **statuses["node"].values,
         }
-        if stats.history < warm:
-            level, message = DiagnosticStatus.WARN, f"warming up ({stats.history}/{warm})"
-        elif stats.rejected:
-            level, message = DiagnosticStatus.WARN, f"predicting; {stats.rejected} messages rejected"
-        else:
-            level, message = DiagnosticStatus.OK, "predicting"
-        return DiagnosticStatus(
-            level=level,
-            name=f"{self.get_fully_qualified_name()}: world model",
-            message=message,
-            hardware_id=info.model_id,
-            values=[KeyValue(key=k, value=v) for k, v in values.items()],
-        )
+        prefix = self.get_fully_qualified_name()
+        return [
+            DiagnosticStatus(
+                level=bytes([int(status.level)]),
+                name=name if key == "node" else f"{prefix}: {key}",
+                message=status.message,
+                hardware_id=f"{info.backend}/{info.model_id}",
+                values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
+            )
+            for key, status in statuses.items()
+        ]
 
     def _publish_diagnostics(self) -> None:
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()  # diagnostics are about now, not data
-        array.status = [self.diagnostics()]
+        array.status = self.diagnostics()
         self._diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-        imagine_node = getattr(self, "imagine_node", None)
-        if imagine_node is not None:
-            imagine_node.destroy_node()
+        self._release()
+        if self.imagine_node is not None:
+            self.imagine_node.destroy_node()
         super().destroy_node()
 
 
@@ -310,27 +450,41 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
-    """Init rclpy with ``args`` (ROS arguments), run the node and its executors, shut down."""
+    """Init rclpy with ``args`` (ROS arguments), run the node and its executors, shut down.
+
+    SIGINT / SIGTERM stop the spin loop; the worker is stopped and the node shut down before the
+    ROS context (rclpy's own handlers would invalidate the context under the worker first).
+    """
     # The worker needs the GIL back from the executor threads after each backend call: at Python's
     # default 5 ms switch interval that wait added ~80 ms to the p50 latency and up to 2 s to the p99
     # (2-core CPU, measured with an earlier multi-threaded executor); 0.2 ms removes most of it.
     sys.setswitchinterval(0.0002)
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         try:
             node = WorldModelNode(parameter_overrides=parameter_overrides or [])
         except StartupError as err:
             print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
             return 2
+        if node.settings.autostart:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                print(f"[{NODE_NAME}] cannot start: {node.startup_error}", file=sys.stderr, flush=True)
+                node.destroy_node()
+                return 2
+            node.trigger_activate()
         executor, imagine_executor = SingleThreadedExecutor(), SingleThreadedExecutor()
         executor.add_node(node)
         imagine_executor.add_node(node.imagine_node)
         threading.Thread(
-            target=_spin, args=(imagine_executor,), name=f"{NODE_NAME}_imagine", daemon=True
+            target=_spin, args=(imagine_executor, stop), name=f"{NODE_NAME}_imagine", daemon=True
         ).start()
         try:
-            _spin(executor)
+            _spin(executor, stop)
         finally:
+            node.trigger_shutdown()
             imagine_executor.shutdown()
             executor.shutdown()
             node.destroy_node()
@@ -339,10 +493,12 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         rclpy.try_shutdown()
 
 
-def _spin(executor: SingleThreadedExecutor) -> None:
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
+    """Spin until ``stop`` (checked at least every 0.1 s: a signal cannot wake the wait itself)."""
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not stop.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
 
 

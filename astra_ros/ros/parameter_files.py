@@ -167,13 +167,14 @@ def render_markdown() -> str:
         "# Parameters of astra_world_model",
         "",
         f"Rendered from `PARAMETERS` in `astra_ros/ros/settings.py` by `{REGENERATE}`;",
-        "do not edit by hand. All are read once at start (read-only). Set them in",
+        "do not edit by hand. Those marked *live* may change while the node runs (`ros2 param set`;",
+        "a bad value is refused with the reason); the others are read-only after start. Set them in",
         "`config/astra_world_model.yaml`",
         "(`astra-ros-run --params ...`), with `-p name:=value`, or, for those marked *launch*, as",
         "arguments of `ros2 launch astra_ros astra_world_model.launch.py`.",
         "",
-        "| name | type | default | allowed | launch | description |",
-        "|---|---|---|---|---|---|",
+        "| name | type | default | allowed | live | launch | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     types = {bool: "bool", int: "int", float: "float", str: "string", list: "string[]"}
     for spec in SPECS:
@@ -183,6 +184,7 @@ def render_markdown() -> str:
             types[type(spec.default)],
             f"`{default}`",
             allowed(spec).replace("|", "\\|"),
+            "" if spec.read_only else "yes",
             "yes" if spec.launch else "",
             spec.description.replace("|", "\\|"),
         ]

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=0.0, help="wall seconds to record (0: until stopped)")
     p.add_argument("--predictions-topic", default="/predicted_frames")
     p.add_argument("--image-topic", default="/camera/image_raw")
+    p.add_argument(
+        "--image-transport",
+        choices=("raw", "compressed"),
+        default="raw",
+        help="compressed: record sensor_msgs/CompressedImage from <image-topic>/compressed",
+    )
     return p
 
 
@@ -110,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
 
+    from astra_ros.data.compressed import compressed_to_rgb
     from astra_ros.data.images import image_message_to_rgb
     from astra_ros.msg import PredictedFrames
     from astra_ros.ros.conversions import stamp_to_ns
@@ -120,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     node, stopped = init_stoppable_node("astra_prediction_recorder")
     log = PredictionLog()
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+    compressed = args.image_transport == "compressed"
+    decode = compressed_to_rgb if compressed else image_message_to_rgb
     node.create_subscription(
-        Image,
-        args.image_topic,
-        lambda msg: log.add_image(stamp_to_ns(msg.header.stamp), image_message_to_rgb(msg), time.monotonic()),
+        CompressedImage if compressed else Image,
+        f"{args.image_topic}/compressed" if compressed else args.image_topic,
+        lambda msg: log.add_image(stamp_to_ns(msg.header.stamp), decode(msg), time.monotonic()),
         reliable,
     )
     node.create_subscription(

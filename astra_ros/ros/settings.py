@@ -21,6 +21,7 @@ PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
 COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 COPY_LAST = "copy_last"  # model_path value that selects the model-free CopyLastBackend (bring-up)
 
 
@@ -36,11 +37,19 @@ class ParamSpec:
     min: float | None = None  # inclusive numeric range
     max: float | None = None
     choices: tuple[str, ...] = ()
-    read_only: bool = True  # all parameters are read at start; changing them later has no effect
+    read_only: bool = True  # False: may change while the node runs (``ros2 param set``), validated
     launch: bool = False  # an argument of launch/astra_world_model.launch.py
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
+    # lifecycle
+    ParamSpec(
+        "autostart",
+        True,
+        "Configure and activate the (managed) node at start; false: it waits unconfigured for "
+        "lifecycle transitions (`ros2 lifecycle set <node> configure`, then `activate`).",
+        launch=True,
+    ),
     # model and backend
     ParamSpec(
         "model_path",
@@ -77,7 +86,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "seed", 0, "Seed of the sampler noise; each prediction uses seed + rollout_id.", min=0, max=2**31 - 1
     ),
     # prediction
-    ParamSpec("horizon", 8, "Predicted frames per prediction (H).", min=1, max=64, launch=True),
+    ParamSpec(
+        "horizon", 8, "Predicted frames per prediction (H).", min=1, max=64, read_only=False, launch=True
+    ),
     ParamSpec(
         "min_history", 2, "Frames the cache must hold before the node predicts (warm-up).", min=1, max=256
     ),
@@ -88,10 +99,26 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "worker, the newest frame wins.",
         min=0.0,
         max=1000.0,
+        read_only=False,
         launch=True,
     ),
     ParamSpec(
-        "predicted_image_horizon", 1, "Horizon (1-based) republished on predicted_image.", min=1, max=64
+        "predicted_image_horizon",
+        1,
+        "Horizon (1-based) republished on predicted_image.",
+        min=1,
+        max=64,
+        read_only=False,
+    ),
+    ParamSpec(
+        "confidence_decay",
+        0.9,
+        "confidence[h-1] = confidence_decay ** h: a fixed prior that the future gets harder to predict "
+        "(no uncertainty is computed); Imagine reports the mean over the horizon.",
+        min=0.0,
+        max=1.0,
+        read_only=False,
+        launch=True,
     ),
     ParamSpec(
         "future_command_policy",
@@ -122,12 +149,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Seconds a command stays in force after its stamp (zero-order hold).",
         min=0.0,
         max=60.0,
+        read_only=False,
     ),
     ParamSpec(
         "stale_command_policy",
         DEFAULT_POLICY,
         "Action for an image with no command in force: zero, hold the last one, or skip the image.",
         choices=STALE_COMMAND_POLICIES,
+        read_only=False,
     ),
     # time and state
     ParamSpec(
@@ -154,26 +183,117 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min=1,
         max=10000,
     ),
-    # QoS
+    # input and QoS
+    ParamSpec(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on 'image'; compressed: sensor_msgs/CompressedImage (JPEG or PNG, "
+        "image_transport's format strings) on 'image/compressed', checked against max_image_pixels "
+        "from its header before decoding.",
+        choices=IMAGE_TRANSPORTS,
+        launch=True,
+    ),
+    ParamSpec(
+        "max_image_pixels",
+        2**23,
+        "Largest compressed input image (width * height) decoded; larger ones are rejected from their "
+        "header (rejected.image_too_large).",
+        min=1,
+        max=2**28,
+        launch=True,
+    ),
     ParamSpec("image_qos_depth", 1, "Keep-last depth of the image subscription.", min=1, max=1000),
     ParamSpec(
         "image_qos_reliability",
         "best_effort",
-        "Reliability of the image subscription (best_effort = sensor-data profile).",
+        "Reliability of the image subscription (best_effort = sensor-data profile; the log says when "
+        "a best-effort stream loses frames).",
         choices=RELIABILITIES,
+        launch=True,
     ),
+    ParamSpec("command_qos_depth", 50, "Keep-last depth of the command subscriptions.", min=1, max=1000),
     ParamSpec(
-        "command_qos_depth", 50, "Keep-last depth of the (reliable) command subscriptions.", min=1, max=1000
+        "command_qos_reliability",
+        "reliable",
+        "Reliability of the command subscriptions (joint_commands / cmd_vel, planned_commands).",
+        choices=RELIABILITIES,
+        launch=True,
     ),
     ParamSpec(
         "output_qos_depth",
         10,
-        "Keep-last depth of the (reliable) predicted_frames and predicted_image publishers.",
+        "Keep-last depth of the predicted_frames and predicted_image publishers.",
         min=1,
         max=1000,
     ),
-    # diagnostics
+    ParamSpec(
+        "output_qos_reliability",
+        "reliable",
+        "Reliability of the predicted_frames and predicted_image publishers.",
+        choices=RELIABILITIES,
+        launch=True,
+    ),
+    # diagnostics and logging
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", min=0.05, max=60.0),
+    ParamSpec(
+        "diagnostics_window",
+        10.0,
+        "Seconds of recent history the node's level is judged on: WARN while any message was "
+        "rejected or lost in it, ERROR while most of an input's were, OK again after a clean window.",
+        min=0.1,
+        max=3600.0,
+        launch=True,
+    ),
+    ParamSpec(
+        "image_min_rate",
+        -1.0,
+        "Images per second below which the image input is WARN (10 % tolerance); -1 = the model's "
+        "frame rate, 0 = no minimum (no images at all is ERROR unless 0).",
+        min=-1.0,
+        max=1000.0,
+        launch=True,
+    ),
+    ParamSpec(
+        "image_max_rate",
+        0.0,
+        "Images per second above which the image input is WARN (0 = no maximum).",
+        min=0.0,
+        max=10000.0,
+        launch=True,
+    ),
+    ParamSpec(
+        "command_min_rate",
+        0.0,
+        "Commands per second below which the command input is WARN (0 = no minimum).",
+        min=0.0,
+        max=10000.0,
+        launch=True,
+    ),
+    ParamSpec(
+        "max_stamp_age",
+        1.0,
+        "Seconds: an input stamp older than this (node clock minus stamp) makes its input ERROR.",
+        min=0.0,
+        max=1e6,
+        launch=True,
+    ),
+    ParamSpec(
+        "min_stamp_age",
+        -0.1,
+        "Seconds: an input stamp younger than this (negative: in the future) makes its input ERROR.",
+        min=-1e6,
+        max=0.0,
+        launch=True,
+    ),
+    ParamSpec(
+        "log_throttle_period",
+        5.0,
+        "Seconds between repeated warnings of one kind (rejections, worker errors, frame loss).",
+        min=0.0,
+        max=3600.0,
+        read_only=False,
+        launch=True,
+    ),
 )
 
 BUILTINS: tuple[ParamSpec, ...] = (
@@ -194,6 +314,7 @@ SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMETERS}
 
 @dataclass(frozen=True)
 class Settings:
+    autostart: bool
     model_path: str
     backend: str
     engine_cache_dir: str
@@ -208,6 +329,7 @@ class Settings:
     min_history: int
     prediction_rate: float
     predicted_image_horizon: int
+    confidence_decay: float
     future_command_policy: str
     command_type: str
     joint_names: tuple[str, ...]
@@ -216,11 +338,22 @@ class Settings:
     frame_period: float
     max_image_gap: float
     ingest_queue_size: int
+    image_transport: str
+    max_image_pixels: int
     image_qos_depth: int
     image_qos_reliability: str
     command_qos_depth: int
+    command_qos_reliability: str
     output_qos_depth: int
+    output_qos_reliability: str
     diagnostics_period: float
+    diagnostics_window: float
+    image_min_rate: float
+    image_max_rate: float
+    command_min_rate: float
+    max_stamp_age: float
+    min_stamp_age: float
+    log_throttle_period: float
 
     @property
     def modality(self) -> str:

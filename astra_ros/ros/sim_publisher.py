@@ -5,7 +5,9 @@ Publishes, in simulated time starting at ``record_sim.START_NS``:
 - ``/clock`` (rosgraph_msgs/Clock) at every command tick (30 Hz), before the data of that tick;
 - ``/joint_commands`` (sensor_msgs/JointState, ``velocity`` in rad/s, joints
   ``lbr_iiwa_joint_1..7``) at 30 Hz;
-- ``/camera/image_raw`` (sensor_msgs/Image rgb8, ``--size`` pixels) at 15 Hz.
+- ``/camera/image_raw`` (sensor_msgs/Image rgb8, ``--size`` pixels) at 15 Hz, or with
+  ``--image-transport compressed`` ``/camera/image_raw/compressed`` (sensor_msgs/CompressedImage,
+  ``--image-codec`` jpeg or png, as image_transport's ``compressed`` plugin writes it).
 
 The simulator (``astra_ros.sim.kuka``), its command process and the bag writer are those of
 ``astra-record-sim`` (one way to simulate), so a bag written with ``--bag`` holds the camera and
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astra_ros.data.compressed import CODECS
 from astra_ros.data.record_sim import IMAGE_TOPIC as CAMERA_TOPIC
 from astra_ros.data.record_sim import (
     JOINT_TOPIC,
@@ -76,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-time-factor", type=float, default=1.0, help="simulated seconds per wall second")
     p.add_argument("--bag", default=None, help="also record the published stream to this new rosbag2 bag")
     p.add_argument("--image-topic", default=CAMERA_TOPIC)
+    p.add_argument(
+        "--image-transport",
+        choices=("raw", "compressed"),
+        default="raw",
+        help="compressed: sensor_msgs/CompressedImage on <image-topic>/compressed",
+    )
+    p.add_argument(
+        "--image-codec", choices=CODECS, default="jpeg", help="codec of --image-transport compressed"
+    )
     p.add_argument("--command-topic", default=JOINT_TOPIC)
     p.add_argument(
         "--wait-for-subscribers",
@@ -105,15 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rosgraph_msgs.msg import Clock
-    from sensor_msgs.msg import Image, JointState
+    from sensor_msgs.msg import CompressedImage, Image, JointState
 
-    from astra_ros.ros.conversions import ns_to_stamp, rgb_to_image
+    from astra_ros.ros.conversions import ns_to_stamp, rgb_to_compressed_image, rgb_to_image
     from astra_ros.ros.process import init_stoppable_node
 
     node, stopped = init_stoppable_node("astra_sim_publisher")
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = node.create_publisher(Clock, "/clock", reliable)
-    image_pub = node.create_publisher(Image, args.image_topic, reliable)
+    compressed = args.image_transport == "compressed"
+    image_topic = f"{args.image_topic}/compressed" if compressed else args.image_topic
+    image_pub = node.create_publisher(CompressedImage if compressed else Image, image_topic, reliable)
     cmd_pub = node.create_publisher(JointState, args.command_topic, reliable)
     stream = KukaStream(args.size, args.seed)
     bag = None
@@ -131,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
             time.sleep(0.05)
-        node.get_logger().info(f"publishing KUKA sim on {args.image_topic} and {args.command_topic}")
+        node.get_logger().info(f"publishing KUKA sim on {image_topic} and {args.command_topic}")
         wall0 = time.monotonic()
         end_ns = START_NS + int(args.seconds * NS) if args.seconds > 0 else None
         while not stopped():
@@ -155,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
                 if bag:
                     bag.joint_command(t_ns, KUKA_JOINTS, command)
             if image is not None:
-                image_pub.publish(rgb_to_image(image, t_ns, "camera"))
+                if compressed:
+                    image_pub.publish(rgb_to_compressed_image(image, t_ns, "camera", args.image_codec))
+                else:
+                    image_pub.publish(rgb_to_image(image, t_ns, "camera"))
                 images += 1
                 if bag:
                     bag.image(t_ns, image)

@@ -216,6 +216,15 @@ class StreamSession:
             width, int(c.command_staleness * 1e9), c.stale_command_policy, int(c.max_image_gap * 1e9)
         )
 
+    def update(self, config: SessionConfig) -> None:
+        """Apply changed live parameters (prediction rate, horizon, command staleness and policy);
+        the others must equal the running config."""
+        with self._input_lock:
+            self.config = config  # one reference: the worker reads it per step
+            if self._commands is not None:
+                self._commands.staleness_ns = int(config.command_staleness * 1e9)
+                self._commands.policy = config.stale_command_policy
+
     def count(self, key: str) -> None:
         with self._stats_lock:
             self._counts[key] += 1
