@@ -11,10 +11,16 @@ Used by the bag reader and by the ROS node on live rclpy messages. Conversion go
   per frame to 0..255 grey (NaN/inf -> 0); float images already in [0, 1] are scaled by 255.
 - ``8UC3``/``8UC4`` are taken as BGR/BGRA (the cv_bridge convention).
 - The row ``step`` is honoured (padded rows are supported) and checked against the data length.
+
+Untrusted input: every failure is an ``ImageFormatError`` whose ``reason`` is a counter key
+(``image_empty``, ``image_too_large``, ``image_encoding``, ``image_odd_size``, ``image_step``,
+``image_data_length``, ``image_decode``); nothing else escapes. ``max_pixels`` is checked from the
+header fields (and from a PNG/JPEG header for compressed data) before anything is decoded.
 """
 
 from __future__ import annotations
 
+import struct
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,8 +34,17 @@ from rosbags.image.image import to_cvtype as _rb_to_cvtype
 __all__ = ["ImageFormatError", "image_message_to_rgb", "resize_to_model"]
 
 
+YUV422_ENCODINGS = ("uyvy", "yuv422", "yuyv", "yuv422_yuy2")  # two pixels share one U and V: even width
+NV_ENCODINGS = ("nv12", "nv21")  # 4:2:0, a half-height UV plane: even width and height
+COMPRESSED_BYTES_PER_PIXEL = 8  # more compressed bytes than this per allowed pixel cannot be a valid image
+
+
 class ImageFormatError(ValueError):
-    """An image message that cannot be converted to RGB (encoding, size or data length)."""
+    """An image message that cannot be converted to RGB; ``reason`` is the counter key."""
+
+    def __init__(self, message: str, reason: str = "image_encoding"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _is_compressed(msg: Any) -> bool:
@@ -76,29 +91,73 @@ def _normalise_grey(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
-def _compressed_to_rgb(msg: Any) -> np.ndarray:
+def _check_pixels(height: int, width: int, max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageFormatError(
+            f"{what} is {width}x{height} = {height * width} pixels; expected at most "
+            f"max_image_pixels={max_pixels}",
+            "image_too_large",
+        )
+
+
+def _encoded_size(buf: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a PNG or baseline/progressive JPEG header; None for other formats."""
+    head = buf[:33].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+        return height, width
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    data = buf.tobytes()
+    i = 2
+    while i + 9 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return height, width
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def _compressed_to_rgb(msg: Any, max_pixels: int | None) -> np.ndarray:
     fmt = str(getattr(msg, "format", ""))
+    what = f"CompressedImage format={fmt!r}"
     buf = _as_bytes(msg.data)
     if buf.size == 0:
-        raise ImageFormatError(f"CompressedImage data is empty (format={fmt!r}); expected an encoded image")
+        raise ImageFormatError(
+            f"CompressedImage data is empty (format={fmt!r}); expected an encoded image", "image_empty"
+        )
+    if max_pixels is not None and buf.size > COMPRESSED_BYTES_PER_PIXEL * max_pixels:
+        raise ImageFormatError(
+            f"{what} has {buf.size} bytes; expected at most {COMPRESSED_BYTES_PER_PIXEL} per pixel of "
+            f"max_image_pixels={max_pixels}",
+            "image_too_large",
+        )
+    size = _encoded_size(buf)
+    if size is not None:
+        _check_pixels(*size, max_pixels, what)
     img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageFormatError(
-            f"CompressedImage format={fmt!r}: {buf.size} bytes could not be decoded; "
-            "expected a JPEG, PNG or other OpenCV-readable image"
+            f"{what}: {buf.size} bytes could not be decoded; "
+            "expected a JPEG, PNG or other OpenCV-readable image",
+            "image_decode",
         )
     if img.size == 0:
-        raise ImageFormatError(f"CompressedImage format={fmt!r} decoded to an empty image")
-    return _to_uint8_rgb(img, f"CompressedImage format={fmt!r}")
+        raise ImageFormatError(f"{what} decoded to an empty image", "image_empty")
+    _check_pixels(img.shape[0], img.shape[1], max_pixels, what)
+    return _to_uint8_rgb(img, what)
 
 
-def _raw_to_rgb(msg: Any) -> np.ndarray:
+def _raw_to_rgb(msg: Any, max_pixels: int | None) -> np.ndarray:
     encoding = str(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageFormatError(
-            f"Image has zero size: height={height}, width={width} (encoding={encoding!r}); expected both > 0"
+            f"Image has zero size: height={height}, width={width} (encoding={encoding!r}); expected both > 0",
+            "image_empty",
         )
+    _check_pixels(height, width, max_pixels, f"Image encoding={encoding!r}")
     try:
         _bits, _fmt, typestr, nchan = _rb_to_cvtype(encoding)
     except _RbImageError:
@@ -107,22 +166,36 @@ def _raw_to_rgb(msg: Any) -> np.ndarray:
             "value such as rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1, yuv422"
         ) from None
     itemsize = np.dtype(typestr).itemsize
-    if encoding in ("nv12", "nv21"):
+    if encoding in NV_ENCODINGS:
+        if height % 2 or width % 2:
+            raise ImageFormatError(
+                f"Image encoding={encoding!r} is {width}x{height}; expected an even width and height "
+                "(4:2:0 chroma, height*3/2 rows)",
+                "image_odd_size",
+            )
         rows = height * 3 // 2  # Y plane plus interleaved UV plane at half height
         row_bytes = width
-    elif encoding in ("uyvy", "yuv422", "yuyv", "yuv422_yuy2"):
+    elif encoding in YUV422_ENCODINGS:
+        if width % 2:
+            raise ImageFormatError(
+                f"Image encoding={encoding!r} has width={width}; expected an even width "
+                "(two pixels share one U and V)",
+                "image_odd_size",
+            )
         rows, row_bytes = height, width * 2
     else:
         rows, row_bytes = height, width * nchan * itemsize
     if step < row_bytes:
         raise ImageFormatError(
-            f"Image step={step} for width={width} encoding={encoding!r}; expected at least {row_bytes}"
+            f"Image step={step} for width={width} encoding={encoding!r}; expected at least {row_bytes}",
+            "image_step",
         )
     buf = _as_bytes(msg.data)
     if buf.size != rows * step:
         raise ImageFormatError(
             f"Image data length={buf.size} for height={height} step={step} encoding={encoding!r}; "
-            f"expected {rows * step} (height*step)"
+            f"expected {rows * step} (height*step)",
+            "image_data_length",
         )
     # Honour row padding: keep the first row_bytes of each row.
     packed = buf.reshape(rows, step)[:, :row_bytes]
@@ -163,20 +236,29 @@ def _raw_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def image_message_to_rgb(msg: Any) -> np.ndarray:
+def image_message_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/Image`` or ``CompressedImage`` (rosbags or rclpy) -> (H, W, 3) uint8 RGB.
 
-    Raises ImageFormatError (a ValueError) for unknown encodings, zero size, a data length
-    that is not height*step, or compressed data that does not decode.
+    Raises ImageFormatError (a ValueError, with a ``reason``) and nothing else: for unknown
+    encodings, zero size, more than ``max_pixels`` pixels (None: no limit), odd sizes a chroma
+    subsampled encoding cannot have, a data length that is not height*step, or data that does
+    not decode.
     """
-    if _is_compressed(msg):
-        return _compressed_to_rgb(msg)
-    if not hasattr(msg, "encoding"):
+    if not _is_compressed(msg) and not hasattr(msg, "encoding"):
         raise ImageFormatError(
             f"message of type {type(msg).__name__} has no 'encoding' or 'format' field; "
             "expected sensor_msgs/Image or sensor_msgs/CompressedImage"
         )
-    return _raw_to_rgb(msg)
+    try:
+        if _is_compressed(msg):
+            return _compressed_to_rgb(msg, max_pixels)
+        return _raw_to_rgb(msg, max_pixels)
+    except ImageFormatError:
+        raise
+    except (cv2.error, _RbImageError, ValueError, TypeError, OverflowError, MemoryError) as err:
+        raise ImageFormatError(
+            f"image could not be converted: {type(err).__name__}: {err}", "image_decode"
+        ) from None
 
 
 def resize_to_model(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -46,13 +46,13 @@ from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.msg import PredictedFrames
 from astra_ros.ros.conversions import (
     InputError,
+    command_stamp_to_ns,
     command_width,
     commands_to_trajectory,
-    image_reject_reason,
+    image_to_model,
     imagine_actions,
     joint_state_to_command,
     ns_to_duration,
@@ -62,6 +62,7 @@ from astra_ros.ros.conversions import (
     trajectory_to_plan,
     twist_to_command,
 )
+from astra_ros.ros.input_limits import JUMP_CONFIRM_FRAMES, JumpConfirmation, check_names, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.pairing import (
     CommandBuffer,
@@ -159,6 +160,12 @@ class WorldModelNode(Node):
         if self.joint_order is not None:
             self._make_command_buffer()
         self._timeline = Timeline(int(s.max_image_gap * 1e9))
+        self._jumps = JumpConfirmation()
+        # Predicted stamps reach (MAX_IMAGINE_HORIZON + 1) model steps past an image; a step is at most
+        # the larger of max_image_gap (else the timeline resets) and the frame period.
+        longest_step_s = max(s.max_image_gap, s.frame_period, info.frame_period, 1.0)
+        self._stamp_reserve_ns = int((MAX_IMAGINE_HORIZON + 1) * longest_step_s * 1e9)
+        self._future_tolerance_ns = int(s.future_stamp_tolerance * 1e9)
         frame_period = info.frame_period if s.frame_period < 0 else s.frame_period
         self._grid = FrameGrid(int(frame_period * 1e9))
         self._image_periods = PeriodEstimator()
@@ -277,7 +284,7 @@ class WorldModelNode(Node):
             self._rejected[reason] += 1
             first = reason not in self._logged_reasons
             self._logged_reasons.add(reason)
-        text = f"rejected ({reason}): {message}"
+        text = f"rejected ({reason}): {truncate_for_log(message)}"
         if first:
             self.get_logger().warning(text)
         else:
@@ -290,6 +297,11 @@ class WorldModelNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         if self.joint_order is None:
+            try:
+                check_names(list(msg.name), "JointState")
+            except InputError as err:
+                self._reject(err.reason, str(err))
+                return
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
                 self._reject(
                     "joint_names",
@@ -300,16 +312,18 @@ class WorldModelNode(Node):
             self.joint_order = tuple(msg.name)
             self._make_command_buffer()
             self.get_logger().info(f"joint order learnt from the first JointState: {list(self.joint_order)}")
+        limit = self.settings.max_command_magnitude
         try:
-            command = joint_state_to_command(msg.name, msg.velocity, self.joint_order)
+            command = joint_state_to_command(msg.name, msg.velocity, self.joint_order, limit)
+            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
         except InputError as err:
             self._reject(err.reason, str(err))
             return
-        self._push_command(stamp_to_ns(msg.header.stamp) or self._now_ns(), command)
+        self._push_command(stamp_ns, command)
 
     def _on_twist(self, msg: Twist) -> None:
         try:
-            command = twist_to_command(msg)
+            command = twist_to_command(msg, self.settings.max_command_magnitude)
         except InputError as err:
             self._reject(err.reason, str(err))
             return
@@ -317,11 +331,12 @@ class WorldModelNode(Node):
 
     def _on_twist_stamped(self, msg: TwistStamped) -> None:
         try:
-            command = twist_to_command(msg.twist)
+            command = twist_to_command(msg.twist, self.settings.max_command_magnitude)
+            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
         except InputError as err:
             self._reject(err.reason, str(err))
             return
-        self._push_command(stamp_to_ns(msg.header.stamp) or self._now_ns(), command)
+        self._push_command(stamp_ns, command)
 
     def _push_command(self, stamp_ns: int, command: np.ndarray) -> None:
         assert self._commands is not None
@@ -336,7 +351,9 @@ class WorldModelNode(Node):
 
     def _on_plan(self, msg: JointTrajectory) -> None:
         try:
-            offsets, commands = trajectory_to_plan(msg, self.modality, self.joint_order or ())
+            offsets, commands = trajectory_to_plan(
+                msg, self.modality, self.joint_order or (), self.settings.max_command_magnitude
+            )
         except InputError as err:
             self._reject(err.reason, str(err))
             return
@@ -350,11 +367,27 @@ class WorldModelNode(Node):
         self._count(self._counts, "images")
         with self._stats_lock:
             self._input_rate.tick(time.monotonic())
-        stamp_ns = stamp_to_ns(msg.header.stamp)
+        s = self.settings
         try:
-            rgb = resize_to_model(image_message_to_rgb(msg), self.backend.info.image_size)
-        except ImageFormatError as err:
-            self._reject(image_reject_reason(msg), str(err))
+            stamp_ns, rgb = image_to_model(
+                msg,
+                self.backend.info.image_size,
+                s.max_image_pixels,
+                self._now_ns(),
+                self._future_tolerance_ns,
+                self._stamp_reserve_ns,
+            )
+        except InputError as err:
+            self._reject(err.reason, str(err))
+            return
+        last_ns = self._timeline.last_ns
+        if not self._jumps.accept(stamp_ns, last_ns, self._timeline.max_gap_ns):
+            self._reject(
+                "image_unconfirmed_jump",
+                f"image stamp {stamp_ns} ns is {(stamp_ns - last_ns) / 1e9:+.3f} s from the previous image; "
+                f"a jump beyond max_image_gap={s.max_image_gap:g} s is taken after {JUMP_CONFIRM_FRAMES} "
+                "frames in a row on the new timeline",
+            )
             return
         verdict = self._timeline.check(stamp_ns)
         if verdict in ("duplicate", "out_of_order"):
@@ -368,7 +401,8 @@ class WorldModelNode(Node):
             self._carry_reset = verdict
             self._restart_timing()
             self.get_logger().warning(
-                f"image timeline {verdict} at stamp {stamp_ns} ns: resetting the causal state"
+                f"image timeline {verdict} at stamp {stamp_ns} ns: resetting the causal state",
+                throttle_duration_sec=1.0,
             )
         self._image_periods.add(stamp_ns)
         if not self._grid.take(stamp_ns, self._image_periods.median_ns()):
@@ -411,17 +445,24 @@ class WorldModelNode(Node):
         with self._backend_lock:
             self._reset_state("service")
         self._timeline.reset()
+        self._jumps.reset()
         self._restart_timing()
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
-        self.get_logger().info(response.message)
+        self.get_logger().info(response.message, throttle_duration_sec=1.0)
         return response
 
     def _on_imagine(self, request: Imagine.Request, response: Imagine.Response) -> Imagine.Response:
         info = self.backend.info
         response.model_id = info.model_id
         try:
-            actions = imagine_actions(request, info.modalities, self.joint_order or (), MAX_IMAGINE_HORIZON)
+            actions = imagine_actions(
+                request,
+                info.modalities,
+                self.joint_order or (),
+                MAX_IMAGINE_HORIZON,
+                self.settings.max_command_magnitude,
+            )
         except InputError as err:
             self._reject(err.reason, str(err))
             response.success, response.error = False, str(err)
