@@ -618,13 +618,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     params = dict(FUZZ_PARAMS, max_image_pixels=args.max_image_pixels)
-    joints = COPY_LAST_JOINTS
+    joints, command_types = COPY_LAST_JOINTS, ["joint_state", "twist"]
     if args.model_path != "copy_last":
         from astra_ros.ros.node import load_world_model
         from astra_ros.ros.settings import Settings
 
         info = load_world_model(Settings.from_values({"model_path": args.model_path})).info
         joints = list(info.joint_names) or COPY_LAST_JOINTS
+        command_types = ["joint_state"] + (["twist"] if "twist" in info.modalities else [])
         params.update(model_path=args.model_path, joint_names=joints, frame_period=-1.0)
     rng = random.Random(args.seed)
     outcomes: list[Outcome] = []
@@ -632,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     started = time.monotonic()
     try:
-        for command_type in ("joint_state", "twist"):
+        for command_type in command_types:
             proc, driver = start({**params, "command_type": command_type})
             try:
                 fuzzer = Fuzzer(

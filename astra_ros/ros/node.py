@@ -311,7 +311,9 @@ class WorldModelNode(Node):
                 return
             self.joint_order = tuple(msg.name)
             self._make_command_buffer()
-            self.get_logger().info(f"joint order learnt from the first JointState: {list(self.joint_order)}")
+            self.get_logger().info(
+                truncate_for_log(f"joint order learnt from the first JointState: {list(self.joint_order)}")
+            )
         limit = self.settings.max_command_magnitude
         try:
             command = joint_state_to_command(msg.name, msg.velocity, self.joint_order, limit)
