@@ -39,7 +39,6 @@ def _fuzzer(command_type: str, namespace: str):
             proc, driver, COPY_LAST_JOINTS, command_type, f"{prefix}/astra_world_model: world model"
         )
         warm(fuzzer)
-        fuzzer.rss_start_kb = proc.rss_kb()
         yield fuzzer
     finally:
         driver.close()
@@ -85,8 +84,7 @@ def test_joint_state_node_survives(joint_fuzzer, kind):
 
 
 def test_joint_state_node_memory_stays_bounded(joint_fuzzer):
-    growth_mb = (joint_fuzzer.proc.rss_kb() - joint_fuzzer.rss_start_kb) / 1024
-    print(f"RSS growth over all kinds: {growth_mb:.1f} MB")
+    growth_mb = (joint_fuzzer.proc.rss_kb() - joint_fuzzer.rss_warm_kb) / 1024
     assert growth_mb < RSS_GROWTH_MB, f"RSS grew by {growth_mb:.0f} MB over all kinds"
 
 

@@ -108,6 +108,7 @@ class Fuzzer:
         self.set_params = driver.node.create_client(SetParameters, f"{node_name}/set_parameters")
         self.max_pixels = int(FUZZ_PARAMS["max_image_pixels"])
         self.resume_timeout = RESUME_TIMEOUT_S
+        self.rss_warm_kb = 0  # node RSS once warm (``warm``)
         self.valid_stamps: set[int] = set()
         self._diagnostics: dict[str, str] | None = None  # settled, after the previous kind
         self._count = 0
@@ -594,14 +595,21 @@ def start(params: dict[str, Any], namespace: str = "") -> tuple[NodeProcess, Dri
             and driver.reset.service_is_ready()
         )
 
-    if not driver.spin_until(ready, 60.0):
-        raise RuntimeError(f"the node did not come up:\n{proc.output()[-4000:]}")
+    try:
+        if not driver.spin_until(ready, 60.0):
+            raise RuntimeError(f"the node did not come up:\n{proc.output()[-4000:]}")
+    except RuntimeError:
+        driver.close()
+        proc.stop()
+        raise
     return proc, driver
 
 
 def warm(fuzzer: Fuzzer) -> None:
+    """Stream until the node predicts; records its RSS then."""
     if not fuzzer.pump(lambda: len(fuzzer.driver.predictions) > 0, 30.0):
         raise RuntimeError(f"the node did not predict:\n{fuzzer.proc.output()[-4000:]}")
+    fuzzer.rss_warm_kb = fuzzer.proc.rss_kb()
 
 
 def main(argv: list[str] | None = None) -> int:
