@@ -4,9 +4,10 @@ predictions of the next frames.
 Threads (two single-threaded executors, one worker):
 
 - The node's executor runs the image and command callbacks, ``~/reset`` and the diagnostics timer.
-  Callbacks only convert, validate and enqueue: image -> RGB at model size, paired with the
-  command in force at its stamp (zero-order hold, ``pairing.CommandBuffer``), timeline checks (gap /
-  backwards jump reset, out-of-order rejection), decimation to the model's frame period
+  Callbacks only convert, validate (``input_limits``: sizes, magnitudes, stamps) and enqueue:
+  image -> RGB at model size, paired with the command in force at its stamp (zero-order hold,
+  ``pairing.CommandBuffer``), timeline checks (gap / backwards jump reset once confirmed by the
+  following frames, out-of-order rejection), decimation to the model's frame period
   (``frame_period``: a 30 Hz camera feeds a 15 Hz model every second image, ``pairing.FrameGrid``),
   then appended to a bounded ingestion queue (oldest dropped and counted when the worker falls
   behind).
