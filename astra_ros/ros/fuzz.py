@@ -58,6 +58,7 @@ FUZZ_PARAMS: dict[str, Any] = {
     "horizon": 4,
     "min_history": 2,
     "max_image_pixels": 640 * 480,  # the too-large attack stays cheap on the wire
+    "max_image_gap": 5.0,  # a stall of this process (a slow model, a huge attack) is not a camera gap
 }
 NEEDS_SESSION = "needs StreamSession (engineer B): "
 
