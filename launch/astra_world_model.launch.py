@@ -109,9 +109,10 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "max_image_pixels",
             default_value="8388608",
-            description="Largest compressed input image (width * height) decoded; larger ones "
-            "are rejected from their header (rejected.image_too_large). Allowed: "
-            "[1, 268435456].",
+            description="Largest input image (height * width pixels) converted; larger ones "
+            "are rejected from their header before any decoding "
+            "(rejected.image_too_large). 2^23 admits 3840x2160. Allowed: [1, "
+            "268435456].",
         ),
         DeclareLaunchArgument(
             "image_qos_reliability",

@@ -73,6 +73,9 @@ class NodeProcess:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")
 
+    def rss_kb(self) -> int:
+        return own_rss_kb(self.proc.pid)
+
     def wait_exit(self, timeout: float) -> int:
         return self.proc.wait(timeout=timeout)
 

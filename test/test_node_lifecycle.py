@@ -272,21 +272,22 @@ def test_live_parameters_change_behaviour_and_bad_values_are_refused():
             assert 3 <= len(stamps) <= 5 and min(np.diff(stamps)) >= 0.99e9 / 5.0  # 30 frames at 30 Hz
 
             # Commands only at the start; images 2 s later: stale under 0.5 s, in force under 5 s.
+            # (The jump to the new timeline is taken on its third frame: two are rejected first.)
             assert all(r.successful for r in life.set(prediction_rate=0.0, stale_command_policy="skip"))
             start = BASE + 1000 * PERIOD
             driver.joint_pub.publish(make_joint_state(start - 2 * 10**9, COPY_LAST_JOINTS, [0.2] * 7))
-            for i in range(3):
+            for i in range(5):
                 driver.image_pub.publish(make_image(start + i * PERIOD, value=i))
             assert driver.spin_until(
                 lambda: driver.latest_diagnostics().get("dropped.stale_command") == "3", 10
             )
             assert life.set(command_staleness=5.0)[0].successful
-            for i in range(3, 9):
+            for i in range(5, 11):
                 driver.image_pub.publish(make_image(start + i * PERIOD, value=i))
-            assert driver.spin_until(lambda: len(segment_predictions(driver, start, 9)) >= 1, 10), (
+            assert driver.spin_until(lambda: len(segment_predictions(driver, start, 11)) >= 1, 10), (
                 proc.output()
             )
-            assert segment_predictions(driver, start, 9)[0].actions.points[0].velocities[0] == pytest.approx(
+            assert segment_predictions(driver, start, 11)[0].actions.points[0].velocities[0] == pytest.approx(
                 0.2
             )
 

@@ -72,7 +72,8 @@ def test_rate_limit_and_latest_wins_account_for_every_due_frame():
         rec.feed(0, 90, wait=False)  # no waiting: the queue overflows, due predictions pass on
         assert rec.session.wait_idle(10)
         counts = rec.counts()
-        made = counts["count.predictions"] + counts.get("dropped.superseded", 0) + counts["dropped.not_warm"]
+        missed = counts.get("dropped.superseded", 0) + counts.get("dropped.not_warm", 0)
+        made = counts["count.predictions"] + missed
         assert made == 30  # 10 Hz in 30 Hz image time: every third frame is due
         assert len(rec.predictions) == counts["count.predictions"]
     finally:
@@ -83,16 +84,22 @@ def test_timeline_gap_and_jump_reset_and_out_of_order_is_rejected(rec):
     rec.feed(0, 4)
     rec.session.submit(np.zeros((64, 64, 3), np.uint8), BASE + PERIOD, "camera")  # older than newest
     rec.session.submit(np.zeros((64, 64, 3), np.uint8), BASE + PERIOD, "camera")  # twice: throttled
-    rec.feed(0, 3, start_ns=BASE + 60 * 10**9)  # gap
-    rec.feed(0, 3, start_ns=BASE - 60 * 10**9)  # jump back
+    rec.feed(0, 5, start_ns=BASE + 60 * 10**9)  # gap: taken once 3 frames in a row confirm it
+    rec.feed(0, 5, start_ns=BASE - 60 * 10**9)  # jump back, likewise
     counts = rec.counts()
     assert counts["rejected.image_out_of_order"] == 2
+    assert counts["rejected.image_unconfirmed_jump"] == 4
     assert counts["reset.gap"] == 1 and counts["reset.jump_back"] == 1
     resets = [p for p in rec.predictions if p.state_reset]
-    assert [p.context_stamps[0] for p in resets] == [BASE, BASE + 60 * 10**9, BASE - 60 * 10**9]
-    rejections = [(level, throttled) for level, text, throttled in rec.logs if "image_out_of_order" in text]
+    confirmed = 2 * PERIOD  # the first two frames on a new timeline are rejected
+    assert [p.context_stamps[0] for p in resets] == [
+        BASE,
+        BASE + 60 * 10**9 + confirmed,
+        BASE - 60 * 10**9 + confirmed,
+    ]
+    rejections = [(lvl, throttled) for lvl, text, throttled, _ in rec.logs if "image_out_of_order" in text]
     assert rejections == [("warning", False), ("warning", True)]  # the first of a reason always shows
-    assert sum("resetting the causal state" in text for _, text, _ in rec.logs) == 2
+    assert sum("resetting the causal state" in text for _, text, *_ in rec.logs) == 2
 
 
 def test_reset_clears_the_state_and_imagine_needs_a_warm_cache(rec):
@@ -137,7 +144,7 @@ def test_the_worker_survives_a_failing_backend(rec):
     rec.session.backend.ingest = ingest
     rec.feed(4, 2)
     assert rec.counts()["dropped.backend_error"] == 1
-    assert any(level == "error" and "device lost" in text for level, text, _ in rec.logs)
+    assert any(level == "error" and "device lost" in text for level, text, *_ in rec.logs)
     assert rec.predictions[-1].newest.stamp_ns == BASE + 5 * PERIOD
 
 

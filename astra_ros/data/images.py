@@ -11,10 +11,16 @@ Used by the bag reader and by the ROS node on live rclpy messages. Conversion go
   per frame to 0..255 grey (NaN/inf -> 0); float images already in [0, 1] are scaled by 255.
 - ``8UC3``/``8UC4`` are taken as BGR/BGRA (the cv_bridge convention).
 - The row ``step`` is honoured (padded rows are supported) and checked against the data length.
+
+Untrusted input: every failure is an ``ImageFormatError`` whose ``reason`` is a counter key
+(``image_empty``, ``image_too_large``, ``image_encoding``, ``image_odd_size``, ``image_step``,
+``image_data_length``, ``image_decode``); nothing else escapes. ``max_pixels`` is checked from the
+header fields (and from a PNG/JPEG header for compressed data) before anything is decoded.
 """
 
 from __future__ import annotations
 
+import struct
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,8 +34,16 @@ from rosbags.image.image import to_cvtype as _rb_to_cvtype
 __all__ = ["ImageFormatError", "image_message_to_rgb", "resize_to_model"]
 
 
+YUV422_ENCODINGS = ("uyvy", "yuv422", "yuyv", "yuv422_yuy2")  # two pixels share one U and V: even width
+NV_ENCODINGS = ("nv12", "nv21")  # 4:2:0, a half-height UV plane: even width and height
+
+
 class ImageFormatError(ValueError):
-    """An image message that cannot be converted to RGB (encoding, size or data length)."""
+    """An image message that cannot be converted to RGB; ``reason`` is the counter key."""
+
+    def __init__(self, message: str, reason: str = "image_encoding"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _is_compressed(msg: Any) -> bool:
@@ -76,29 +90,31 @@ def _normalise_grey(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
-def _compressed_to_rgb(msg: Any) -> np.ndarray:
-    fmt = str(getattr(msg, "format", ""))
-    buf = _as_bytes(msg.data)
-    if buf.size == 0:
-        raise ImageFormatError(f"CompressedImage data is empty (format={fmt!r}); expected an encoded image")
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if img is None:
+def _check_pixels(height: int, width: int, max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and height * width > max_pixels:
         raise ImageFormatError(
-            f"CompressedImage format={fmt!r}: {buf.size} bytes could not be decoded; "
-            "expected a JPEG, PNG or other OpenCV-readable image"
+            f"{what} is {width}x{height} = {height * width} pixels; expected at most "
+            f"max_image_pixels={max_pixels}",
+            "image_too_large",
         )
-    if img.size == 0:
-        raise ImageFormatError(f"CompressedImage format={fmt!r} decoded to an empty image")
-    return _to_uint8_rgb(img, f"CompressedImage format={fmt!r}")
 
 
-def _raw_to_rgb(msg: Any) -> np.ndarray:
+def _compressed_to_rgb(msg: Any, max_pixels: int | None) -> np.ndarray:
+    """One CompressedImage decoder for bags and the node: ``astra_ros.data.compressed``."""
+    from astra_ros.data.compressed import MAX_PIXELS, compressed_to_rgb  # it imports this module
+
+    return compressed_to_rgb(msg, MAX_PIXELS if max_pixels is None else max_pixels)
+
+
+def _raw_to_rgb(msg: Any, max_pixels: int | None) -> np.ndarray:
     encoding = str(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageFormatError(
-            f"Image has zero size: height={height}, width={width} (encoding={encoding!r}); expected both > 0"
+            f"Image has zero size: height={height}, width={width} (encoding={encoding!r}); expected both > 0",
+            "image_empty",
         )
+    _check_pixels(height, width, max_pixels, f"Image encoding={encoding!r}")
     try:
         _bits, _fmt, typestr, nchan = _rb_to_cvtype(encoding)
     except _RbImageError:
@@ -107,22 +123,36 @@ def _raw_to_rgb(msg: Any) -> np.ndarray:
             "value such as rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1, 32FC1, yuv422"
         ) from None
     itemsize = np.dtype(typestr).itemsize
-    if encoding in ("nv12", "nv21"):
+    if encoding in NV_ENCODINGS:
+        if height % 2 or width % 2:
+            raise ImageFormatError(
+                f"Image encoding={encoding!r} is {width}x{height}; expected an even width and height "
+                "(4:2:0 chroma, height*3/2 rows)",
+                "image_odd_size",
+            )
         rows = height * 3 // 2  # Y plane plus interleaved UV plane at half height
         row_bytes = width
-    elif encoding in ("uyvy", "yuv422", "yuyv", "yuv422_yuy2"):
+    elif encoding in YUV422_ENCODINGS:
+        if width % 2:
+            raise ImageFormatError(
+                f"Image encoding={encoding!r} has width={width}; expected an even width "
+                "(two pixels share one U and V)",
+                "image_odd_size",
+            )
         rows, row_bytes = height, width * 2
     else:
         rows, row_bytes = height, width * nchan * itemsize
     if step < row_bytes:
         raise ImageFormatError(
-            f"Image step={step} for width={width} encoding={encoding!r}; expected at least {row_bytes}"
+            f"Image step={step} for width={width} encoding={encoding!r}; expected at least {row_bytes}",
+            "image_step",
         )
     buf = _as_bytes(msg.data)
     if buf.size != rows * step:
         raise ImageFormatError(
             f"Image data length={buf.size} for height={height} step={step} encoding={encoding!r}; "
-            f"expected {rows * step} (height*step)"
+            f"expected {rows * step} (height*step)",
+            "image_data_length",
         )
     # Honour row padding: keep the first row_bytes of each row.
     packed = buf.reshape(rows, step)[:, :row_bytes]
@@ -163,20 +193,29 @@ def _raw_to_rgb(msg: Any) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def image_message_to_rgb(msg: Any) -> np.ndarray:
+def image_message_to_rgb(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """``sensor_msgs/Image`` or ``CompressedImage`` (rosbags or rclpy) -> (H, W, 3) uint8 RGB.
 
-    Raises ImageFormatError (a ValueError) for unknown encodings, zero size, a data length
-    that is not height*step, or compressed data that does not decode.
+    Raises ImageFormatError (a ValueError, with a ``reason``) and nothing else: for unknown
+    encodings, zero size, more than ``max_pixels`` pixels (None: no limit), odd sizes a chroma
+    subsampled encoding cannot have, a data length that is not height*step, or data that does
+    not decode.
     """
-    if _is_compressed(msg):
-        return _compressed_to_rgb(msg)
-    if not hasattr(msg, "encoding"):
+    if not _is_compressed(msg) and not hasattr(msg, "encoding"):
         raise ImageFormatError(
             f"message of type {type(msg).__name__} has no 'encoding' or 'format' field; "
             "expected sensor_msgs/Image or sensor_msgs/CompressedImage"
         )
-    return _raw_to_rgb(msg)
+    try:
+        if _is_compressed(msg):
+            return _compressed_to_rgb(msg, max_pixels)
+        return _raw_to_rgb(msg, max_pixels)
+    except ImageFormatError:
+        raise
+    except (cv2.error, struct.error, _RbImageError, ValueError, TypeError, OverflowError, MemoryError) as err:
+        raise ImageFormatError(
+            f"image could not be converted: {type(err).__name__}: {err}", "image_decode"
+        ) from None
 
 
 def resize_to_model(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -1,7 +1,9 @@
 """ROS messages <-> numpy for the node: rgb8 images out, raw command vectors in, stamps <-> ns.
 
-Image *input* conversion lives in ``astra_ros.data.images`` (one way to do it). Errors raised
-here are ``InputError`` with a short ``reason`` used as the diagnostics counter key.
+Image *input* conversion lives in ``astra_ros.data.images`` (one way to do it), the bounds on
+untrusted input in ``astra_ros.ros.input_limits``. Errors raised here are ``InputError`` with a
+short ``reason`` used as the diagnostics counter key. Commands are checked to be finite and within
+``max_magnitude`` (the largest absolute value of any component: rad/s, m/s).
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import CompressedImage, Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.model.actions import expected_width
 from astra_ros.model.config import AstraConfig
+from astra_ros.ros.input_limits import (
+    INT32_MAX_NS,
+    InputError,
+    check_frame_id,
+    check_names,
+    check_stamp_ns,
+    truncate_for_log,
+)
 
 TWIST_WIDTH = 6
-
-
-class InputError(ValueError):
-    """A message the node rejects; ``reason`` is the counter key in /diagnostics."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 # --- time ---------------------------------------------------------------------------------
@@ -35,6 +38,9 @@ def stamp_to_ns(stamp: Time) -> int:
 
 
 def ns_to_stamp(ns: int) -> Time:
+    """Raises ValueError outside int32 seconds (rclpy would wrap the value on the wire)."""
+    if not 0 <= ns <= INT32_MAX_NS:
+        raise ValueError(f"stamp {ns} ns; expected 0..{INT32_MAX_NS} ns (int32 seconds)")
     sec, nanosec = divmod(int(ns), 1_000_000_000)
     return Time(sec=sec, nanosec=nanosec)
 
@@ -78,31 +84,60 @@ def rgb_to_compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, codec
     return msg
 
 
-def image_reject_reason(msg: Image) -> str:
-    """Counter key for an image that ``image_message_to_rgb`` refused."""
-    if int(msg.height) == 0 or int(msg.width) == 0:
-        return "image_empty"
-    if len(msg.data) != int(msg.height) * int(msg.step) and msg.encoding not in ("nv12", "nv21"):
-        return "image_data_length"
-    return "image_encoding"
+def image_to_model(
+    msg: Image, size: int, max_pixels: int, now_ns: int, future_tolerance_ns: int, reserve_ns: int
+) -> tuple[int, np.ndarray]:
+    """Validated image -> (stamp ns, (size, size, 3) uint8 RGB); raises InputError with its reason.
+
+    The stamp (int32 range with ``reserve_ns`` to spare for the predicted stamps, at most
+    ``future_tolerance_ns`` after ``now_ns``) and the frame_id length are checked before the pixels;
+    the pixel count (``max_pixels``) before anything is decoded.
+    """
+    stamp_ns = check_stamp_ns(stamp_to_ns(msg.header.stamp), "image", now_ns, future_tolerance_ns, reserve_ns)
+    check_frame_id(msg.header.frame_id, "image")
+    try:
+        rgb = resize_to_model(image_message_to_rgb(msg, max_pixels), size)
+    except ImageFormatError as err:
+        raise InputError(err.reason, str(err)) from None
+    return stamp_ns, rgb
 
 
 # --- commands -----------------------------------------------------------------------------
 
 
-def _finite(values: np.ndarray, what: str) -> np.ndarray:
+def _bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "command") -> np.ndarray:
+    """``values`` (float64) as float32 if finite and within ``max_magnitude``."""
     if not np.all(np.isfinite(values)):
         raise InputError(
-            "command_non_finite", f"{what} contains NaN or inf: {values.tolist()}; expected finite values"
+            f"{prefix}_non_finite",
+            truncate_for_log(f"{what} contains NaN or inf: {values.tolist()}; expected finite values"),
         )
-    return values
+    largest = float(np.max(np.abs(values), initial=0.0))
+    if largest > max_magnitude:
+        raise InputError(
+            f"{prefix}_magnitude",
+            f"{what} has |value| up to {largest:g}; expected at most max_command_magnitude={max_magnitude:g}",
+        )
+    return values.astype(np.float32)
+
+
+def command_stamp_to_ns(stamp: Time, now_ns: int, future_tolerance_ns: int) -> int:
+    """A command's header stamp in ns, ``now_ns`` when unstamped (0); raises InputError when out of
+    the int32 range or more than ``future_tolerance_ns`` ahead of the node clock."""
+    stamp_ns = stamp_to_ns(stamp)
+    if stamp_ns == 0:
+        return now_ns
+    return check_stamp_ns(stamp_ns, "command", now_ns, future_tolerance_ns)
 
 
 def joint_state_to_command(
-    names: Sequence[str], velocities: Sequence[float], joint_order: Sequence[str]
+    names: Sequence[str],
+    velocities: Sequence[float],
+    joint_order: Sequence[str],
+    max_magnitude: float = float("inf"),
 ) -> np.ndarray:
     """JointState name/velocity -> velocities in ``joint_order`` (extra joints are ignored)."""
-    names = list(names)
+    names = check_names(list(names), "JointState")
     if len(velocities) != len(names):
         raise InputError(
             "joint_count",
@@ -112,25 +147,29 @@ def joint_state_to_command(
     index = {name: i for i, name in enumerate(names)}
     if len(index) != len(names):
         raise InputError(
-            "joint_names", f"JointState names {names} contain duplicates; expected distinct names"
+            "joint_names",
+            truncate_for_log(f"JointState names {names} contain duplicates; expected distinct names"),
         )
     missing = [name for name in joint_order if name not in index]
     if missing:
         raise InputError(
             "joint_names",
-            f"JointState names {names} lack joints {missing}; expected all of {list(joint_order)}",
+            truncate_for_log(
+                f"JointState lacks joints {missing} (got {len(names)} names: {names}); "
+                f"expected all of {list(joint_order)}"
+            ),
         )
-    values = np.asarray(velocities, np.float64)[[index[name] for name in joint_order]].astype(np.float32)
-    return _finite(values, "JointState velocity")
+    values = np.asarray(velocities, np.float64)[[index[name] for name in joint_order]]
+    return _bounded(values, "JointState velocity", max_magnitude)
 
 
-def twist_to_command(twist) -> np.ndarray:
+def twist_to_command(twist, max_magnitude: float = float("inf")) -> np.ndarray:
     """geometry_msgs/Twist -> [vx, vy, vz, wx, wy, wz]."""
     values = np.array(
         [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z],
-        np.float32,
+        np.float64,
     )
-    return _finite(values, "Twist")
+    return _bounded(values, "Twist", max_magnitude)
 
 
 def command_width(modality: str, joint_order: Sequence[str]) -> int:
@@ -139,7 +178,7 @@ def command_width(modality: str, joint_order: Sequence[str]) -> int:
 
 
 def trajectory_to_plan(
-    msg: JointTrajectory, modality: str, joint_order: Sequence[str]
+    msg: JointTrajectory, modality: str, joint_order: Sequence[str], max_magnitude: float = float("inf")
 ) -> tuple[list[int], np.ndarray]:
     """planned_commands -> (offsets ns from the plan stamp, commands (P, D) in the model's order).
 
@@ -157,15 +196,15 @@ def trajectory_to_plan(
                 f"planned_commands point {i} time_from_start {offset} ns; expected increasing times",
             )
         if modality == "joint_velocity":
-            row = joint_state_to_command(msg.joint_names, point.velocities, joint_order)
+            row = joint_state_to_command(msg.joint_names, point.velocities, joint_order, max_magnitude)
         else:
-            row = np.asarray(point.velocities, np.float32)
+            row = np.asarray(point.velocities, np.float64)
             if row.shape != (TWIST_WIDTH,):
                 raise InputError(
                     "plan_width",
                     f"planned_commands point {i} has {row.size} velocities; expected {TWIST_WIDTH}",
                 )
-            _finite(row, "planned_commands")
+            row = _bounded(row, "planned_commands", max_magnitude)
         offsets.append(offset)
         rows.append(row)
     return offsets, np.stack(rows)
@@ -193,27 +232,34 @@ def commands_to_trajectory(
 
 
 def imagine_actions(
-    request, modalities: Sequence[str], joint_order: Sequence[str], max_horizon: int
+    request,
+    modalities: Sequence[str],
+    joint_order: Sequence[str],
+    max_horizon: int,
+    max_magnitude: float = float("inf"),
 ) -> np.ndarray:
     """Validate an Imagine request -> (B, H, D) float32 commands in the model's joint order."""
     modality = request.modality
     if modality not in modalities:
-        raise InputError("imagine_modality", f"modality={modality!r}; expected one of {list(modalities)}")
+        raise InputError(
+            "imagine_modality",
+            f"modality={truncate_for_log(repr(modality), 80)}; expected one of {list(modalities)}",
+        )
     batch, horizon, width = int(request.num_candidates), int(request.horizon), int(request.action_dim)
     if batch < 1:
         raise InputError("imagine_shape", f"num_candidates={batch}; expected >= 1")
     if not 1 <= horizon <= max_horizon:
         raise InputError("imagine_shape", f"horizon={horizon}; expected 1..{max_horizon}")
-    values = np.asarray(request.actions, np.float32)
+    values = np.asarray(request.actions, np.float64)
     if values.size != batch * horizon * width:
         raise InputError(
             "imagine_shape",
             f"len(actions)={values.size}; expected num_candidates*horizon*action_dim"
             f"={batch}*{horizon}*{width}={batch * horizon * width}",
         )
-    actions = values.reshape(batch, horizon, width)
-    if not np.all(np.isfinite(actions)):
+    if not np.all(np.isfinite(values)):
         raise InputError("imagine_non_finite", "actions contain NaN or inf; expected finite values")
+    actions = _bounded(values, "Imagine actions", max_magnitude, "imagine").reshape(batch, horizon, width)
     if modality == "joint_velocity":
         names = list(request.joint_names)
         if len(names) != width:
@@ -222,7 +268,8 @@ def imagine_actions(
             )
         if set(names) != set(joint_order) or len(set(names)) != len(names):
             raise InputError(
-                "imagine_joint_names", f"joint_names={names}; expected the joints {list(joint_order)}"
+                "imagine_joint_names",
+                truncate_for_log(f"joint_names={names}; expected the joints {list(joint_order)}"),
             )
         index = {name: i for i, name in enumerate(names)}
         return np.ascontiguousarray(actions[..., [index[name] for name in joint_order]])

@@ -35,13 +35,14 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from astra_ros.data.compressed import compressed_to_rgb
-from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
+from astra_ros.data.images import ImageFormatError, resize_to_model
 from astra_ros.msg import PredictedFrames
 from astra_ros.ros.conversions import (
     InputError,
+    command_stamp_to_ns,
     command_width,
     commands_to_trajectory,
-    image_reject_reason,
+    image_to_model,
     imagine_actions,
     joint_state_to_command,
     ns_to_duration,
@@ -52,6 +53,7 @@ from astra_ros.ros.conversions import (
     twist_to_command,
 )
 from astra_ros.ros.health import HealthConfig, NodeHealth
+from astra_ros.ros.input_limits import check_frame_id, check_names, check_stamp_ns, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.settings import SPECS, Settings, SettingsError, declare_settings, resolve_model_path
 from astra_ros.runtime.base import WorldModelBackend
@@ -138,6 +140,11 @@ class WorldModelNode(LifecycleNode):
                 )
             self.joint_order = tuple(info.joint_names or s.joint_names) or None
         width = None if self.joint_order is None else command_width(self.modality, self.joint_order)
+        # Predicted stamps reach (MAX_IMAGINE_HORIZON + 1) model steps past an image; a step is at most
+        # the larger of max_image_gap (else the timeline resets) and the frame period.
+        longest_step_s = max(s.max_image_gap, s.frame_period, info.frame_period, 1.0)
+        self._stamp_reserve_ns = int((MAX_IMAGINE_HORIZON + 1) * longest_step_s * 1e9)
+        self._future_tolerance_ns = int(s.future_stamp_tolerance * 1e9)
         try:
             config = SessionConfig.from_settings(s)
             self.session = StreamSession(self.backend, config, self._publish, width, self._now_ns, self._log)
@@ -250,13 +257,24 @@ class WorldModelNode(LifecycleNode):
             if now - self._logged_at.get(key, -math.inf) < self.settings.log_throttle_period:
                 return
             self._logged_at[key] = now
-        getattr(self.get_logger(), level)(text)
+        logger = self.get_logger()  # rclpy ties a severity to each call site: one line per level
+        if level == "error":
+            logger.error(text)
+        elif level == "warning":
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
     def _on_joint_state(self, msg: JointState) -> None:
         self._health.command(stamp_to_ns(msg.header.stamp))
         if self.joint_order is None:
+            try:
+                check_names(list(msg.name), "JointState")
+            except InputError as err:
+                self.session.reject(err.reason, str(err))
+                return
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
                 self.session.reject(
                     "joint_names",
@@ -266,13 +284,18 @@ class WorldModelNode(LifecycleNode):
                 return
             self.joint_order = tuple(msg.name)
             self.session.start_commands(command_width(self.modality, self.joint_order))
-            self.get_logger().info(f"joint order learnt from the first JointState: {list(self.joint_order)}")
+            self.get_logger().info(
+                truncate_for_log(f"joint order learnt from the first JointState: {list(self.joint_order)}")
+            )
         try:
-            command = joint_state_to_command(msg.name, msg.velocity, self.joint_order)
+            command = joint_state_to_command(
+                msg.name, msg.velocity, self.joint_order, self.settings.max_command_magnitude
+            )
+            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
-        self.session.submit_command(stamp_to_ns(msg.header.stamp) or self._now_ns(), command)
+        self.session.submit_command(stamp_ns, command)
 
     def _on_twist(self, msg: Twist) -> None:
         now = self._now_ns()
@@ -281,11 +304,16 @@ class WorldModelNode(LifecycleNode):
 
     def _on_twist_stamped(self, msg: TwistStamped) -> None:
         self._health.command(stamp_to_ns(msg.header.stamp))
-        self._on_twist_at(msg.twist, stamp_to_ns(msg.header.stamp) or self._now_ns())
+        try:
+            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
+        except InputError as err:
+            self.session.reject(err.reason, str(err))
+            return
+        self._on_twist_at(msg.twist, stamp_ns)
 
     def _on_twist_at(self, twist: Twist, stamp_ns: int) -> None:
         try:
-            command = twist_to_command(twist)
+            command = twist_to_command(twist, self.settings.max_command_magnitude)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
@@ -293,7 +321,9 @@ class WorldModelNode(LifecycleNode):
 
     def _on_plan(self, msg: JointTrajectory) -> None:
         try:
-            offsets, commands = trajectory_to_plan(msg, self.modality, self.joint_order or ())
+            offsets, commands = trajectory_to_plan(
+                msg, self.modality, self.joint_order or (), self.settings.max_command_magnitude
+            )
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
@@ -305,22 +335,36 @@ class WorldModelNode(LifecycleNode):
             self._log("warning", loss, True, "frame_loss")
 
     def _on_image(self, msg: Image) -> None:
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._image_received(stamp_ns)
+        self._image_received(stamp_to_ns(msg.header.stamp))
+        s = self.settings
         try:
-            rgb = resize_to_model(image_message_to_rgb(msg), self.backend.info.image_size)
-        except ImageFormatError as err:
-            self.session.reject(image_reject_reason(msg), str(err))
+            stamp_ns, rgb = image_to_model(
+                msg,
+                self.backend.info.image_size,
+                s.max_image_pixels,
+                self._now_ns(),
+                self._future_tolerance_ns,
+                self._stamp_reserve_ns,
+            )
+        except InputError as err:
+            self.session.reject(err.reason, str(err))
             return
         self.session.submit(rgb, stamp_ns, msg.header.frame_id)
 
     def _on_compressed_image(self, msg: CompressedImage) -> None:
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        self._image_received(stamp_ns)
+        self._image_received(stamp_to_ns(msg.header.stamp))
         try:
+            stamp_ns = check_stamp_ns(
+                stamp_to_ns(msg.header.stamp),
+                "image",
+                self._now_ns(),
+                self._future_tolerance_ns,
+                self._stamp_reserve_ns,
+            )
+            check_frame_id(msg.header.frame_id, "image")
             rgb = compressed_to_rgb(msg, self.settings.max_image_pixels)
-        except ImageFormatError as err:
-            self.session.reject(getattr(err, "reason", "image_decode"), str(err))
+        except (InputError, ImageFormatError) as err:
+            self.session.reject(err.reason, str(err))
             return
         self.session.submit(resize_to_model(rgb, self.backend.info.image_size), stamp_ns, msg.header.frame_id)
 
@@ -331,7 +375,7 @@ class WorldModelNode(LifecycleNode):
         cleared = self.session.reset("service")
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
-        self.get_logger().info(response.message)
+        self._log("info", response.message, True, "reset")
         return response
 
     def _on_imagine(self, request: Imagine.Request, response: Imagine.Response) -> Imagine.Response:
@@ -342,7 +386,13 @@ class WorldModelNode(LifecycleNode):
         info = session.backend.info
         response.model_id = info.model_id
         try:
-            actions = imagine_actions(request, info.modalities, self.joint_order or (), MAX_IMAGINE_HORIZON)
+            actions = imagine_actions(
+                request,
+                info.modalities,
+                self.joint_order or (),
+                MAX_IMAGINE_HORIZON,
+                self.settings.max_command_magnitude,
+            )
         except InputError as err:
             session.reject(err.reason, str(err))
             response.success, response.error = False, str(err)

@@ -193,15 +193,34 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=IMAGE_TRANSPORTS,
         launch=True,
     ),
+    # untrusted input (astra_ros/ros/input_limits.py)
     ParamSpec(
         "max_image_pixels",
         2**23,
-        "Largest compressed input image (width * height) decoded; larger ones are rejected from their "
-        "header (rejected.image_too_large).",
+        "Largest input image (height * width pixels) converted; larger ones are rejected from their "
+        "header before any decoding (rejected.image_too_large). 2^23 admits 3840x2160.",
         min=1,
         max=2**28,
         launch=True,
     ),
+    ParamSpec(
+        "max_command_magnitude",
+        10.0,
+        "Largest |value| of a command component (rad/s, m/s) in commands, plans and Imagine actions; "
+        "beyond it the message is rejected (rejected.command_magnitude). The shipped model was trained "
+        "on |joint velocity| <= 3.5 rad/s.",
+        min=0.0,
+        max=1e6,
+    ),
+    ParamSpec(
+        "future_stamp_tolerance",
+        0.5,
+        "Seconds an image or command stamp may be ahead of the node clock (rejected.*_stamp_future); "
+        "not checked while the clock reads 0 (sim time before the first /clock).",
+        min=0.0,
+        max=1e6,
+    ),
+    # QoS
     ParamSpec("image_qos_depth", 1, "Keep-last depth of the image subscription.", min=1, max=1000),
     ParamSpec(
         "image_qos_reliability",
@@ -340,6 +359,8 @@ class Settings:
     ingest_queue_size: int
     image_transport: str
     max_image_pixels: int
+    max_command_magnitude: float
+    future_stamp_tolerance: float
     image_qos_depth: int
     image_qos_reliability: str
     command_qos_depth: int

@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from astra_ros.data.pairing import CommandBuffer, plan_means
+from astra_ros.ros.input_limits import JUMP_CONFIRM_FRAMES, JumpConfirmation, truncate_for_log
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.timing import (
     FrameGrid,
@@ -43,11 +44,11 @@ from astra_ros.runtime.timing import (
 
 DEFAULT_STEP_NS = 33_333_333  # model time step before two frames were seen, when the model records none
 
-Log = Callable[[str, str, bool], None]
+Log = Callable[[str, str, bool, str], None]  # level, text, throttled, throttle key
 """``log(level, text, throttled)``: level is ``info``, ``warning`` or ``error``."""
 
 
-def _python_log(level: str, text: str, throttled: bool) -> None:  # noqa: ARG001 - no throttling here
+def _python_log(level: str, text: str, throttled: bool, key: str) -> None:  # noqa: ARG001 - no throttling here
     getattr(logging.getLogger("astra_ros.session"), level)(text)
 
 
@@ -167,6 +168,7 @@ class StreamSession:
         if command_width is not None:
             self.start_commands(command_width)
         self._timeline = Timeline(int(config.max_image_gap * 1e9))
+        self._jumps = JumpConfirmation()
         frame_period = info.frame_period if config.frame_period < 0 else config.frame_period
         self._grid = FrameGrid(int(frame_period * 1e9))
         self._image_periods = PeriodEstimator()
@@ -235,7 +237,8 @@ class StreamSession:
             self._counts[f"rejected.{reason}"] += 1
             first = reason not in self._logged_reasons
             self._logged_reasons.add(reason)
-        self._log("warning", f"rejected ({reason}): {message}", not first)
+        text = f"rejected ({reason}): {truncate_for_log(message)}"
+        self._log("warning", text, not first, f"rejected.{reason}")
 
     def image_received(self) -> None:
         """Count an incoming image (before conversion) for ``count.images`` and the input rate."""
@@ -263,6 +266,14 @@ class StreamSession:
         """Hand over one model-size RGB frame; returns ``queued``, ``decimated``, ``rejected`` or
         ``dropped`` (counted under the reason)."""
         with self._input_lock:
+            if not self._jumps.accept(stamp_ns, self._timeline.last_ns, self._timeline.max_gap_ns):
+                self.reject(
+                    "image_unconfirmed_jump",
+                    f"image stamp {stamp_ns} ns is {(stamp_ns - (self._timeline.last_ns or 0)) / 1e9:+.3f} s "
+                    f"from the previous image; a jump beyond max_image_gap is taken after "
+                    f"{JUMP_CONFIRM_FRAMES} frames in a row on the new timeline",
+                )
+                return "rejected"
             verdict = self._timeline.check(stamp_ns)
             if verdict in ("duplicate", "out_of_order"):
                 self.reject(
@@ -275,7 +286,7 @@ class StreamSession:
                 self._carry_reset = verdict
                 self._restart_timing()
                 message = f"image timeline {verdict} at stamp {stamp_ns} ns: resetting the causal state"
-                self._log("warning", message, False)
+                self._log("warning", message, True, "timeline")
             self._image_periods.add(stamp_ns)
             if not self._grid.take(stamp_ns, self._image_periods.median_ns()):
                 self.count("count.decimated")
@@ -323,6 +334,7 @@ class StreamSession:
             self._reset_state(reason)
         with self._input_lock:
             self._timeline.reset()
+            self._jumps.reset()
             self._restart_timing()
         return cleared
 
@@ -393,7 +405,7 @@ class StreamSession:
                 self._step(batch)
             except Exception as err:  # noqa: BLE001 - the worker must survive a backend failure
                 self.count("dropped.backend_error")
-                self._log("error", f"worker step failed: {type(err).__name__}: {err}", True)
+                self._log("error", f"worker step failed: {type(err).__name__}: {err}", True, "worker")
 
     def _step(self, batch: list[Frame]) -> None:
         c = self.config
