@@ -171,7 +171,7 @@ def test_deployment_modules_do_not_import_torch():
     path = tiny_onnx()
     code = f"""
 import importlib, importlib.util, sys, numpy as np
-for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "kv_pool", "sidecar"):
+for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "build_engine", "kv_pool", "sidecar"):
     if importlib.util.find_spec("astra_ros.runtime." + name):
         importlib.import_module("astra_ros.runtime." + name)
 import astra_ros.runtime.loader as loader
