@@ -17,8 +17,10 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
 from std_srvs.srv import Trigger
@@ -52,7 +54,6 @@ CONFIDENCE_DECAY = 0.9
 """confidence[h-1] = CONFIDENCE_DECAY ** h: a fixed prior that the future gets harder to predict.
 No uncertainty is computed (the guided/unguided disagreement mentioned in the message is not
 implemented); Imagine reports the mean over the horizon, the same for every candidate."""
-MAX_IMAGINE_HORIZON = 64
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
 
@@ -92,7 +93,6 @@ class WorldModelNode(Node):
             self.session = StreamSession(self.backend, config, self._publish, width, self._now_ns, self._log)
         except ValueError as err:
             raise StartupError(str(err)) from err
-
         image_qos = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=s.image_qos_depth,
@@ -104,17 +104,18 @@ class WorldModelNode(Node):
         )
         if s.command_type == "joint_state":
             self.create_subscription(JointState, "joint_commands", self._on_joint_state, command_qos)
-        elif s.command_type == "twist":
-            self.create_subscription(Twist, "cmd_vel", self._on_twist, command_qos)
         else:
-            self.create_subscription(TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos)
+            twist_type = TwistStamped if s.command_type == "twist_stamped" else Twist
+            self.create_subscription(twist_type, "cmd_vel", self._on_twist, command_qos)
         self.create_subscription(Image, "image", self._on_image, image_qos)
         if s.future_command_policy == "planned":
             self.create_subscription(JointTrajectory, "planned_commands", self._on_plan, command_qos)
         self._frames_pub = self.create_publisher(PredictedFrames, "predicted_frames", s.output_qos_depth)
         self._image_pub = self.create_publisher(Image, "predicted_image", s.output_qos_depth)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=every_call)
+        self.add_on_set_parameters_callback(self._refuse_parameter_changes)
         self.create_timer(s.diagnostics_period, self._publish_diagnostics)
         self.imagine_node = Node(
             f"{self.get_name()}_imagine",
@@ -123,13 +124,19 @@ class WorldModelNode(Node):
             use_global_arguments=False,  # a global __node remap must not give it the node's name
             start_parameter_services=False,
         )
-        self.imagine_node.create_service(Imagine, self.resolve_service_name("~/imagine"), self._on_imagine)
+        imagine = self.resolve_service_name("~/imagine")
+        self.imagine_node.create_service(Imagine, imagine, self._on_imagine, qos_profile=every_call)
         self.get_logger().info(
             f"ready: backend={info.backend} model_id={info.model_id} image_size={info.image_size} "
             f"modality={self.modality} horizon={s.horizon} min_history={s.min_history} "
             f"cache={self.session.history_cap} prediction_rate={s.prediction_rate} Hz "
             f"frame_period={self.session.frame_period_ns / 1e6:g} ms (0: every image)"
         )
+
+    def _refuse_parameter_changes(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Read once at start, ``use_sim_time`` too (switched live, /diagnostics waits for /clock)."""
+        names = [p.name for p in parameters]
+        return SetParametersResult(successful=False, reason=f"{names} are read at start; restart to change")
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -149,11 +156,8 @@ class WorldModelNode(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         if self.joint_order is None:
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
-                self.session.reject(
-                    "joint_names",
-                    f"cannot learn the joint order from names {list(msg.name)} "
-                    f"with {len(msg.velocity)} velocities; set the joint_names parameter",
-                )
+                problem = f"cannot learn the joint order from names {list(msg.name)} with {len(msg.velocity)}"
+                self.session.reject("joint_names", f"{problem} velocities; set the joint_names parameter")
                 return
             self.joint_order = tuple(msg.name)
             self.session.start_commands(command_width(self.modality, self.joint_order))
@@ -165,19 +169,14 @@ class WorldModelNode(Node):
             return
         self.session.submit_command(stamp_to_ns(msg.header.stamp) or self._now_ns(), command)
 
-    def _on_twist(self, msg: Twist) -> None:
-        self._on_twist_at(msg, self._now_ns())
-
-    def _on_twist_stamped(self, msg: TwistStamped) -> None:
-        self._on_twist_at(msg.twist, stamp_to_ns(msg.header.stamp) or self._now_ns())
-
-    def _on_twist_at(self, twist: Twist, stamp_ns: int) -> None:
+    def _on_twist(self, msg: Twist | TwistStamped) -> None:
+        stamped = isinstance(msg, TwistStamped)
         try:
-            command = twist_to_command(twist)
+            command = twist_to_command(msg.twist if stamped else msg)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
-        self.session.submit_command(stamp_ns, command)
+        self.session.submit_command((stamped and stamp_to_ns(msg.header.stamp)) or self._now_ns(), command)
 
     def _on_plan(self, msg: JointTrajectory) -> None:
         try:
@@ -197,7 +196,12 @@ class WorldModelNode(Node):
         self.session.submit(rgb, stamp_to_ns(msg.header.stamp), msg.header.frame_id)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        cleared = self.session.reset("service")
+        try:
+            cleared = self.session.reset("service")
+        except Exception as err:  # noqa: BLE001 - every call is answered
+            response.success, response.message = False, f"{type(err).__name__}: {err}"
+            self.session.reject("service_error", f"~/reset: {response.message}")
+            return response
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
         self.get_logger().info(response.message)
@@ -207,22 +211,22 @@ class WorldModelNode(Node):
         info = self.backend.info
         response.model_id = info.model_id
         try:
-            actions = imagine_actions(request, info.modalities, self.joint_order or (), MAX_IMAGINE_HORIZON)
-        except InputError as err:
-            self.session.reject(err.reason, str(err))
-            response.success, response.error = False, str(err)
-            return response
-        try:
+            joints, max_horizon = self.joint_order or (), self.settings.imagine_max_horizon
+            actions = imagine_actions(request, info.modalities, joints, max_horizon)
             imagined = self.session.imagine(actions, request.modality, int(request.seed))
-        except ImagineRefused as err:
-            response.success, response.error = False, str(err)
+            (batch, horizon), newest = actions.shape[:2], imagined.newest
+            response.frames = [
+                rgb_to_image(frame, newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)
+                for candidate in imagined.frames
+                for h, frame in enumerate(candidate)
+            ]
+        except Exception as err:  # noqa: BLE001 - every call is answered
+            known = isinstance(err, (InputError, ImagineRefused))
+            response.frames, response.success = [], False
+            response.error = str(err) if known else f"{type(err).__name__}: {err}"
+            if not isinstance(err, ImagineRefused):  # the session counts its own refusals
+                self.session.reject(getattr(err, "reason", "service_error"), f"~/imagine: {response.error}")
             return response
-        newest, (batch, horizon) = imagined.newest, actions.shape[:2]
-        response.frames = [
-            rgb_to_image(imagined.frames[b, h], newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)
-            for b in range(batch)
-            for h in range(horizon)
-        ]
         confidence = float(np.mean(CONFIDENCE_DECAY ** np.arange(1, horizon + 1)))
         response.confidence = [confidence] * batch
         response.success = True
@@ -231,26 +235,21 @@ class WorldModelNode(Node):
     # --- output (called by the session's worker) --------------------------------------------------
 
     def _publish(self, prediction: Prediction) -> None:
-        newest, frames = prediction.newest, prediction.frames
-        msg = PredictedFrames()
-        msg.header.stamp = ns_to_stamp(newest.stamp_ns)
-        msg.header.frame_id = newest.frame_id
-        msg.context_stamps = [ns_to_stamp(ns) for ns in prediction.context_stamps]
-        msg.time_step = ns_to_duration(newest.step_ns)
-        msg.frames = [
-            rgb_to_image(frame, newest.stamp_ns + (i + 1) * newest.step_ns, newest.frame_id)
-            for i, frame in enumerate(frames)
-        ]
-        msg.confidence = [float(CONFIDENCE_DECAY ** (i + 1)) for i in range(len(frames))]
-        joints = self.joint_order or ()
-        msg.actions = commands_to_trajectory(
-            prediction.actions, self.modality, joints, newest.stamp_ns, newest.frame_id, newest.step_ns
+        newest, frames, joints = prediction.newest, prediction.frames, self.joint_order or ()
+        stamp, step, frame_id = newest.stamp_ns, newest.step_ns, newest.frame_id
+        msg = PredictedFrames(
+            context_stamps=[ns_to_stamp(ns) for ns in prediction.context_stamps],
+            time_step=ns_to_duration(step),
+            frames=[rgb_to_image(f, stamp + (i + 1) * step, frame_id) for i, f in enumerate(frames)],
+            confidence=[float(CONFIDENCE_DECAY ** (i + 1)) for i in range(len(frames))],
+            actions=commands_to_trajectory(prediction.actions, self.modality, joints, stamp, frame_id, step),
+            modality=self.modality,
+            command_policy=prediction.policy,
+            rollout_id=prediction.rollout_id,
+            state_reset=prediction.state_reset,
+            model_id=self.backend.info.model_id,
         )
-        msg.modality = self.modality
-        msg.command_policy = prediction.policy
-        msg.rollout_id = prediction.rollout_id
-        msg.state_reset = prediction.state_reset
-        msg.model_id = self.backend.info.model_id
+        msg.header.stamp, msg.header.frame_id = ns_to_stamp(stamp), frame_id
         self._frames_pub.publish(msg)
         self._image_pub.publish(msg.frames[self.settings.predicted_image_horizon - 1])
 
@@ -294,12 +293,8 @@ class WorldModelNode(Node):
         self._diag_pub.publish(array)
 
     def destroy_node(self) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-        imagine_node = getattr(self, "imagine_node", None)
-        if imagine_node is not None:
-            imagine_node.destroy_node()
+        self.session.close()
+        self.imagine_node.destroy_node()
         super().destroy_node()
 
 
@@ -311,9 +306,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
     """Init rclpy with ``args`` (ROS arguments), run the node and its executors, shut down."""
-    # The worker needs the GIL back from the executor threads after each backend call: at Python's
-    # default 5 ms switch interval that wait added ~80 ms to the p50 latency and up to 2 s to the p99
-    # (2-core CPU, measured with an earlier multi-threaded executor); 0.2 ms removes most of it.
+    # The worker waits for the GIL after each backend call: at Python's default 5 ms switch interval
+    # that added ~80 ms to the p50 latency and up to 2 s to the p99 (2 cores); 0.2 ms removes most.
     sys.setswitchinterval(0.0002)
     rclpy.init(args=args)
     try:
@@ -326,10 +320,10 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         executor.add_node(node)
         imagine_executor.add_node(node.imagine_node)
         threading.Thread(
-            target=_spin, args=(imagine_executor,), name=f"{NODE_NAME}_imagine", daemon=True
+            target=_spin, args=(imagine_executor, node), name=f"{NODE_NAME}_imagine", daemon=True
         ).start()
         try:
-            _spin(executor)
+            _spin(executor, node)
         finally:
             imagine_executor.shutdown()
             executor.shutdown()
@@ -339,11 +333,17 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         rclpy.try_shutdown()
 
 
-def _spin(executor: SingleThreadedExecutor) -> None:
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+def _spin(executor: SingleThreadedExecutor, node: Node) -> None:
+    """Spin until shutdown; an exception escaping a callback (e.g. rclpy's TimeSource on a /clock
+    with negative seconds) is logged and spinning goes on: no message kills the node."""
+    while rclpy.ok(context=executor.context):
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            return
+        except Exception as err:  # noqa: BLE001
+            message = f"callback failed: {type(err).__name__}: {err}"
+            node.get_logger().error(message, throttle_duration_sec=5.0)
 
 
 if __name__ == "__main__":
