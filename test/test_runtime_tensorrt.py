@@ -295,3 +295,21 @@ def test_real_tensorrt_engine(tmp_path):
     ).astype(int)
     assert np.abs(diff).max() <= 2
     assert Path(backend.info.model_id)
+
+
+def test_tensorrt_frees_the_device_buffers_the_pool_releases(onnx_model, tmp_path):
+    fake = FakeRuntime()
+    trt = TensorRTBackend.from_onnx(onnx_model, tmp_path / "engines", "fp32", max_batch=4, runtime=fake)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        trt.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
+    trt.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # the batch-1 tile set stays (small)
+    steady = dict(fake.mem)
+    trt._pool.max_idle_bytes = trt.kv_bytes(1)
+    for batch in (2, 3, 4):
+        trt.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
+        assert fake.mem.keys() == steady.keys()  # each candidate set freed on the device after the call
+    assert trt._pool.nbytes() == 2 * trt.kv_bytes(1)  # the live set and one free batch-1 set
+    trt.close()
+    assert fake.mem == {}
