@@ -187,7 +187,8 @@ def run_model_bench(args: argparse.Namespace) -> str:
 
 def runtime_backends(onnx: Path, checkpoint: Path, threads: int) -> list[tuple[str, Callable[[], Any]]]:
     """(name, factory) for every backend this machine can run."""
-    from astra_ros.runtime.loader import load_backend, tensorrt_available
+    from astra_ros.runtime.availability import tensorrt_available
+    from astra_ros.runtime.loader import load_backend
 
     found: list[tuple[str, Callable[[], Any]]] = [
         ("torch eager cpu", lambda: load_backend(str(checkpoint), "torch", threads=threads)),

@@ -135,7 +135,7 @@ class Driver:
     ):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, JointState
         from std_srvs.srv import Trigger
 
@@ -161,8 +161,11 @@ class Driver:
         )
         self.node.create_subscription(Image, "predicted_image", self.predicted_images.append, 100)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 100)
-        self.imagine = self.node.create_client(Imagine, f"{node_name}/imagine")
-        self.reset = self.node.create_client(Trigger, f"{node_name}/reset")
+        # Clients keep every request and reply: a keep-last client (the default depth 10) that fires
+        # hundreds of calls at once overwrites its own requests before the node can read them.
+        every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        self.imagine = self.node.create_client(Imagine, f"{node_name}/imagine", qos_profile=every_call)
+        self.reset = self.node.create_client(Trigger, f"{node_name}/reset", qos_profile=every_call)
 
     def spin_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -4,8 +4,7 @@ The node runs in its own process on the copy-last backend (a prediction is the n
 image, so a garbage frame would show), with a valid 15 Hz camera and 30 Hz commands around each
 attack. Each kind asserts that the node survives, predicts again from a valid frame, counts the
 input under its rejection key and nothing else, publishes nothing built on it and keeps its log
-lines short (``Fuzzer.run``). Kinds marked ``needs`` wait for engineer B's StreamSession work and
-are strict xfails, to be flipped by the integrator after the merge. The longer run is the
+lines short (``Fuzzer.run``). The longer run is the
 benchmark ``python test/fuzz.py``.
 """
 
@@ -58,15 +57,7 @@ def twist_fuzzer():
 
 
 def _params(kinds: list[Kind]) -> list:
-    return [pytest.param(k, id=k.name) for k in kinds if not k.needs]
-
-
-def _pending(kinds: list[Kind]) -> list:
-    return [
-        pytest.param(k, id=k.name, marks=pytest.mark.xfail(strict=True, reason=k.needs))
-        for k in kinds
-        if k.needs
-    ]
+    return [pytest.param(k, id=k.name) for k in kinds]
 
 
 def test_the_catalogue_covers_every_group():
@@ -85,12 +76,6 @@ def test_joint_state_node_survives(joint_fuzzer, kind):
 def test_joint_state_node_memory_stays_bounded(joint_fuzzer):
     growth_mb = (joint_fuzzer.proc.rss_kb() - joint_fuzzer.rss_warm_kb) / 1024
     assert growth_mb < RSS_GROWTH_MB, f"RSS grew by {growth_mb:.0f} MB over all kinds"
-
-
-@pytest.mark.parametrize("kind", _pending(kinds_for("joint_state")))
-def test_joint_state_node_pending_session_work(joint_fuzzer, kind):
-    outcome = joint_fuzzer.run(kind)
-    assert outcome.ok, "\n".join(outcome.problems)
 
 
 @pytest.mark.parametrize("kind", _params(kinds_for("twist")))

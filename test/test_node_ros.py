@@ -299,3 +299,55 @@ def test_node_keeps_running_for_imagine_while_predicting(node_and_driver):
     driver.spin_until(lambda: stamp_to_ns(driver.predictions[-1][0].header.stamp) == BASE + 18 * PERIOD, 10)
     last = driver.predictions[-1][0]
     assert last.frames[0].data[0] == 2 and not last.state_reset  # the last image of the last burst
+
+
+def test_every_service_call_is_answered_and_parameters_are_read_only(node_and_driver):
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    proc, driver = node_and_driver
+    stream(driver, 5, 30.0, COPY_LAST_JOINTS, start_ns=BASE)
+    driver.spin_until(lambda: len(driver.predictions) > 0, 10)
+    big = driver.call(driver.imagine, imagine_request(1000, 2))
+    assert not big.success and "num_candidates=1000; expected at most 32" in big.error and not big.frames
+
+    every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+    reset = driver.node.create_client(Trigger, "astra_world_model/reset", qos_profile=every_call)
+    assert driver.spin_until(reset.service_is_ready, 10)
+    futures = [reset.call_async(Trigger.Request()) for _ in range(100)]
+    driver.spin_until(lambda: all(f.done() for f in futures), 60)
+    assert all(f.done() and f.result().success for f in futures)
+
+    params = driver.node.create_client(SetParameters, "astra_world_model/set_parameters")
+    assert driver.spin_until(params.service_is_ready, 10)
+    for parameter, reason in ((Parameter("use_sim_time", value=True), "read at start"), (Parameter(
+        "max_history", value=2), "read-only")):
+        request = SetParameters.Request(parameters=[parameter.to_parameter_msg()])
+        result = driver.call(params, request).results[0]
+        assert not result.successful and reason in result.reason, result.reason
+    diag = diag_when(driver, lambda d: d.get("reset.service") == "100")  # diagnostics keep coming
+    assert diag["rejected.imagine_limits"] == "1"
+    stream(driver, 5, 30.0, COPY_LAST_JOINTS, start_ns=BASE + 100 * PERIOD)
+    assert driver.spin_until(lambda: len(driver.predictions[-1][0].frames) == 4 and stamp_to_ns(
+        driver.predictions[-1][0].header.stamp) == BASE + 104 * PERIOD, 10), proc.output()
+
+
+@pytest.mark.parametrize("node_and_driver", [{"use_sim_time": True}], indirect=True)
+def test_a_clock_with_negative_seconds_does_not_kill_the_node(node_and_driver):
+    from rosgraph_msgs.msg import Clock
+
+    proc, driver = node_and_driver
+    clock = driver.node.create_publisher(Clock, "/clock", 10)
+    assert driver.spin_until(lambda: clock.get_subscription_count() > 0, 10)
+    bad = Clock()
+    bad.clock.sec = -1
+    clock.publish(bad)
+    assert driver.spin_until(lambda: "callback failed" in proc.output(), 10), proc.output()
+    good = Clock()
+    good.clock.sec = 1_700_000_000
+    clock.publish(good)
+    assert driver.call(driver.reset, Trigger.Request()).success
+    stream(driver, 5, 30.0, COPY_LAST_JOINTS, start_ns=BASE)
+    assert driver.spin_until(lambda: len(driver.predictions) > 0, 10), proc.output()
+    assert proc.proc.poll() is None

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from astra_ros.runtime import loader
+from astra_ros.runtime import availability
 from astra_ros.runtime.copy_last import CopyLastBackend
 from astra_ros.runtime.loader import ModelLoadError, load_backend
 
@@ -113,7 +113,7 @@ def test_auto_falls_back_to_onnxruntime_without_tensorrt(caplog, monkeypatch):
     pytest.importorskip("onnxruntime")
     from runtime_fixtures import tiny_onnx
 
-    if loader.tensorrt_available():
+    if availability.tensorrt_available():
         pytest.skip("TensorRT is importable here; the fallback is tested by simulating its failure below")
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
         backend = load_backend(str(tiny_onnx()), threads=1)
@@ -133,7 +133,7 @@ def test_auto_falls_back_when_tensorrt_fails(caplog, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no CUDA device")
 
-    monkeypatch.setattr(loader, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(availability, "tensorrt_available", lambda: True)
     monkeypatch.setattr(tensorrt_backend.TensorRTBackend, "from_onnx", classmethod(broken))
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
         backend = load_backend(str(tiny_onnx()), threads=1)
@@ -146,7 +146,7 @@ def test_auto_falls_back_when_tensorrt_fails(caplog, monkeypatch):
 def test_engine_files_need_tensorrt(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"\0" * 64)
-    if not loader.tensorrt_available():
+    if not availability.tensorrt_available():
         with pytest.raises(ModelLoadError, match="import tensorrt"):
             load_backend(str(engine))
     with pytest.raises(ModelLoadError, match="cannot run the TensorRT engine"):

@@ -171,7 +171,7 @@ def test_deployment_modules_do_not_import_torch():
     path = tiny_onnx()
     code = f"""
 import importlib, importlib.util, sys, numpy as np
-for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "kv_pool", "sidecar"):
+for name in ("onnxruntime_backend", "tensorrt_backend", "engine_cache", "build_engine", "kv_pool", "sidecar"):
     if importlib.util.find_spec("astra_ros.runtime." + name):
         importlib.import_module("astra_ros.runtime." + name)
 import astra_ros.runtime.loader as loader
@@ -219,3 +219,34 @@ def test_the_thread_that_runs_the_graph_flushes_denormals_and_other_threads_do_n
     assert seen[False] == (pytest.approx(1e-40, rel=1e-3),) * 2
     options = backend.session.get_session_options()
     assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"  # ORT's own threads
+
+
+def test_the_buffer_pool_releases_free_sets_beyond_its_budget_largest_first():
+    from astra_ros.runtime.kv_pool import BufferPool, PooledKV
+
+    released = []
+    pool = BufferPool(lambda b: np.zeros(b * 1000, np.uint8), release=released.append, max_idle_bytes=32_000)
+    live = PooledKV(pool.acquire(1), 1)
+    for batch in (8, 24, 48, 72):
+        PooledKV(pool.acquire(batch), batch)  # dropped at once: its set is free again
+    assert pool.nbytes() == 1000 * (1 + 8 + 24 + 48 + 72)
+    pool.trim()
+    assert [p.size for p in released] == [72_000, 48_000]  # 24 + 8 fit the 32 kB of free sets
+    assert pool.nbytes() == 1000 * (1 + 8 + 24) and pool.sets(1)[0] is live.buffers  # busy: kept
+    kept = pool.sets(8)[0]
+    assert pool.acquire(8) is kept  # a free set of the same batch is reused, not reallocated
+
+
+def test_predict_with_many_batch_sizes_does_not_keep_their_buffers():
+    from astra_ros.runtime.kv_pool import MAX_IDLE_BYTES
+
+    frames, commands, _ = scenario(5)
+    backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
+    backend._pool.max_idle_bytes = 2 * backend.kv_bytes(8)  # the tiny model's sets are small
+    for f, c in zip(frames, commands, strict=True):
+        backend.ingest(f, c, "joint_velocity")
+    live = backend.kv_bytes(1)
+    for batch in (8, 24, 48, 72, 8, 24, 48, 72):
+        backend.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity", seed=batch)
+        assert backend._pool.nbytes() <= live + backend._pool.max_idle_bytes
+    assert backend.kv_bytes(72) == 72 * live and MAX_IDLE_BYTES == 64 * 2**20

@@ -72,8 +72,7 @@ def test_rate_limit_and_latest_wins_account_for_every_due_frame():
         rec.feed(0, 90, wait=False)  # no waiting: the queue overflows, due predictions pass on
         assert rec.session.wait_idle(10)
         counts = rec.counts()
-        missed = counts.get("dropped.superseded", 0) + counts.get("dropped.not_warm", 0)
-        made = counts["count.predictions"] + missed
+        made = sum(counts.get(k, 0) for k in ("count.predictions", "dropped.superseded", "dropped.not_warm"))
         assert made == 30  # 10 Hz in 30 Hz image time: every third frame is due
         assert len(rec.predictions) == counts["count.predictions"]
     finally:
@@ -156,3 +155,57 @@ def test_a_model_without_the_modality_or_too_small_a_cache_is_refused():
     backend, config = session_config(min_history=9)
     with pytest.raises(ValueError, match="min_history=9; expected at most the cache size 8"):
         StreamSession(backend, config, lambda p: None)
+
+
+def test_imagine_over_the_limits_or_the_memory_budget_is_refused_before_the_backend_runs():
+    rec = Recorder(imagine_max_candidates=8, imagine_max_horizon=5, imagine_memory_mb=1.0)
+    try:
+        rec.feed(0, 3)
+        calls = []
+        rec.session.backend.predict = lambda *a, **k: calls.append(a)
+        for batch, horizon, match in (
+            (9, 2, "num_candidates=9; expected at most 8"),
+            (1, 6, "horizon=6; expected at most 5"),
+            (8, 5, r"needs about 1 MB; expected at most imagine_memory_mb=1"),  # 3 x 8 x 5 x 64 x 64 x 3
+        ):
+            with pytest.raises(ImagineRefused, match=match):
+                rec.session.imagine(np.zeros((batch, horizon, WIDTH), np.float32), "joint_velocity")
+        assert calls == []
+        counts = rec.counts()
+        assert counts["rejected.imagine_limits"] == 2 and counts["rejected.imagine_memory"] == 1
+        assert rec.session.imagine_bytes(8, 5) == 3 * 8 * 5 * 64 * 64 * 3  # copy-last has no KV cache
+    finally:
+        rec.session.close()
+
+
+def test_an_imagine_out_of_memory_is_refused_and_the_session_goes_on(rec):
+    rec.feed(0, 3)
+    predict = rec.session.backend.predict
+
+    def exhausted(actions, *args, **kwargs):
+        if actions.shape[0] > 1:
+            raise MemoryError("cannot allocate 19.5 GiB")
+        return predict(actions, *args, **kwargs)
+
+    rec.session.backend.predict = exhausted
+    with pytest.raises(ImagineRefused, match="MemoryError"):
+        rec.session.imagine(np.zeros((2, 2, WIDTH), np.float32), "joint_velocity")
+    assert rec.session.imagine(np.zeros((1, 2, WIDTH), np.float32), "joint_velocity").frames.shape[0] == 1
+    rec.feed(3, 2)
+    assert rec.predictions[-1].newest.stamp_ns == BASE + 4 * PERIOD
+
+
+def test_reset_never_waits_for_a_busy_backend(rec):
+    rec.feed(0, 4)
+    with rec.session._backend_lock:  # a long Imagine (or backend call) in progress
+        assert rec.session.reset("service") == 0  # returned while the backend is held
+        assert rec.session.stats().history == 0
+        assert rec.session.backend.history_length == 4  # not cleared yet: the backend is busy
+    assert rec.session.wait_idle(10)  # the worker clears it as soon as the backend is free
+    assert rec.session.backend.history_length == 0
+    with pytest.raises(ImagineRefused, match="not warm"):
+        rec.session.imagine(np.zeros((1, 2, WIDTH), np.float32), "joint_velocity")
+    rec.feed(10, 3)
+    assert rec.predictions[-1].state_reset or rec.predictions[-2].state_reset
+    assert rec.predictions[-1].context_stamps[0] == BASE + 10 * PERIOD
+    assert rec.counts()["reset.service"] == 1

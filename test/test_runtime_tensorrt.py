@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from runtime_fixtures import copy_model, tiny_checkpoint  # noqa: E402
 
-from astra_ros.runtime import engine_cache, loader  # noqa: E402
+from astra_ros.runtime import availability, build_engine, loader  # noqa: E402
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of  # noqa: E402
 from astra_ros.runtime.sidecar import (  # noqa: E402
     CACHE_INPUTS,
@@ -244,7 +244,7 @@ def test_loader_picks_tensorrt_first_when_available(tmp_path, monkeypatch, caplo
 
     fake = FakeRuntime()
     path = copy_model(tmp_path)
-    monkeypatch.setattr(loader, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(availability, "tensorrt_available", lambda: True)
     monkeypatch.setattr(tensorrt_backend, "TensorRTRuntime", lambda: fake)
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
         backend = loader.load_backend(str(path), engine_cache_dir=str(tmp_path / "cache"))
@@ -258,9 +258,9 @@ def test_loader_picks_tensorrt_first_when_available(tmp_path, monkeypatch, caplo
 
 def test_build_engine_cli_without_tensorrt(tmp_path, capsys):
     path = copy_model(tmp_path)
-    if loader.tensorrt_available():
+    if availability.tensorrt_available():
         pytest.skip("TensorRT is importable here")
-    rc = engine_cache.main(["--onnx", str(path), "--out-dir", str(tmp_path / "e")])
+    rc = build_engine.main(["--onnx", str(path), "--out-dir", str(tmp_path / "e")])
     assert rc == 3
     err = capsys.readouterr().err
     assert "TensorRT is not installed" in err and "onnxruntime" in err
@@ -270,13 +270,13 @@ def test_build_engine_cli_without_tensorrt(tmp_path, capsys):
 def test_build_engine_cli_with_a_builder(tmp_path, capsys):
     path = copy_model(tmp_path)
     fake = FakeRuntime()
-    rc = engine_cache.main(
+    rc = build_engine.main(
         ["--onnx", str(path), "--out-dir", str(tmp_path / "e"), "--precision", "fp32", "--max-batch", "8"],
         builder=fake,
     )
     assert rc == 0 and fake.builds == [("fp32", Profile(1, 8, 8))]
     assert (tmp_path / "e" / "tiny-fp32.engine").is_file()
-    assert engine_cache.main(["--onnx", str(tmp_path / "none.onnx")], builder=fake) == 2
+    assert build_engine.main(["--onnx", str(tmp_path / "none.onnx")], builder=fake) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -295,3 +295,21 @@ def test_real_tensorrt_engine(tmp_path):
     ).astype(int)
     assert np.abs(diff).max() <= 2
     assert Path(backend.info.model_id)
+
+
+def test_tensorrt_frees_the_device_buffers_the_pool_releases(onnx_model, tmp_path):
+    fake = FakeRuntime()
+    trt = TensorRTBackend.from_onnx(onnx_model, tmp_path / "engines", "fp32", max_batch=4, runtime=fake)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        trt.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
+    trt.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # the batch-1 tile set stays (small)
+    steady = dict(fake.mem)
+    trt._pool.max_idle_bytes = trt.kv_bytes(1)
+    for batch in (2, 3, 4):
+        trt.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
+        assert fake.mem.keys() == steady.keys()  # each candidate set freed on the device after the call
+    assert trt._pool.nbytes() == 2 * trt.kv_bytes(1)  # the live set and one free batch-1 set
+    trt.close()
+    assert fake.mem == {}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from astra_ros.files import atomic_write
 from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.config import AstraConfig
 
@@ -48,16 +47,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
         "optimizer": checkpoint.optimizer,
         "trainer": checkpoint.trainer,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:

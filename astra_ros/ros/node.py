@@ -62,7 +62,6 @@ from astra_ros.runtime.session import ImagineRefused, Prediction, SessionConfig,
 from astra_ros.srv import Imagine
 
 NODE_NAME = "astra_world_model"
-MAX_IMAGINE_HORIZON = 64
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
 
 
@@ -104,7 +103,8 @@ class WorldModelNode(LifecycleNode):
         self._subscriptions_active: list = []
         self._health: NodeHealth | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=every_call)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
         self.imagine_node = Node(
             f"{self.get_name()}_imagine",
@@ -113,7 +113,8 @@ class WorldModelNode(LifecycleNode):
             use_global_arguments=False,  # a global __node remap must not give it the node's name
             start_parameter_services=False,
         )
-        self.imagine_node.create_service(Imagine, self.resolve_service_name("~/imagine"), self._on_imagine)
+        imagine = self.resolve_service_name("~/imagine")
+        self.imagine_node.create_service(Imagine, imagine, self._on_imagine, qos_profile=every_call)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -140,10 +141,10 @@ class WorldModelNode(LifecycleNode):
                 )
             self.joint_order = tuple(info.joint_names or s.joint_names) or None
         width = None if self.joint_order is None else command_width(self.modality, self.joint_order)
-        # Predicted stamps reach (MAX_IMAGINE_HORIZON + 1) model steps past an image; a step is at most
+        # Predicted stamps reach (imagine_max_horizon + 1) model steps past an image; a step is at most
         # the larger of max_image_gap (else the timeline resets) and the frame period.
         longest_step_s = max(s.max_image_gap, s.frame_period, info.frame_period, 1.0)
-        self._stamp_reserve_ns = int((MAX_IMAGINE_HORIZON + 1) * longest_step_s * 1e9)
+        self._stamp_reserve_ns = int((s.imagine_max_horizon + 1) * longest_step_s * 1e9)
         self._future_tolerance_ns = int(s.future_stamp_tolerance * 1e9)
         try:
             config = SessionConfig.from_settings(s)
@@ -229,8 +230,13 @@ class WorldModelNode(LifecycleNode):
     # --- live parameters -------------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
-        """Validate a change of the live parameters (read-only ones never get here) and apply it."""
-        changes = {p.name: p.value for p in parameters if p.name in SPECS}
+        """Validate a change of the live parameters and apply it; the others (``use_sim_time`` too:
+        switched live, /diagnostics would wait for a /clock) are read at start."""
+        fixed = [p.name for p in parameters if p.name not in SPECS or SPECS[p.name].read_only]
+        if fixed:
+            reason = f"{fixed} are read at start; restart to change"
+            return SetParametersResult(successful=False, reason=reason)
+        changes = {p.name: p.value for p in parameters}
         try:
             settings = Settings.from_values({**self._values(), **changes})
         except SettingsError as err:
@@ -276,11 +282,8 @@ class WorldModelNode(LifecycleNode):
                 self.session.reject(err.reason, str(err))
                 return
             if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
-                self.session.reject(
-                    "joint_names",
-                    f"cannot learn the joint order from names {list(msg.name)} "
-                    f"with {len(msg.velocity)} velocities; set the joint_names parameter",
-                )
+                problem = f"cannot learn the joint order from names {list(msg.name)} with {len(msg.velocity)}"
+                self.session.reject("joint_names", f"{problem} velocities; set the joint_names parameter")
                 return
             self.joint_order = tuple(msg.name)
             self.session.start_commands(command_width(self.modality, self.joint_order))
@@ -372,7 +375,12 @@ class WorldModelNode(LifecycleNode):
         if self.session is None:
             response.success, response.message = False, "not configured: no causal state to clear"
             return response
-        cleared = self.session.reset("service")
+        try:
+            cleared = self.session.reset("service")
+        except Exception as err:  # noqa: BLE001 - every call is answered
+            response.success, response.message = False, f"{type(err).__name__}: {err}"
+            self.session.reject("service_error", f"~/reset: {response.message}")
+            return response
         response.success = True
         response.message = f"causal state cleared ({cleared} queued frames discarded)"
         self._log("info", response.message, True, "reset")
@@ -385,29 +393,24 @@ class WorldModelNode(LifecycleNode):
             return response
         info = session.backend.info
         response.model_id = info.model_id
+        s = self.settings
         try:
-            actions = imagine_actions(
-                request,
-                info.modalities,
-                self.joint_order or (),
-                MAX_IMAGINE_HORIZON,
-                self.settings.max_command_magnitude,
-            )
-        except InputError as err:
-            session.reject(err.reason, str(err))
-            response.success, response.error = False, str(err)
-            return response
-        try:
+            joints, limit = self.joint_order or (), s.max_command_magnitude
+            actions = imagine_actions(request, info.modalities, joints, s.imagine_max_horizon, limit)
             imagined = session.imagine(actions, request.modality, int(request.seed))
-        except ImagineRefused as err:
-            response.success, response.error = False, str(err)
+            (batch, horizon), newest = actions.shape[:2], imagined.newest
+            response.frames = [
+                rgb_to_image(frame, newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)
+                for candidate in imagined.frames
+                for h, frame in enumerate(candidate)
+            ]
+        except Exception as err:  # noqa: BLE001 - every call is answered
+            known = isinstance(err, (InputError, ImagineRefused))
+            response.frames, response.success = [], False
+            response.error = str(err) if known else f"{type(err).__name__}: {err}"
+            if not isinstance(err, ImagineRefused):  # the session counts its own refusals
+                session.reject(getattr(err, "reason", "service_error"), f"~/imagine: {response.error}")
             return response
-        newest, (batch, horizon) = imagined.newest, actions.shape[:2]
-        response.frames = [
-            rgb_to_image(imagined.frames[b, h], newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)
-            for b in range(batch)
-            for h in range(horizon)
-        ]
         decay = self.settings.confidence_decay
         response.confidence = [float(np.mean(decay ** np.arange(1, horizon + 1)))] * batch
         response.success = True
@@ -529,10 +532,10 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         executor.add_node(node)
         imagine_executor.add_node(node.imagine_node)
         threading.Thread(
-            target=_spin, args=(imagine_executor, stop), name=f"{NODE_NAME}_imagine", daemon=True
+            target=_spin, args=(imagine_executor, stop, node), name=f"{NODE_NAME}_imagine", daemon=True
         ).start()
         try:
-            _spin(executor, stop)
+            _spin(executor, stop, node)
         finally:
             node.trigger_shutdown()
             imagine_executor.shutdown()
@@ -543,13 +546,18 @@ def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
         rclpy.try_shutdown()
 
 
-def _spin(executor: SingleThreadedExecutor, stop: threading.Event) -> None:
-    """Spin until ``stop`` (checked at least every 0.1 s: a signal cannot wake the wait itself)."""
-    try:
-        while not stop.is_set() and executor.context.ok():
+def _spin(executor: SingleThreadedExecutor, stop: threading.Event, node: Node) -> None:
+    """Spin until ``stop`` (checked at least every 0.1 s: a signal cannot wake the wait itself). An
+    exception escaping a callback (e.g. rclpy's TimeSource on a /clock with negative seconds) is
+    logged and spinning goes on: no message kills the node."""
+    while not stop.is_set() and executor.context.ok():
+        try:
             executor.spin_once(timeout_sec=0.1)
-    except ExternalShutdownException:
-        pass
+        except ExternalShutdownException:
+            return
+        except Exception as err:  # noqa: BLE001
+            message = f"callback failed: {type(err).__name__}: {err}"
+            node.get_logger().error(message, throttle_duration_sec=5.0)
 
 
 if __name__ == "__main__":

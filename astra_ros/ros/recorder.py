@@ -15,13 +15,14 @@ Receive times are this process's monotonic wall clock, so the latency is what a 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from astra_ros.files import atomic_write
 
 
 def predicted_frames_to_numpy(msg: Any) -> np.ndarray:
@@ -77,23 +78,22 @@ class PredictionLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         shapes = {f.shape for f in self.pred_frames}
         frames = np.stack(self.pred_frames) if len(shapes) == 1 else np.zeros((0, 0, 0, 0, 3), np.uint8)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp,
-            image_stamps=np.asarray(self.image_stamps, np.int64),
-            images=np.stack(self.images) if self.images else np.zeros((0, 0, 0, 3), np.uint8),
-            image_recv_s=np.asarray(self.image_recv, np.float64),
-            pred_stamps=np.asarray(self.pred_stamps, np.int64),
-            pred_frames=frames,
-            pred_rollout_ids=np.asarray(self.rollout_ids, np.int64),
-            pred_state_reset=np.asarray(self.state_reset, bool),
-            pred_time_step_ns=np.asarray(self.time_step_ns, np.int64),
-            pred_recv_s=np.asarray(self.pred_recv, np.float64),
-            pred_latency_ms=np.asarray(self.latency_ms, np.float64),
-            model_id=np.asarray(self.model_id),
-            command_policy=np.asarray(self.command_policy),
-        )
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            np.savez_compressed(
+                f,
+                image_stamps=np.asarray(self.image_stamps, np.int64),
+                images=np.stack(self.images) if self.images else np.zeros((0, 0, 0, 3), np.uint8),
+                image_recv_s=np.asarray(self.image_recv, np.float64),
+                pred_stamps=np.asarray(self.pred_stamps, np.int64),
+                pred_frames=frames,
+                pred_rollout_ids=np.asarray(self.rollout_ids, np.int64),
+                pred_state_reset=np.asarray(self.state_reset, bool),
+                pred_time_step_ns=np.asarray(self.time_step_ns, np.int64),
+                pred_recv_s=np.asarray(self.pred_recv, np.float64),
+                pred_latency_ms=np.asarray(self.latency_ms, np.float64),
+                model_id=np.asarray(self.model_id),
+                command_policy=np.asarray(self.command_policy),
+            )
         return path
 
 

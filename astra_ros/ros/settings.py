@@ -128,6 +128,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         choices=FUTURE_COMMAND_POLICIES,
         launch=True,
     ),
+    # imagine
+    ParamSpec(
+        "imagine_max_candidates",
+        32,
+        "Largest num_candidates an ~/imagine request may ask for (more: refused, rejected.imagine_limits).",
+        min=1,
+        max=4096,
+    ),
+    ParamSpec(
+        "imagine_max_horizon",
+        64,
+        "Largest horizon an ~/imagine request may ask for (more: refused).",
+        min=1,
+        max=1024,
+    ),
+    ParamSpec(
+        "imagine_memory_mb",
+        512.0,
+        "Memory budget of one ~/imagine call, checked before allocating (frames and candidate caches, "
+        "estimated; more: refused, rejected.imagine_memory).",
+        min=1.0,
+        max=1_000_000.0,
+    ),
     # commands
     ParamSpec(
         "command_type",
@@ -350,6 +373,9 @@ class Settings:
     predicted_image_horizon: int
     confidence_decay: float
     future_command_policy: str
+    imagine_max_candidates: int
+    imagine_max_horizon: int
+    imagine_memory_mb: float
     command_type: str
     joint_names: tuple[str, ...]
     command_staleness: float

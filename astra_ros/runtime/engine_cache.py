@@ -1,4 +1,5 @@
-"""TensorRT engine cache and ``astra-build-engine``. Torch-free; TensorRT only behind the builder seam.
+"""TensorRT engine cache. Torch-free and TensorRT-free: engines are built behind the ``EngineBuilder``
+seam (``tensorrt_backend.TensorRTRuntime``; ``astra-build-engine`` is ``runtime/build_engine.py``).
 
 An engine is valid for exactly one key: ONNX sha256 + TensorRT version + GPU name + compute
 capability + precision + optimization profile (batch min/opt/max). Each engine
@@ -11,18 +12,15 @@ Engines are never committed (.gitignore).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
-import os
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from astra_ros.files import atomic_write
 from astra_ros.hashing import file_sha256
 from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar
 
@@ -106,20 +104,6 @@ def stale_reason(engine: Path, key: dict[str, Any]) -> str | None:
     return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure_engine(
     onnx: OnnxModel,
     out_dir: str | Path,
@@ -141,7 +125,8 @@ def ensure_engine(
     started = time.perf_counter()
     data = builder.build(onnx.path, precision, profile)
     seconds = time.perf_counter() - started
-    _write_atomic(engine, data)
+    with atomic_write(engine) as f:
+        f.write(data)
     payload = {
         "format": ENGINE_FORMAT,
         "key": key,
@@ -155,7 +140,8 @@ def ensure_engine(
             k: onnx.payload.get(k) for k in ("config", "meta", "inputs", "outputs", "opset", "checkpoint")
         },
     }
-    _write_atomic(sidecar_of(engine), (json.dumps(payload, indent=2) + "\n").encode())
+    with atomic_write(sidecar_of(engine), "w") as f:
+        f.write(json.dumps(payload, indent=2) + "\n")
     log.warning("built %s in %.1f s", engine, seconds)
     return engine
 
@@ -185,53 +171,3 @@ def read_engine(engine: str | Path) -> tuple[bytes, dict[str, Any]]:
             f"{str(payload.get('engine_sha256'))[:16]}... (corrupt: rebuild with astra-build-engine)"
         )
     return data, payload
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="astra-build-engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--onnx", required=True, help="step graph from astra-export (.json sidecar next to it)")
-    p.add_argument("--out-dir", default="engines/cache", help="engine cache directory (never committed)")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="fp16",
-        help="TensorRT 10.x: builder flag; 11.x: must match the ONNX types (see README)",
-    )
-    p.add_argument("--max-batch", type=int, default=16, help="largest batch of the optimization profile")
-    p.add_argument("--opt-batch", type=int, default=None, help="batch TensorRT tunes for (default: max)")
-    return p
-
-
-def main(argv: list[str] | None = None, builder: EngineBuilder | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    from astra_ros.runtime.loader import tensorrt_available
-    from astra_ros.runtime.sidecar import load_onnx_model
-
-    try:
-        onnx = load_onnx_model(args.onnx)
-        profile = Profile(1, args.opt_batch or args.max_batch, args.max_batch)
-    except ValueError as err:
-        print(f"astra-build-engine: {err}", file=sys.stderr)
-        return 2
-    if builder is None:
-        if not tensorrt_available():
-            print(
-                "astra-build-engine: TensorRT is not installed (`import tensorrt` fails), so no engine "
-                f"can be built on this machine. Run {args.onnx} with the onnxruntime backend instead "
-                "(backend auto falls back to it), or install TensorRT 10.x/11.x on a GPU machine and re-run.",
-                file=sys.stderr,
-            )
-            return 3
-        from astra_ros.runtime.tensorrt_backend import TensorRTRuntime
-
-        builder = TensorRTRuntime()
-    engine = ensure_engine(onnx, args.out_dir, builder, args.precision, profile)
-    print(f"engine {engine} (sidecar {sidecar_of(engine)})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

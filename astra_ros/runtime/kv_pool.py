@@ -1,10 +1,13 @@
 """Key/value ring buffers pooled per batch size (torch-free).
 
 The live stream owns one set of buffers; ``predict`` tiles it into a set for B candidates. A set is
-free again once the cache holding it is gone (tracked with a weak reference), so a long-running
-node allocates nothing per call (device memory on TensorRT). A step reads these buffers and writes
-the new frame's keys/values into separate output buffers, so a step's cache input and output never
-share an address; ``_store`` then copies the frame's entries into one ring slot.
+free again once the cache holding it is gone (tracked with a weak reference) and is reused by the
+next call of its batch size, so a long-running node allocates nothing per call (device memory on
+TensorRT); after each ``predict`` the free sets beyond ``max_idle_bytes`` (largest batch first) are
+released, so a burst of large or varied batches does not keep its memory. A step reads these
+buffers and writes the new frame's keys/values into separate output buffers, so a step's cache
+input and output never share an address; ``_store`` then copies the frame's entries into one ring
+slot.
 
 ``PooledStreamingBackend`` is the part the ONNX Runtime and TensorRT backends share.
 """
@@ -48,11 +51,36 @@ class PooledKV:
         buffers.claim(self)
 
 
-class BufferPool:
-    """Buffer sets per batch size, allocated on demand with ``allocate(batch)`` and reused when free."""
+MAX_IDLE_BYTES = 64 * 2**20
 
-    def __init__(self, allocate: Callable[[int], Any]):
+
+def payload_nbytes(payload: Any) -> int:
+    """Bytes of the numpy arrays in a (nested tuple / list) payload."""
+    if isinstance(payload, np.ndarray):
+        return payload.nbytes
+    if isinstance(payload, (tuple, list)):
+        return sum(payload_nbytes(p) for p in payload)
+    return 0
+
+
+class BufferPool:
+    """Buffer sets per batch size, allocated on demand with ``allocate(batch)`` and reused when free.
+
+    ``nbytes(payload)`` measures a set (default: its numpy arrays); ``release(payload)`` frees one
+    (default: drop it, for host memory).
+    """
+
+    def __init__(
+        self,
+        allocate: Callable[[int], Any],
+        nbytes: Callable[[Any], int] = payload_nbytes,
+        release: Callable[[Any], None] | None = None,
+        max_idle_bytes: int = MAX_IDLE_BYTES,
+    ):
         self._allocate = allocate
+        self._nbytes = nbytes
+        self._release = release
+        self.max_idle_bytes = max_idle_bytes
         self._sets: dict[int, list[Buffers]] = {}
 
     def acquire(self, batch: int) -> Buffers:
@@ -68,11 +96,30 @@ class BufferPool:
     def sets(self, batch: int) -> list[Buffers]:
         return list(self._sets.get(batch, ()))
 
+    def nbytes(self) -> int:
+        """Bytes held by every set, busy or free."""
+        return sum(self._nbytes(b.payload) for sets in self._sets.values() for b in sets)
+
+    def trim(self) -> None:
+        """Release free sets, largest batch first, until the free ones hold at most max_idle_bytes."""
+        idle = sorted((b for sets in self._sets.values() for b in sets if not b.busy), key=lambda b: -b.batch)
+        held = sum(self._nbytes(b.payload) for b in idle)
+        for buffers in idle:
+            if held <= self.max_idle_bytes:
+                break
+            held -= self._nbytes(buffers.payload)
+            self._sets[buffers.batch].remove(buffers)
+            if not self._sets[buffers.batch]:
+                del self._sets[buffers.batch]
+            if self._release is not None:
+                self._release(buffers.payload)
+
 
 class PooledStreamingBackend(StreamingBackend):
     """A StreamingBackend whose key/value buffers come from ``self._pool`` (set before ``__init__``)."""
 
     _pool: BufferPool
+    _cache_dtype: Any  # dtype of the key/value buffers
 
     @abstractmethod
     def _graph_batch(self, batch: int) -> int:
@@ -89,6 +136,22 @@ class PooledStreamingBackend(StreamingBackend):
     @abstractmethod
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """Host copies of the keys and values (logical batch only)."""
+
+    def predict(
+        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+    ) -> np.ndarray:
+        try:
+            return super().predict(actions, modality, steps, seed)
+        finally:
+            self._pool.trim()
+
+    def kv_bytes(self, batch: int) -> int:
+        """Key/value buffer bytes of ``batch`` candidates (0 when no graph batch can serve them)."""
+        try:
+            dims = self._kv_dims(self._graph_batch(batch))
+        except ValueError:
+            return 0
+        return 2 * int(np.prod(dims)) * np.dtype(self._cache_dtype).itemsize
 
     def _check_batch(self, frame: np.ndarray, kv: PooledKV) -> int:
         """Check a step's batch against its cache; -> the graph batch."""

@@ -13,15 +13,15 @@ model_path     backends
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
 
+from astra_ros.runtime import availability
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.sidecar import ModelLoadError, load_onnx_model
 
-__all__ = ["BACKENDS", "ModelLoadError", "load_backend", "tensorrt_available", "onnxruntime_available"]
+__all__ = ["BACKENDS", "ModelLoadError", "load_backend"]
 
 log = logging.getLogger("astra_ros.runtime.loader")
 
@@ -39,25 +39,6 @@ OPTIONS = (
 )
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 ENGINE_SUFFIXES = (".engine", ".plan")
-
-
-def tensorrt_available() -> bool:
-    """True when ``import tensorrt`` works (the bindings alone fail without libnvinfer)."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return False
-    try:
-        import tensorrt  # noqa: F401
-    except Exception:  # ImportError, OSError from a missing libnvinfer, ...
-        return False
-    return True
-
-
-def onnxruntime_available() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
 
 
 def _sampler_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +106,7 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
             f"backend={backend!r} needs an exported model but {path} is a PyTorch checkpoint; run "
             f"`astra-export --checkpoint {path} --out {path.with_suffix('.onnx')}` and load the .onnx"
         )
-    if not torch_available():
+    if not availability.torch_available():
         raise ModelLoadError(
             f"{path} is a PyTorch checkpoint but torch is not installed; "
             "expected an .onnx or .engine file on this deployment"
@@ -159,8 +140,8 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
     _check_history(path, model.config.max_history, options.get("max_history"))
     precision = options.get("precision") or "auto"
     sampler = _sampler_options(options)
-    if backend == "tensorrt" or (backend == "auto" and tensorrt_available()):
-        if not tensorrt_available():
+    if backend == "tensorrt" or (backend == "auto" and availability.tensorrt_available()):
+        if not availability.tensorrt_available():
             raise ModelLoadError(
                 f"backend='tensorrt' for {path}, but `import tensorrt` fails on this "
                 "machine; expected TensorRT 10.x/11.x (or use backend auto/onnxruntime)"
@@ -182,7 +163,7 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
             if backend == "auto":
                 log.info("backend auto -> tensorrt for %s (%s)", path, result.info.model_id)
             return result
-    if not onnxruntime_available():
+    if not availability.onnxruntime_available():
         raise ModelLoadError(
             f"{path} needs onnxruntime (or TensorRT), neither is installed; "
             "expected `pip install onnxruntime` or onnxruntime-gpu"
@@ -204,7 +185,7 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
     )
     if backend == "auto":
         kind = "gpu" if result.device == "cuda" else "cpu"
-        reason = "TensorRT not importable" if not tensorrt_available() else "TensorRT failed"
+        reason = "TensorRT not importable" if not availability.tensorrt_available() else "TensorRT failed"
         log.info(
             "backend auto -> onnxruntime-%s for %s (%s; providers %s)", kind, path, reason, result.providers
         )
@@ -217,7 +198,7 @@ def _load_engine(path: Path, backend: str, options: dict[str, Any]) -> WorldMode
             f"backend={backend!r} cannot run the TensorRT engine {path}; expected "
             "backend tensorrt/auto, or load the .onnx it was built from"
         )
-    if not tensorrt_available():
+    if not availability.tensorrt_available():
         raise ModelLoadError(
             f"{path} is a TensorRT engine but `import tensorrt` fails on this machine; "
             "expected TensorRT 10.x/11.x, or load the .onnx with onnxruntime"

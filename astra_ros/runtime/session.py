@@ -70,6 +70,9 @@ class SessionConfig:
     future_command_policy: str
     denoising_steps: int
     seed: int
+    imagine_max_candidates: int
+    imagine_max_horizon: int
+    imagine_memory_mb: float
 
     @classmethod
     def from_settings(cls, settings: object) -> SessionConfig:
@@ -131,7 +134,7 @@ class SessionStats:
 
 
 class ImagineRefused(RuntimeError):
-    """``imagine`` cannot run now (cache not warm, backend refused); the message says why."""
+    """``imagine`` cannot run (too large, cache not warm, backend refused); the message says why."""
 
 
 class StreamSession:
@@ -183,6 +186,7 @@ class StreamSession:
         self._cond = threading.Condition()
         self._busy = False
         self._stop = False
+        self._reset_requested = False  # a reset() waiting for the backend (applied before its next use)
         self._backend_lock = threading.Lock()
         # under _backend_lock
         self._context_stamps: deque[int] = deque(maxlen=self.history_cap)
@@ -326,16 +330,26 @@ class StreamSession:
         return "queued"
 
     def reset(self, reason: str) -> int:
-        """Clear the causal state, the queue and the timeline; returns the queued frames discarded."""
+        """Clear the causal state, the queue and the timeline; returns the queued frames discarded.
+
+        Never waits for the backend: while the worker or ``imagine`` holds it, the state is cleared
+        before its next use (``stats().history`` and ``imagine`` see the reset at once).
+        """
+        self.count(f"reset.{reason}")
         with self._cond:
             cleared = len(self._queue)
             self._queue.clear()
-        with self._backend_lock:
-            self._reset_state(reason)
+            self._reset_requested = True
+            self._cond.notify_all()
         with self._input_lock:
             self._timeline.reset()
             self._jumps.reset()
             self._restart_timing()
+        if self._backend_lock.acquire(blocking=False):
+            try:
+                self._apply_requested_reset()
+            finally:
+                self._backend_lock.release()
         return cleared
 
     def _restart_timing(self) -> None:
@@ -351,8 +365,10 @@ class StreamSession:
     def imagine(self, actions: np.ndarray, modality: str, seed: int = 0) -> Imagined:
         """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
         ``seed`` 0 = the session's seed + rollout id. Raises ImagineRefused."""
+        self._check_imagine_size(actions)
         seed = int(seed) or self.config.seed + self._rollout_id
         with self._backend_lock:
+            self._apply_requested_reset()
             newest = self._newest
             history = self.backend.history_length
             if newest is None or history < self.config.min_history:
@@ -362,18 +378,48 @@ class StreamSession:
                 )
             try:
                 frames = self.backend.predict(actions, modality, steps=self.config.denoising_steps, seed=seed)
-            except ValueError as err:
-                self.reject("imagine_backend", str(err))
-                raise ImagineRefused(f"backend refused the request: {err}") from err
+            except (ValueError, MemoryError) as err:
+                self.reject("imagine_backend", f"{type(err).__name__}: {err}")
+                raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
         self.count("count.imagine")
         return Imagined(frames, newest)
+
+    def imagine_bytes(self, batch: int, horizon: int) -> int:
+        """Memory an Imagine of ``batch`` x ``horizon`` needs, estimated: the frames three times (the
+        backend's output, the messages, their serialization) and the candidates' key/value caches
+        (backends that report ``kv_bytes(batch)``)."""
+        size = self.backend.info.image_size
+        kv_bytes = getattr(self.backend, "kv_bytes", None)
+        return 3 * batch * horizon * size * size * 3 + (kv_bytes(batch) if kv_bytes else 0)
+
+    def _check_imagine_size(self, actions: np.ndarray) -> None:
+        """Refuse (counted, before any allocation) an Imagine over the limits or the memory budget."""
+        c = self.config
+        if actions.ndim != 3:
+            return  # the backend names the shape problem
+        batch, horizon = actions.shape[:2]
+        problem = None
+        if batch > c.imagine_max_candidates:
+            problem = "imagine_limits", f"num_candidates={batch}; expected at most {c.imagine_max_candidates}"
+        elif horizon > c.imagine_max_horizon:
+            problem = "imagine_limits", f"horizon={horizon}; expected at most {c.imagine_max_horizon}"
+        elif (need := self.imagine_bytes(batch, horizon)) > c.imagine_memory_mb * 2**20:
+            problem = "imagine_memory", (
+                f"num_candidates={batch} x horizon={horizon} needs about {need / 2**20:.0f} MB; "
+                f"expected at most imagine_memory_mb={c.imagine_memory_mb:g}"
+            )
+        if problem is not None:
+            self.reject(*problem)
+            raise ImagineRefused(problem[1])
 
     # --- worker -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every queued frame is ingested (and its prediction handed over)."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+            return self._cond.wait_for(
+                lambda: not self._queue and not self._busy and not self._reset_requested, timeout
+            )
 
     def close(self) -> None:
         with self._cond:
@@ -381,20 +427,26 @@ class StreamSession:
             self._cond.notify_all()
         self._worker.join(timeout=5.0)
 
-    def _reset_state(self, reason: str) -> None:
+    def _reset_state(self) -> None:
         """Clear the causal state; caller holds _backend_lock."""
         self.backend.reset()
         self._context_stamps.clear()
         self._newest = None
         self._reset_pending = True
-        self.count(f"reset.{reason}")
+
+    def _apply_requested_reset(self) -> None:
+        """Carry out a ``reset()`` that found the backend busy; caller holds _backend_lock."""
+        with self._cond:
+            requested, self._reset_requested = self._reset_requested, False
+        if requested:
+            self._reset_state()
 
     def _work(self) -> None:
         while True:
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
-                while not self._queue and not self._stop:
+                while not self._queue and not self._stop and not self._reset_requested:
                     self._cond.wait()
                 if self._stop:
                     return
@@ -402,7 +454,11 @@ class StreamSession:
                 self._queue.clear()
                 self._busy = True
             try:
-                self._step(batch)
+                if batch:
+                    self._step(batch)
+                else:
+                    with self._backend_lock:
+                        self._apply_requested_reset()
             except Exception as err:  # noqa: BLE001 - the worker must survive a backend failure
                 self.count("dropped.backend_error")
                 self._log("error", f"worker step failed: {type(err).__name__}: {err}", True, "worker")
@@ -412,9 +468,11 @@ class StreamSession:
         due = 0
         result = None
         with self._backend_lock:
+            self._apply_requested_reset()
             for frame in batch:
                 if frame.reset:
-                    self._reset_state(frame.reset)
+                    self._reset_state()
+                    self.count(f"reset.{frame.reset}")
                 started = time.perf_counter()
                 self.backend.ingest(frame.rgb, frame.command, c.modality)
                 ingest_ms = (time.perf_counter() - started) * 1e3
@@ -481,7 +539,7 @@ class StreamSession:
                 ingest_p50_ms=self._ingest_ms.percentile(50),
                 predict_p50_ms=self._predict_ms.percentile(50),
                 outside_backend_p50_ms=self._outside_ms.percentile(50),
-                history=self.backend.history_length,
+                history=0 if self._reset_requested else self.backend.history_length,
                 cache_size=self.history_cap,
                 queue_length=len(self._queue),
                 counts=dict(self._counts),

@@ -181,6 +181,7 @@ class TensorRTBackend(PooledStreamingBackend):
         self._dtypes = {e["name"]: DTYPES[e["dtype"]] for e in model["inputs"] + model["outputs"]}
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
         self._allocated: list[int] = []
+        self._ring_bytes: dict[int, int] = {}  # device pointer -> bytes
         self._layer_names = [layer_inputs(name, config.depth) for name in CACHE_INPUTS]
         self._layer = self._layer_names[0][0]  # every layer's cache input has this shape and dtype
         self._cache_dtype = self._dtypes[self._layer]
@@ -189,7 +190,9 @@ class TensorRTBackend(PooledStreamingBackend):
         io_names = (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
         self._pool = BufferPool(
-            lambda b: tuple(self._malloc(config.depth * self._nbytes(self._layer, b)) for _ in CACHE_INPUTS)
+            lambda b: tuple(self._malloc(config.depth * self._nbytes(self._layer, b)) for _ in CACHE_INPUTS),
+            nbytes=lambda ptrs: len(ptrs) * self._ring_bytes[ptrs[0]],
+            release=self._free_ring,
         )
         precision = self.key["precision"]
         info = model_info("tensorrt", model.get("meta") or {}, config, model_sha, engine_sha, precision)
@@ -237,13 +240,22 @@ class TensorRTBackend(PooledStreamingBackend):
     def _malloc(self, nbytes: int) -> int:
         ptr = self.runtime.malloc(nbytes)
         self._allocated.append(ptr)
+        self._ring_bytes[ptr] = nbytes
         return ptr
+
+    def _free_ring(self, ptrs: tuple[int, ...]) -> None:
+        """Free a key/value buffer set the pool released."""
+        for ptr in ptrs:
+            self.runtime.free(ptr)
+            self._allocated.remove(ptr)
+            del self._ring_bytes[ptr]
 
     def close(self) -> None:
         """Free every device buffer (the backend is unusable afterwards)."""
         for ptr in self._allocated:
             self.runtime.free(ptr)
         self._allocated.clear()
+        self._ring_bytes.clear()
 
     def _graph_batch(self, batch: int) -> int:
         if not 1 <= batch <= self.max_batch:
