@@ -12,8 +12,7 @@ import pytest
 from astra_ros.ros.isolation import isolate_ros
 
 isolate_ros()
-rclpy = pytest.importorskip("rclpy")
-
+import rclpy  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from astra_ros.ros.bench_node import (  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 from astra_ros.ros.isolation import isolate_ros
 
 isolate_ros()
-rclpy = pytest.importorskip("rclpy")
+import rclpy  # noqa: E402
 
 from astra_ros.ros.bench_node import COPY_LAST_JOINTS, Driver, NodeProcess, make_image, make_joint_state  # noqa: E402
 

@@ -9,23 +9,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from runtime_fixtures import copy_model, tiny_checkpoint
 
-pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
-
-from runtime_fixtures import copy_model, tiny_checkpoint  # noqa: E402
-
-from astra_ros.runtime import engine_cache, loader  # noqa: E402
-from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of  # noqa: E402
-from astra_ros.runtime.sidecar import (  # noqa: E402
+from astra_ros.runtime import engine_cache, loader
+from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of
+from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
     ModelLoadError,
     layer_inputs,
     load_onnx_model,
 )
-from astra_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
+from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
 ENV = {"tensorrt_version": "10.9.0", "gpu_name": "FakeGPU H100", "compute_capability": "9.0"}
 MAGIC = b"FAKE-ENGINE\n"

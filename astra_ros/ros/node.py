@@ -82,8 +82,8 @@ from astra_ros.srv import Imagine
 NODE_NAME = "astra_world_model"
 CONFIDENCE_DECAY = 0.9
 """confidence[h-1] = CONFIDENCE_DECAY ** h: a fixed prior that the future gets harder to predict.
-No uncertainty is computed (the guided/unguided disagreement mentioned in the message is not
-implemented); Imagine reports the mean over the horizon, the same for every candidate."""
+No uncertainty is computed (msg/PredictedFrames.msg says so); Imagine reports the mean over the
+horizon, the same for every candidate."""
 DEFAULT_STEP_NS = 33_333_333  # model time step before two image periods were seen and with no frame_period
 MAX_IMAGINE_HORIZON = 64
 
