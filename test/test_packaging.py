@@ -93,3 +93,13 @@ def test_make_test_fails_when_pytest_collects_nothing(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ), timeout=60)
     assert "pytest -m pytest -q test" in result.stdout.replace(str(fake), "pytest")
     assert result.returncode != 0
+
+
+def test_confidence_comments_describe_what_the_node_computes():
+    from astra_ros.ros.node import CONFIDENCE_DECAY
+
+    message = (ROOT / "msg" / "PredictedFrames.msg").read_text()
+    service = (ROOT / "srv" / "Imagine.srv").read_text()
+    assert "disagreement" not in message + service  # no uncertainty is estimated
+    assert f"confidence[i] = {CONFIDENCE_DECAY} ** (i + 1)" in message
+    assert "the same for every candidate" in service

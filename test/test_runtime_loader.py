@@ -78,8 +78,9 @@ def test_onnx_errors(tmp_path):
     path = copy_model(tmp_path)
     with pytest.raises(ModelLoadError, match="backend='torch' needs the .pt"):
         load_backend(str(path), "torch")
-    with pytest.raises(ModelLoadError, match="max_history=2"):
-        load_backend(str(path), max_history=2)
+    with pytest.raises(ModelLoadError, match="max_history=5 .* expected 1..4"):
+        load_backend(str(path), max_history=5)
+    assert load_backend(str(path), max_history=2, threads=1).history_limit == 2
     sidecar = path.with_suffix(".json")
     payload = json.loads(sidecar.read_text())
     sidecar.write_text("{ not json")
