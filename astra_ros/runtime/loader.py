@@ -139,14 +139,17 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
             "expected an .onnx or .engine file on this deployment"
         )
     from astra_ros.model.checkpoint import CheckpointError
-    from astra_ros.runtime.torch_backend import TorchBackend
+    from astra_ros.runtime.torch_backend import TorchBackend, resolve_device
 
     _check_precision(path, "torch", options.get("precision"), ("fp32",))
     if options.get("threads"):
         import torch
 
         torch.set_num_threads(int(options["threads"]))
-    device = options.get("device") or "cpu"
+    try:
+        device = resolve_device(options.get("device") or "auto")
+    except ValueError as err:
+        raise ModelLoadError(f"{path}: {err}") from err
     try:
         result = TorchBackend.from_checkpoint(path, device=device, **_sampler_options(options))
     except CheckpointError as err:
