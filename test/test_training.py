@@ -347,8 +347,6 @@ def test_train_writes_the_resolved_config(kuka_bag, tmp_path):
 
 # -- devices -------------------------------------------------------------------------------------
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
-
 
 def test_device_resolution(monkeypatch):
     from astra_ros.runtime.torch_backend import resolve_device
@@ -397,33 +395,3 @@ def test_training_tensors_stay_on_the_cpu(kuka_bag, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="device='cuda' but torch.cuda.is_available"):
             trainer_on("cuda", kuka_bag, tmp_path / "cuda")
-
-
-@pytest.mark.cuda
-@requires_cuda
-def test_cuda_training_step_keeps_tensors_on_the_gpu_in_bf16(kuka_bag, tmp_path):
-    trainer = trainer_on("auto", kuka_bag, tmp_path, precision="auto")
-    assert trainer.device.type == "cuda" and trainer.bf16 == torch.cuda.is_bf16_supported()
-    check_placement(trainer, trainer.device)
-    rows = list(csv.DictReader(open(tmp_path / "log.csv")))
-    assert len(rows) == 2 and all(np.isfinite(float(r["loss"])) for r in rows)
-
-
-@pytest.mark.cuda
-@requires_cuda
-def test_cuda_torch_backend_matches_the_cpu():
-    from runtime_fixtures import tiny_checkpoint
-
-    from astra_ros.runtime.loader import load_backend
-
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
-    commands = rng.normal(size=(5, 7)).astype(np.float32)
-    out = {}
-    for device in ("cpu", "cuda"):
-        backend = load_backend(str(tiny_checkpoint()), "torch", device=device, seed=1, context_noise=0.0)
-        assert backend.device.type == device
-        for frame, command in zip(frames, commands, strict=True):
-            backend.ingest(frame, command, "joint_velocity")
-        out[device] = backend.predict(commands[None, :3], "joint_velocity", seed=2).astype(int)
-    assert np.abs(out["cpu"] - out["cuda"]).max() <= 2  # TF32 / kernel differences only
