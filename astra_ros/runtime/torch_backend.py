@@ -38,9 +38,14 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 class TorchBackend(StreamingBackend):
     def __init__(
-        self, model: AstraWorldModel, info: ModelInfo, device: str | torch.device = "auto", **options: Any
+        self,
+        model: AstraWorldModel,
+        info: ModelInfo,
+        device: str | torch.device | None = None,
+        **options: Any,
     ):
-        self.device = resolve_device(device)
+        """``device``: auto / cpu / cuda[:N]; None keeps the model where its weights are."""
+        self.device = next(model.parameters()).device if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         super().__init__(info, model.cfg, **options)
 
