@@ -18,7 +18,9 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     cfg = AstraConfig.preset("tiny")
     episodes, _ = read_bag(bag, size=cfg.image_size)
-    trainer = Trainer(cfg, episodes, [], run, TrainSettings(batch_size=2, steps=3, bf16=False), {})
+    trainer = Trainer(
+        cfg, episodes, [], run, TrainSettings(batch_size=2, steps=3, device="cpu", precision="fp32"), {}
+    )
     trainer.train()
     digest = hashlib.sha256()
     for key, value in sorted(trainer.model.state_dict().items()):

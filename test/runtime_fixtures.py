@@ -54,3 +54,22 @@ def copy_model(dest: Path) -> Path:
     shutil.copy(src, dest / src.name)
     shutil.copy(src.with_suffix(".json"), dest / src.with_suffix(".json").name)
     return dest / src.name
+
+
+def synthetic_episodes(image_size: int, episodes: int = 3, length: int = 40, seed: int = 0) -> list:
+    """KUKA-shaped joint-velocity episodes of moving random blobs, without a simulator or a bag
+    reader (for the CUDA tests and scripts/device_bench.py, which run where neither is installed)."""
+    import numpy as np
+
+    from astra_ros.data.bags import Episode
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in range(episodes):
+        base = rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8)
+        frames = np.stack([np.roll(base, (t, 2 * t), axis=(0, 1)) for t in range(length)])
+        commands = rng.normal(size=(length, 7)).astype(np.float32)
+        stamps = (np.arange(length) * 66_666_667).astype(np.int64)
+        joints = tuple(f"lbr_iiwa_joint_{i}" for i in range(1, 8))
+        out.append(Episode(frames, stamps, commands, "joint_velocity", joints, f"synthetic/{e}"))
+    return out

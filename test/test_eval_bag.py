@@ -3,7 +3,6 @@ the identity model against copy_last, the report, errors, and the tiny model thr
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -135,12 +134,9 @@ def test_clear_error_for_missing_topic(kuka_bag, tmp_path, capsys):
     assert rc == 2 and "does not exist" in capsys.readouterr().err
 
 
-LOADER = importlib.util.find_spec("astra_ros.runtime.loader") is not None
-
-
-@pytest.mark.skipif(not LOADER, reason="astra_ros.runtime.loader (load_backend) does not exist yet")
 def test_tiny_model_checkpoint(kuka_bag, tmp_path):
-    torch = pytest.importorskip("torch")
+    import torch
+
     from astra_ros.model.astra import AstraWorldModel
     from astra_ros.model.checkpoint import Checkpoint, save_checkpoint
     from astra_ros.model.config import AstraConfig
@@ -177,9 +173,8 @@ def test_tiny_model_checkpoint(kuka_bag, tmp_path):
 
 def test_tiny_model_through_the_backend_interface(kuka_bag, tmp_path):
     """The replay harness with a real (untrained, tiny) torch model behind the backend interface."""
-    torch = pytest.importorskip("torch")
-    for module in ("astra_ros.model.astra", "astra_ros.model.checkpoint", "astra_ros.runtime.torch_backend"):
-        pytest.importorskip(module, reason=f"{module} is not in this checkout yet")
+    import torch
+
     from astra_ros.evaluation.replay import replay
     from astra_ros.model.astra import AstraWorldModel
     from astra_ros.model.checkpoint import Checkpoint, save_checkpoint

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
+import onnx
+from runtime_fixtures import tiny_checkpoint, tiny_onnx
 
-pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
-from runtime_fixtures import tiny_checkpoint, tiny_onnx  # noqa: E402
-
-from astra_ros.export.onnx_export import main  # noqa: E402
-from astra_ros.hashing import file_sha256  # noqa: E402
-from astra_ros.runtime.sidecar import GRAPH_OUTPUTS, graph_inputs  # noqa: E402
+from astra_ros.export.onnx_export import main
+from astra_ros.hashing import file_sha256
+from astra_ros.runtime.sidecar import GRAPH_OUTPUTS, graph_inputs
 
 GRAPH_INPUTS = graph_inputs(2)  # the tiny model has 2 layers
 

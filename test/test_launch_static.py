@@ -140,3 +140,98 @@ def test_yaml_values_are_valid_and_default_model(yaml_params):
         assert type(value) is type(SPECS[name].default) or (value == [] and SPECS[name].default == []), name
     settings = Settings.from_values(values)
     assert settings.model_path == "engines/astra_small.onnx" and settings.backend == "auto"
+
+
+# -- the demo's helper executables, started with exactly the command line launch_ros gives them --
+
+HELPERS = {
+    "astra_sim_publisher": "astra_ros.ros.sim_publisher",
+    "astra_prediction_recorder": "astra_ros.ros.recorder",
+}
+
+
+def _value(node: ast.AST, declared: dict) -> str:
+    """A launch-file argument as launch would substitute it (a LaunchConfiguration: its default)."""
+    if isinstance(node, ast.Call) and _call_name(node) == "LaunchConfiguration":
+        return declared[_const(node.args[0])]
+    return _const(node)
+
+
+def launched_helpers(params_file: Path) -> dict[str, list[str]]:
+    """executable -> its argv after the program name: the Node's ``arguments``, then ``--ros-args``
+    with the node name, the namespace and a parameters file, as launch_ros appends them."""
+    info = analyse(DEMO_LAUNCH.read_text())
+    out = {}
+    for node in info["nodes"]:
+        call = node["call"]
+        arguments = _kw(call, "arguments")
+        argv = [_value(a, info["declared"]) for a in (arguments.elts if arguments else [])]
+        name, namespace = _const(_kw(call, "name")), _value(_kw(call, "namespace"), info["declared"])
+        ros = [
+            "--ros-args",
+            "-r",
+            f"__node:={name}",
+            "-r",
+            f"__ns:=/{namespace}",
+            "--params-file",
+            str(params_file),
+        ]
+        out[node["executable"]] = [*argv, *ros]
+    return out
+
+
+def resolve(topic: str, namespace: str) -> str:
+    return topic if topic.startswith("/") else f"/{namespace}/{topic}"
+
+
+@pytest.fixture
+def params_file(tmp_path) -> Path:
+    path = tmp_path / "launch_params.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n")
+    return path
+
+
+def test_demo_helpers_parse_the_launch_command_line_and_meet_the_node_topics(params_file):
+    import importlib
+
+    from astra_ros.ros.process import parse_node_args
+
+    namespace = analyse(DEMO_LAUNCH.read_text())["declared"]["namespace"]
+    node_topics = analyse(WORLD_MODEL_LAUNCH.read_text())["declared"]  # remap targets, relative by default
+    wanted = {
+        "image": resolve(node_topics["image"], namespace),
+        "joint_commands": resolve(node_topics["joint_commands"], namespace),
+        "predicted_frames": resolve("predicted_frames", namespace),
+    }
+    helpers = launched_helpers(params_file)
+    assert set(helpers) == set(HELPERS)
+    parsed = {
+        exe: parse_node_args(importlib.import_module(HELPERS[exe]).build_parser(), [exe, *argv])
+        for exe, argv in helpers.items()
+    }
+    sim, recorder = parsed["astra_sim_publisher"], parsed["astra_prediction_recorder"]
+    assert resolve(sim.image_topic, namespace) == wanted["image"]
+    assert resolve(sim.command_topic, namespace) == wanted["joint_commands"]
+    assert resolve(recorder.image_topic, namespace) == wanted["image"]
+    assert resolve(recorder.predictions_topic, namespace) == wanted["predicted_frames"]
+    assert recorder.out.endswith(".npz")
+
+
+def test_demo_helpers_run_with_the_launch_command_line(params_file, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from astra_ros.ros.isolation import isolate_ros
+
+    isolate_ros()
+    helpers = launched_helpers(params_file)
+    for exe, seconds in (("astra_sim_publisher", "0.2"), ("astra_prediction_recorder", "0.5")):
+        argv = ["--seconds", seconds, *helpers[exe]]  # options first, ROS arguments last, as launched
+        cmd = [sys.executable, "-m", HELPERS[exe], *argv]
+        result = subprocess.run(
+            cmd, cwd=tmp_path, env=dict(os.environ), capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    recording = analyse(DEMO_LAUNCH.read_text())["declared"]["recording"]
+    assert (tmp_path / recording).is_file()

@@ -17,8 +17,7 @@ import pytest
 from astra_ros.ros.isolation import isolate_ros
 
 isolate_ros()
-rclpy = pytest.importorskip("rclpy")
-
+import rclpy  # noqa: E402
 from harness import COPY_LAST_JOINTS, Driver, NodeProcess, make_image, make_joint_state, own_rss_kb, stream  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402

@@ -12,8 +12,7 @@ import pytest
 from astra_ros.ros.isolation import isolate_ros
 
 isolate_ros()
-rclpy = pytest.importorskip("rclpy")
-
+import rclpy  # noqa: E402
 from harness import COPY_LAST_JOINTS, Driver, NodeProcess, make_image, make_joint_state, stream  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 

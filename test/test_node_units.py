@@ -111,7 +111,6 @@ def test_settings_defaults_validate_and_errors_name_the_parameter():
 
 
 def test_every_parameter_has_a_typed_descriptor():
-    pytest.importorskip("rcl_interfaces")
     from rcl_interfaces.msg import ParameterType
 
     from astra_ros.ros.settings import descriptor
@@ -132,7 +131,6 @@ def test_model_path_resolution():
 
 
 def test_conversions_commands_and_images():
-    pytest.importorskip("sensor_msgs")
     from geometry_msgs.msg import Twist
 
     from astra_ros.ros.conversions import (
@@ -169,7 +167,6 @@ def test_conversions_commands_and_images():
 
 
 def test_imagine_request_validation():
-    pytest.importorskip("astra_ros.srv")
     from astra_ros.ros.conversions import InputError, imagine_actions
     from astra_ros.srv import Imagine
 

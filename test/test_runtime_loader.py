@@ -39,7 +39,6 @@ def test_copy_last():
 
 
 def test_corrupt_checkpoint(tmp_path):
-    pytest.importorskip("torch")
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"garbage" * 100)
     with pytest.raises(ModelLoadError, match="broken.pt"):
@@ -47,7 +46,6 @@ def test_corrupt_checkpoint(tmp_path):
 
 
 def test_checkpoint_with_the_wrong_backend_or_history(caplog):
-    pytest.importorskip("torch")
     from runtime_fixtures import tiny_checkpoint
 
     pt = str(tiny_checkpoint())
@@ -75,15 +73,14 @@ def test_checkpoint_with_the_wrong_backend_or_history(caplog):
 
 
 def test_onnx_errors(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
     from runtime_fixtures import copy_model
 
     path = copy_model(tmp_path)
     with pytest.raises(ModelLoadError, match="backend='torch' needs the .pt"):
         load_backend(str(path), "torch")
-    with pytest.raises(ModelLoadError, match="max_history=2"):
-        load_backend(str(path), max_history=2)
+    with pytest.raises(ModelLoadError, match="max_history=5 .* expected 1..4"):
+        load_backend(str(path), max_history=5)
+    assert load_backend(str(path), max_history=2, threads=1).history_limit == 2
     sidecar = path.with_suffix(".json")
     payload = json.loads(sidecar.read_text())
     sidecar.write_text("{ not json")
@@ -109,8 +106,6 @@ def test_onnx_errors(tmp_path):
 
 
 def test_auto_falls_back_to_onnxruntime_without_tensorrt(caplog, monkeypatch):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
     from runtime_fixtures import tiny_onnx
 
     if availability.tensorrt_available():
@@ -124,8 +119,6 @@ def test_auto_falls_back_to_onnxruntime_without_tensorrt(caplog, monkeypatch):
 
 
 def test_auto_falls_back_when_tensorrt_fails(caplog, monkeypatch):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnxruntime")
     from runtime_fixtures import tiny_onnx
 
     from astra_ros.runtime import tensorrt_backend

@@ -9,13 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from runtime_fixtures import copy_model, tiny_checkpoint, tiny_onnx
 
-pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-
-from runtime_fixtures import copy_model, tiny_checkpoint, tiny_onnx  # noqa: E402
-
-from astra_ros.runtime.loader import ModelLoadError, load_backend  # noqa: E402
+from astra_ros.runtime.loader import ModelLoadError, load_backend
 
 
 def recording(backend):

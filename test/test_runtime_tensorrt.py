@@ -9,23 +9,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from runtime_fixtures import copy_model, tiny_checkpoint
 
-pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
-
-from runtime_fixtures import copy_model, tiny_checkpoint  # noqa: E402
-
-from astra_ros.runtime import availability, build_engine, loader  # noqa: E402
-from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of  # noqa: E402
-from astra_ros.runtime.sidecar import (  # noqa: E402
+from astra_ros.runtime import availability, build_engine, loader
+from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of
+from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
     ModelLoadError,
     layer_inputs,
     load_onnx_model,
 )
-from astra_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
+from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
 ENV = {"tensorrt_version": "10.9.0", "gpu_name": "FakeGPU H100", "compute_capability": "9.0"}
 MAGIC = b"FAKE-ENGINE\n"
@@ -252,8 +249,9 @@ def test_loader_picks_tensorrt_first_when_available(tmp_path, monkeypatch, caplo
     assert backend.info.precision == "fp16"  # auto precision on TensorRT
     engine = next((tmp_path / "cache").glob("*.engine"))
     assert loader.load_backend(str(engine)).info.backend == "tensorrt"
-    with pytest.raises(ModelLoadError, match="max_history=3"):
-        loader.load_backend(str(engine), max_history=3)
+    assert loader.load_backend(str(engine), max_history=3).info.backend == "tensorrt"  # newest 3 frames
+    with pytest.raises(ModelLoadError, match="max_history=99"):
+        loader.load_backend(str(engine), max_history=99)
 
 
 def test_build_engine_cli_without_tensorrt(tmp_path, capsys):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from astra_ros.data.record_sim import record
 from astra_ros.evaluation import metrics
@@ -21,7 +24,7 @@ from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
 from astra_ros.training.objective import ObjectiveSettings, ssim, training_loss
 from astra_ros.training.train import main as train
-from astra_ros.training.trainer import TrainSettings, learning_rate
+from astra_ros.training.trainer import TrainingError, TrainSettings, learning_rate
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--preset", "tiny", "--batch-size", "2", "--val-every", "1000", "--precision", "fp32"]
@@ -261,3 +264,134 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(kuka_bag, tmp_path):
     digests = [(run / f"rank{r}.sha256").read_text() for r in (0, 1)]
     assert digests[0] == digests[1]
     assert (run / "checkpoint.pt").exists()
+
+
+# -- configuration: YAML files and flags from the same dataclasses -------------------------------
+
+STAGES = sorted((REPO / "config" / "train" / "kuka_small").glob("*.yaml"))
+
+
+def parse_config(argv: list[str]):
+    from astra_ros.training.config import config_from_args
+    from astra_ros.training.train import build_parser
+
+    return config_from_args(build_parser().parse_args(argv))
+
+
+def test_every_setting_has_one_flag_with_help():
+    from astra_ros.training.config import TrainConfig, _leaves
+    from astra_ros.training.train import build_parser
+
+    actions = {a.dest: a for a in build_parser()._actions if a.dest not in ("help", "config")}
+    assert set(actions) == {dotted for dotted, _f, _h in _leaves(TrainConfig)}
+    assert all(a.help and a.option_strings for a in actions.values())
+    assert (
+        "--set" in actions["model"].option_strings
+        and "--rollout-prob" in actions["train.objective.rollout_prob"].option_strings
+    )
+
+
+def test_defaults_then_files_then_flags(tmp_path):
+    base, stage = tmp_path / "base.yaml", tmp_path / "stage.yaml"
+    base.write_text("preset: tiny\ntrain:\n  lr: 1\n  objective:\n    rollout_prob: 0.2\n")
+    stage.write_text("train:\n  lr: 0.5\n  steps: 3\n")
+    config = parse_config(["--config", str(base), str(stage), "--lr", "0.25", "--set", "depth=1"])
+    assert config.preset == "tiny" and config.model == {"depth": 1}
+    assert config.train.lr == 0.25 and config.train.steps == 3  # a flag beats both files
+    assert config.train.objective.rollout_prob == 0.2  # the later file keeps the earlier's other keys
+    assert config.train.batch_size == TrainSettings.batch_size  # the dataclass default
+    assert isinstance(parse_config(["--config", str(base)]).train.lr, float)  # 1 -> 1.0
+
+
+def test_bad_config_files_name_the_setting(tmp_path):
+    from astra_ros.training.trainer import TrainingError
+
+    bad = tmp_path / "bad.yaml"
+    for text, message in (
+        ("train:\n  lrr: 1\n", "unknown setting train.lrr"),
+        ("train:\n  steps: many\n", "train.steps='many'; expected int"),
+        ("data: [a]\n", "data is ['a']; expected a section"),
+        ("- 1\n", "expected a mapping"),
+    ):
+        bad.write_text(text)
+        with pytest.raises(TrainingError, match=re.escape(message)):
+            parse_config(["--config", str(bad)])
+
+
+def test_stage_files_reproduce_the_recorded_stage_commands():
+    """engines/astra_small.train.json records each stage as flags; the same flags still parse, to
+    the settings of that stage's YAML file (stage 2's --init named a copy of stage 1's model.pt;
+    the script adds --resume)."""
+    recorded = json.loads((REPO / "engines" / "astra_small.train.json").read_text())["training"]["stages"]
+    assert [p.name for p in STAGES][:1] == ["1_constant.yaml"] and len(STAGES) == len(recorded) == 6
+    for path, stage in zip(STAGES, recorded, strict=True):
+        command = shlex.split(stage["command"])
+        assert command[0] == "astra-train"
+        from_flags = parse_config(command[1:])
+        from_files = parse_config(["--config", str(REPO / "config/train/kuka_small.yaml"), str(path)])
+        assert from_files.resume and not from_flags.resume
+        for config in (from_flags, from_files):
+            config.resume, config.init = False, None
+        assert from_files == from_flags, path.name
+
+
+def test_train_writes_the_resolved_config(kuka_bag, tmp_path):
+    run = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    config.write_text(f"data:\n  bags: [{kuka_bag}]\n  val_fraction: 0\ntrain:\n  steps: 1\n")
+    assert train(["--config", str(config), "--out", str(run), *TINY]) == 0
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    assert written["data"]["bags"] == [str(kuka_bag)] and written["train"]["steps"] == 1
+    assert load_checkpoint(run / "model.pt").meta["config"] == written
+
+
+# -- devices -------------------------------------------------------------------------------------
+
+
+def test_device_resolution(monkeypatch):
+    from astra_ros.runtime.torch_backend import resolve_device
+    from astra_ros.training.trainer import process_group_backend
+
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda", 0)) == "nccl"
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='tpu'"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device='cuda' but torch.cuda.is_available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+
+
+def trainer_on(device: str, bag: Path, run: Path, precision: str = "fp32"):
+    from astra_ros.data.bags import read_bag
+    from astra_ros.training.trainer import Trainer
+
+    cfg = AstraConfig.preset("tiny")
+    episodes, _ = read_bag(str(bag), size=cfg.image_size)
+    s = TrainSettings(batch_size=2, steps=2, device=device, precision=precision, val_every=1)
+    return Trainer(cfg, episodes[:2], episodes[2:], run, s, {})
+
+
+def check_placement(trainer, device: torch.device) -> None:
+    batch, generator = trainer._batch(0)
+    assert generator.device.type == device.type
+    assert all(v.device.type == device.type for v in batch.values())
+    for module in (trainer.model, trainer.ema):
+        assert all(p.device.type == device.type for p in module.parameters())
+    trainer.train()
+    state = next(iter(trainer.optimizer.state.values()))
+    assert state["exp_avg"].device.type == device.type
+    assert all(p.device.type == device.type for p in trainer.ema.parameters())  # validation kept it there
+
+
+def test_training_tensors_stay_on_the_cpu(kuka_bag, tmp_path):
+    trainer = trainer_on("cpu", kuka_bag, tmp_path)
+    assert trainer.device == torch.device("cpu") and not trainer.bf16
+    check_placement(trainer, torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainingError, match="device='cuda' but torch.cuda.is_available"):
+            trainer_on("cuda", kuka_bag, tmp_path / "cuda")

@@ -220,7 +220,7 @@ def start_node(args: argparse.Namespace, log_path: Path, extra: list[str] | None
         "use_sim_time": "true",
         "horizon": args.horizon,
         "min_history": args.context,
-        "max_history": args.context,  # the cache holds exactly the context, as offline
+        "max_history": args.context,  # attend to the newest `context` frames (a sliding window)
         "prediction_rate": "0.0",  # predict at every frame
         "future_command_policy": "planned",  # the bag's true future commands, as offline
         "image_qos_reliability": "reliable",

@@ -1,9 +1,11 @@
-"""Keep DDS traffic on loopback.
+"""Keep DDS traffic on loopback, on every supported distribution.
 
-Tests and scripts call ``isolate_ros()`` before ``rclpy.init()`` and before starting child
-processes, which inherit the environment. The node itself only defaults to localhost discovery
-(``default_discovery()``): on a robot whose camera driver runs on another machine, set
-``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET`` (and your ``ROS_DOMAIN_ID``) and the node follows it.
+Jazzy and later read ``ROS_AUTOMATIC_DISCOVERY_RANGE``; Humble only knows ``ROS_LOCALHOST_ONLY``
+(Jazzy still honours it, Kilted ignores it), so both are set. Tests and scripts call
+``isolate_ros()`` before ``rclpy.init()`` and before starting child processes, which inherit the
+environment. The node itself only defaults to localhost discovery (``default_discovery()``): on a
+robot whose camera driver runs on another machine, set ``ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET``
+(Humble: ``ROS_LOCALHOST_ONLY=0``) and your ``ROS_DOMAIN_ID``, and the node follows it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def isolate_ros(domain_id: int | None = None) -> int:
     [1, 101] (safe port range for fastrtps) so parallel runs do not see each other.
     """
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
     os.environ.pop("ROS_STATIC_PEERS", None)
     if domain_id is None:
         existing = os.environ.get("ROS_DOMAIN_ID", "")
@@ -30,5 +33,8 @@ def isolate_ros(domain_id: int | None = None) -> int:
 
 
 def default_discovery() -> None:
-    """Localhost discovery unless the user chose a range; the domain is left as configured."""
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    """Localhost discovery unless the user chose otherwise; the domain is left as configured."""
+    if "ROS_LOCALHOST_ONLY" in os.environ:  # chosen, Humble style
+        return
+    if os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST") == "LOCALHOST":
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"

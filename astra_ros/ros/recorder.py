@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from astra_ros.ros.process import command_line, parse_node_args
+
+    cli = command_line(argv)
+    args = parse_node_args(build_parser(), cli)
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CompressedImage, Image
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     from astra_ros.ros.conversions import stamp_to_ns
     from astra_ros.ros.process import init_stoppable_node
 
-    node, stopped = init_stoppable_node("astra_prediction_recorder")
+    node, stopped = init_stoppable_node("astra_prediction_recorder", cli)
     log = PredictionLog()
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     compressed = args.image_transport == "compressed"

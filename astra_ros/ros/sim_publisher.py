@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from astra_ros.ros.process import command_line, parse_node_args
+
+    cli = command_line(argv)
+    args = parse_node_args(build_parser(), cli)
     if args.real_time_factor <= 0:
         print(
             f"astra_sim_publisher: error: --real-time-factor={args.real_time_factor}; expected > 0",
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from astra_ros.ros.conversions import ns_to_stamp, rgb_to_compressed_image, rgb_to_image
     from astra_ros.ros.process import init_stoppable_node
 
-    node, stopped = init_stoppable_node("astra_sim_publisher")
+    node, stopped = init_stoppable_node("astra_sim_publisher", cli)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = node.create_publisher(Clock, "/clock", reliable)
     compressed = args.image_transport == "compressed"

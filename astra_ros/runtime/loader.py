@@ -49,11 +49,18 @@ def _sampler_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_history(path: Path, model_history: int, wanted: int | None) -> None:
-    if wanted and int(wanted) != model_history:
+    if wanted and not 1 <= int(wanted) <= model_history:
         raise ModelLoadError(
             f"max_history={wanted} but {path} was built with max_history={model_history}; "
-            f"expected {model_history} (or leave max_history unset)"
+            f"expected 1..{model_history} (or leave max_history unset)"
         )
+
+
+def _limit_history(backend: Any, path: Path, wanted: int | None) -> None:
+    """A cache shorter than the model's: the backend attends to the newest ``wanted`` frames."""
+    _check_history(path, backend.config.max_history, wanted)
+    if wanted:
+        backend.limit_history(int(wanted))
 
 
 def _check_precision(path: Path, backend: str, precision: str | None, allowed: tuple[str, ...]) -> None:
@@ -68,7 +75,8 @@ def load_backend(model_path: str, backend: str = "auto", **options: Any) -> Worl
     """Open ``model_path`` with ``backend``; see the module docstring.
 
     Options: steps, context_noise, guidance_scale, seed, engine_cache_dir, precision ('auto', 'fp32',
-    'fp16'), max_history (must equal the model's), threads, device (torch: 'cpu'/'cuda').
+    'fp16'), max_history (at most the model's: attend to the newest frames only), threads,
+    device (torch: 'auto'/'cpu'/'cuda').
     Raises ModelLoadError (a ValueError) naming the path and what was expected.
     """
     unknown = sorted(set(options) - set(OPTIONS))
@@ -112,19 +120,22 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
             "expected an .onnx or .engine file on this deployment"
         )
     from astra_ros.model.checkpoint import CheckpointError
-    from astra_ros.runtime.torch_backend import TorchBackend
+    from astra_ros.runtime.torch_backend import TorchBackend, resolve_device
 
     _check_precision(path, "torch", options.get("precision"), ("fp32",))
     if options.get("threads"):
         import torch
 
         torch.set_num_threads(int(options["threads"]))
-    device = options.get("device") or "cpu"
+    try:
+        device = resolve_device(options.get("device") or "auto")
+    except ValueError as err:
+        raise ModelLoadError(f"{path}: {err}") from err
     try:
         result = TorchBackend.from_checkpoint(path, device=device, **_sampler_options(options))
     except CheckpointError as err:
         raise ModelLoadError(str(err)) from err
-    _check_history(path, result.config.max_history, options.get("max_history"))
+    _limit_history(result, path, options.get("max_history"))
     if backend == "auto":
         log.info("backend auto -> torch (%s is a PyTorch checkpoint, device %s)", path, device)
     return result
@@ -160,6 +171,7 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
                 raise
             log.warning("backend auto: TensorRT failed for %s (%s); falling back to onnxruntime", path, err)
         else:
+            _limit_history(result, path, options.get("max_history"))
             if backend == "auto":
                 log.info("backend auto -> tensorrt for %s (%s)", path, result.info.model_id)
             return result
@@ -183,6 +195,7 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
         precision="fp32" if precision == "auto" else precision,
         **sampler,
     )
+    _limit_history(result, path, options.get("max_history"))
     if backend == "auto":
         kind = "gpu" if result.device == "cuda" else "cpu"
         reason = "TensorRT not importable" if not availability.tensorrt_available() else "TensorRT failed"
@@ -206,7 +219,7 @@ def _load_engine(path: Path, backend: str, options: dict[str, Any]) -> WorldMode
     from astra_ros.runtime.tensorrt_backend import TensorRTBackend
 
     result = TensorRTBackend.from_engine(path, **_sampler_options(options))
-    _check_history(path, result.config.max_history, options.get("max_history"))
+    _limit_history(result, path, options.get("max_history"))
     if backend == "auto":
         log.info("backend auto -> tensorrt (%s is an engine)", path)
     return result

@@ -64,7 +64,16 @@ class StreamingBackend(WorldModelBackend):
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise={self.context_noise}; expected [0, 1)")
         self._rng = np.random.default_rng(seed)
+        self.history_limit = config.max_history
         self.reset()
+
+    def limit_history(self, frames: int) -> None:
+        """Attend to the newest ``frames`` cached frames only (1 .. the model's max_history): older
+        ring slots are masked out through ``valid``, so a stream sees what a fresh cache holding just
+        those frames would (RoPE depends on relative positions only)."""
+        if not 1 <= frames <= self.config.max_history:
+            raise ValueError(f"max_history={frames}; expected 1..{self.config.max_history} (the model's)")
+        self.history_limit = frames
 
     # -- primitives implemented by each backend -------------------------------------------------
 
@@ -201,6 +210,10 @@ class StreamingBackend(WorldModelBackend):
         self._store(cache.kv, entries, cache.slot)
         cache.valid[:, cache.slot] = 1.0
         cache.position += 1
+        slots = cache.valid.shape[1]
+        if self.history_limit < slots:
+            age = (cache.position - 1 - np.arange(slots)) % slots  # 0 = the frame just written
+            cache.valid[:, age >= self.history_limit] = 0.0
         return x
 
     def _rope(self, cache: Cache) -> tuple[np.ndarray, np.ndarray]:

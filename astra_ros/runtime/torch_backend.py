@@ -1,4 +1,4 @@
-"""The PyTorch reference backend (CPU or CUDA)."""
+"""The PyTorch reference backend (CPU or CUDA) and the one device rule training shares."""
 
 from __future__ import annotations
 
@@ -14,15 +14,43 @@ from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.runtime.base import ModelInfo, model_info
 from astra_ros.runtime.streaming import Cache, StreamingBackend
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``auto``: the current CUDA device when one is available, else the CPU; ``cuda`` (or
+    ``cuda:N``) without CUDA is an error rather than a silent CPU run."""
+    if isinstance(name, torch.device):
+        return name
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise ValueError(f"device={name!r}; expected one of {list(DEVICES)} (or cuda:N)")
+    if kind == "auto":
+        return (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but torch.cuda.is_available() is False here; expected auto or cpu")
+    return torch.device(name)
+
 
 class TorchBackend(StreamingBackend):
-    def __init__(self, model: AstraWorldModel, info: ModelInfo, device: str = "cpu", **options: Any):
-        self.device = torch.device(device)
+    def __init__(
+        self,
+        model: AstraWorldModel,
+        info: ModelInfo,
+        device: str | torch.device | None = None,
+        **options: Any,
+    ):
+        """``device``: auto / cpu / cuda[:N]; None keeps the model where its weights are."""
+        self.device = next(model.parameters()).device if device is None else resolve_device(device)
         self.model = model.to(self.device).eval()
         super().__init__(info, model.cfg, **options)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", **options: Any) -> TorchBackend:
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **options: Any) -> TorchBackend:
         checkpoint = load_checkpoint(path)
         info = model_info("torch", checkpoint.meta, checkpoint.config, file_sha256(path))
         return cls(checkpoint.build_model(), info, device, **options)

@@ -18,8 +18,6 @@ structure of the true frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
@@ -27,16 +25,7 @@ from astra_ros.evaluation.metrics import SSIM_K1, SSIM_K2, gaussian_kernel
 from astra_ros.model.astra import Actions, AstraWorldModel
 from astra_ros.model.config import NO_ACTION, AstraConfig
 from astra_ros.model.flow import noisy, predicted_x0
-
-
-@dataclass
-class ObjectiveSettings:
-    full_noise_prob: float = 0.5  # share of targets trained at level 1 (what a 1-step sampler sees)
-    rollout_prob: float = 0.5
-    rollout_passes: int = 2
-    min_true_context: int = 1  # frames kept true at the start of a rolled-out history
-    balance_weight: float = 0.01
-    structure_weight: float = 0.0  # weight of 1 - SSIM on the predicted clean frames
+from astra_ros.training.config import ObjectiveSettings
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -72,9 +61,9 @@ def context_levels(cfg: AstraConfig, batch: int, frames: int, generator: torch.G
     linearly with a frame's distance from the newest frame of the window (near-recent small,
     far-past larger).
     """
-    u = torch.rand(batch, frames, generator=generator)
+    u = torch.rand(batch, frames, generator=generator, device=generator.device)
     if cfg.context_noise_schedule == "recency":
-        distance = torch.arange(frames - 1, -1, -1, dtype=torch.float32) / max(frames - 1, 1)
+        distance = torch.arange(frames - 1, -1, -1, dtype=torch.float32, device=u.device) / max(frames - 1, 1)
         return cfg.context_noise_max * u * distance
     return cfg.context_noise_max * u
 
@@ -82,8 +71,8 @@ def context_levels(cfg: AstraConfig, batch: int, frames: int, generator: torch.G
 def target_levels(
     batch: int, frames: int, full_noise_prob: float, generator: torch.Generator
 ) -> torch.Tensor:
-    u = torch.rand(batch, frames, generator=generator)
-    full = torch.rand(batch, frames, generator=generator) < full_noise_prob
+    u = torch.rand(batch, frames, generator=generator, device=generator.device)
+    full = torch.rand(batch, frames, generator=generator, device=generator.device) < full_noise_prob
     return torch.where(full, torch.ones_like(u), u.clamp(min=1e-3))
 
 
@@ -108,7 +97,7 @@ def split_actions(
 
 def drop_actions(actions: Actions, prob: float, generator: torch.Generator) -> Actions:
     """Action-free guidance: whole samples lose their target actions with probability ``prob``."""
-    drop = torch.rand(actions.modality.shape[0], generator=generator) < prob
+    drop = torch.rand(actions.modality.shape[0], generator=generator, device=generator.device) < prob
     modality = torch.where(drop[:, None], torch.full_like(actions.modality, NO_ACTION), actions.modality)
     return Actions(actions.values, actions.mask, modality)
 
@@ -126,14 +115,14 @@ def rollout_history(
     cfg = model.cfg
     b, t = frames.shape[:2]
     history = frames[:, :-1].clone()  # (B, T-1, C, S, S)
-    keep = int(torch.randint(settings.min_true_context, t - 1, (1,), generator=generator))
+    device = generator.device
+    keep = int(torch.randint(settings.min_true_context, t - 1, (1,), generator=generator, device=device))
     for _ in range(settings.rollout_passes):
         level = context_levels(cfg, b, t - 1, generator)
-        context = noisy(
-            history, torch.randn(history.shape, generator=generator), level[..., None, None, None]
-        )
-        start = torch.randn(history.shape, generator=generator)
-        ones = torch.ones(b, t - 1)
+        noise = torch.randn(history.shape, generator=generator, device=device)
+        context = noisy(history, noise, level[..., None, None, None])
+        start = torch.randn(history.shape, generator=generator, device=device)
+        ones = torch.ones(b, t - 1, device=device)
         out, _ = model(context, level, context_actions, start, ones, target_actions)
         x0 = predicted_x0(out.float(), start, 1.0, history, cfg.parameterization, cfg.predict_delta).clamp(
             -1, 1
@@ -156,7 +145,8 @@ def training_loss(
     frames = frames_to_model(batch["frames"])  # (B, T, C, S, S)
     b, t = frames.shape[:2]
     context_actions, target_actions = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
-    rolled = bool(torch.rand(1, generator=generator) < settings.rollout_prob)
+    device = generator.device
+    rolled = bool(torch.rand(1, generator=generator, device=device) < settings.rollout_prob)
     if rolled:
         history = rollout_history(model, frames, context_actions, target_actions, settings, generator)
     else:
@@ -164,8 +154,9 @@ def training_loss(
     target_clean = frames[:, 1:]
     c_level = context_levels(cfg, b, t - 1, generator)
     t_level = target_levels(b, t - 1, settings.full_noise_prob, generator)
-    context = noisy(history, torch.randn(history.shape, generator=generator), c_level[..., None, None, None])
-    noise = torch.randn(target_clean.shape, generator=generator)
+    c_noise = torch.randn(history.shape, generator=generator, device=device)
+    context = noisy(history, c_noise, c_level[..., None, None, None])
+    noise = torch.randn(target_clean.shape, generator=generator, device=device)
     s = t_level[..., None, None, None]
     target = noisy(target_clean, noise, s)
     target_actions = drop_actions(target_actions, cfg.action_drop_prob, generator)
@@ -176,7 +167,9 @@ def training_loss(
         diffusion = F.mse_loss(out, noise - target_clean)
     else:
         diffusion = F.mse_loss(x0, target_clean)
-    structure = 1 - ssim(x0, target_clean) if settings.structure_weight > 0 else torch.zeros(())
+    structure = (
+        1 - ssim(x0, target_clean) if settings.structure_weight > 0 else torch.zeros((), device=device)
+    )
     loss = diffusion + settings.balance_weight * balance.float() + settings.structure_weight * structure
     stats = {
         "loss": loss.item(),

@@ -1,11 +1,15 @@
 """astra-train: train an Astra world model on rosbag2 recordings.
 
-    astra-train --bags B1 [B2 ...] --preset small --out RUN_DIR [--minutes M | --steps N] [--resume]
+    astra-train --config config/train/kuka_small.yaml config/train/kuka_small/1_constant.yaml
+    astra-train --bags B1 [B2 ...] --preset small --out RUN_DIR (--minutes M | --steps N) [--resume]
 
+A run's settings come from its dataclasses (``training/config.py``), then the ``--config`` YAML
+files in order, then the flags given here; the run directory gets the resolved ``config.yaml``.
 Each bag's modality follows from its command topic (``/joint_commands`` -> joint_velocity,
 ``/cmd_vel`` -> twist) unless ``--modalities`` names them. Several bags of different robots train
-one model through the mixture of action experts. Multi-process: ``torchrun --nproc_per_node N
--m astra_ros.training.train ...`` (gloo on CPU, nccl on GPU).
+one model through the mixture of action experts. ``--device auto`` trains on CUDA when available.
+Multi-process: ``torchrun --nproc_per_node N -m astra_ros.training.train ...`` (gloo on CPU, nccl
+with one GPU per process).
 """
 
 from __future__ import annotations
@@ -18,67 +22,36 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from astra_ros.data.bags import DEFAULT_TOPICS, BagError, Episode, read_bag
 from astra_ros.data.windows import split_episodes
 from astra_ros.model.checkpoint import load_checkpoint
-from astra_ros.model.config import PRESETS, AstraConfig
-from astra_ros.training.objective import ObjectiveSettings
-from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings, native_bf16
+from astra_ros.model.config import AstraConfig
+from astra_ros.training.config import DataSettings, TrainConfig, add_arguments, config_from_args, to_dict
+from astra_ros.training.trainer import Trainer, TrainingError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bags", nargs="+", required=True, help="rosbag2 directories")
-    p.add_argument("--modalities", nargs="+", help="modality per bag (default: from the command topic)")
-    p.add_argument("--image-topic", default="/camera/image_raw")
-    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint.pt, log.csv, model.pt)")
-    budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--minutes", type=float)
-    budget.add_argument("--steps", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     p.add_argument(
-        "--init", type=Path, help="start from the weights of this model.pt or checkpoint.pt, fresh optimizer"
+        "--config", nargs="+", type=Path, metavar="YAML", help="config files merged in order; flags win"
     )
-    p.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
-    p.add_argument("--window", type=int, default=0, help="frames per window (default max_history + 1)")
-    p.add_argument("--lr", type=float, default=TrainSettings.lr)
-    p.add_argument(
-        "--lr-schedule",
-        choices=("constant", "cosine"),
-        default=TrainSettings.lr_schedule,
-        help="after warm-up: constant, or cosine decay to --lr-min at --steps",
-    )
-    p.add_argument("--lr-min", type=float, default=TrainSettings.lr_min)
-    p.add_argument(
-        "--ema-decay", type=float, default=TrainSettings.ema_decay, help="EMA decay of the shipped weights"
-    )
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--val-every", type=int, default=TrainSettings.val_every)
-    p.add_argument("--rollout-prob", type=float, default=ObjectiveSettings.rollout_prob)
-    p.add_argument("--rollout-passes", type=int, default=ObjectiveSettings.rollout_passes)
-    p.add_argument(
-        "--full-noise-prob",
-        type=float,
-        default=ObjectiveSettings.full_noise_prob,
-        help="share of targets trained at noise level 1, what a 1-step sampler sees (the rest: uniform)",
-    )
-    p.add_argument(
-        "--structure-weight",
-        type=float,
-        default=ObjectiveSettings.structure_weight,
-        help="weight of 1 - SSIM of the predicted frames, added to the loss (0: mean squared error only)",
-    )
-    p.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp32"),
-        default="auto",
-        help="CPU matmul precision; auto: bf16 autocast where the CPU has native bf16, else fp32",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="AstraConfig overrides")
+    add_arguments(p)
     return p
+
+
+def check_config(config: TrainConfig) -> None:
+    """What the dataclasses cannot say alone: required settings and one budget."""
+    if config.out is None:
+        raise TrainingError("out is not set; expected --out RUN_DIR or out: in a config file")
+    if not config.data.bags:
+        raise TrainingError("data.bags is empty; expected at least one rosbag2 directory (--bags)")
+    s = config.train
+    if s.steps is not None and s.minutes is not None:
+        raise TrainingError(f"steps={s.steps} and minutes={s.minutes}; expected one budget")
+    if s.steps is None and s.minutes is None:
+        raise TrainingError("no budget; expected --steps N or --minutes M (train.steps / train.minutes)")
 
 
 def detect_modality(bag: str) -> str:
@@ -98,29 +71,19 @@ def detect_modality(bag: str) -> str:
     return found[0]
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise TrainingError(f"--set {item!r}; expected KEY=VALUE")
-        out[key] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
-    return out
-
-
 def load_data(
-    args: argparse.Namespace, cfg: AstraConfig
+    data: DataSettings, cfg: AstraConfig, seed: int
 ) -> tuple[list[Episode], list[Episode], dict[str, Any]]:
-    if args.modalities and len(args.modalities) != len(args.bags):
+    if data.modalities and len(data.modalities) != len(data.bags):
         raise TrainingError(
-            f"--modalities has {len(args.modalities)} entries; expected one per bag ({len(args.bags)})"
+            f"--modalities has {len(data.modalities)} entries; expected one per bag ({len(data.bags)})"
         )
     train, val, reports = [], [], []
-    for i, bag in enumerate(args.bags):
-        modality = args.modalities[i] if args.modalities else detect_modality(bag)
-        episodes, report = read_bag(bag, image_topic=args.image_topic, modality=modality, size=cfg.image_size)
+    for i, bag in enumerate(data.bags):
+        modality = data.modalities[i] if data.modalities else detect_modality(bag)
+        episodes, report = read_bag(bag, image_topic=data.image_topic, modality=modality, size=cfg.image_size)
         print(report.summary(), file=sys.stderr)
-        t, v = split_episodes(episodes, args.val_fraction, args.seed)
+        t, v = split_episodes(episodes, data.val_fraction, seed)
         train += t
         val += v
         reports.append(
@@ -149,41 +112,27 @@ def load_data(
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        cfg = AstraConfig.preset(args.preset, **parse_overrides(args.set))
-        settings = TrainSettings(
-            batch_size=args.batch_size,
-            ema_decay=args.ema_decay,
-            window=args.window,
-            lr=args.lr,
-            lr_schedule=args.lr_schedule,
-            lr_min=args.lr_min,
-            steps=args.steps,
-            minutes=args.minutes,
-            val_every=args.val_every,
-            bf16=args.precision == "bf16" or (args.precision == "auto" and native_bf16()),
-            seed=args.seed,
-            objective=ObjectiveSettings(
-                rollout_prob=args.rollout_prob,
-                rollout_passes=args.rollout_passes,
-                full_noise_prob=args.full_noise_prob,
-                structure_weight=args.structure_weight,
-            ),
-        )
-        if not args.bags:
-            raise TrainingError("--bags is empty; give at least one rosbag2 directory")
-        print(f"astra-train: {'bf16 autocast' if settings.bf16 else 'fp32'} (--precision {args.precision})")
-        train, val, meta = load_data(args, cfg)
-        args.out.mkdir(parents=True, exist_ok=True)
+        config = config_from_args(args)
+        check_config(config)
+        cfg = AstraConfig.preset(config.preset, **config.model)
+        train, val, meta = load_data(config.data, cfg, config.train.seed)
+        meta["config"] = to_dict(config)
+        out = config.out
+        out.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        init = load_checkpoint(args.init) if args.init else None
-        trainer = Trainer(cfg, train, val, args.out, settings, meta, resume=args.resume, init=init)
+        init = load_checkpoint(config.init) if config.init else None
+        trainer = Trainer(cfg, train, val, out, config.train, meta, resume=config.resume, init=init)
+        precision = "bf16 autocast" if trainer.bf16 else "fp32"
+        print(f"astra-train: {trainer.device}, {precision} (precision {config.train.precision})")
+        if trainer.rank == 0:
+            (out / "config.yaml").write_text(yaml.safe_dump(meta["config"], sort_keys=False))
         final = trainer.train()
         if trainer.rank == 0:
-            trainer.export_model(args.out / "model.pt")
+            trainer.export_model(out / "model.pt")
             print(
                 json.dumps(
                     {
-                        "model": str(args.out / "model.pt"),
+                        "model": str(out / "model.pt"),
                         "steps": trainer.step,
                         "wall_seconds": round(time.time() - started, 1),
                         **final,

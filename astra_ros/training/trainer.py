@@ -3,6 +3,11 @@
 Determinism: the batch indices and every noise draw of step ``n`` come from generators seeded
 with ``(seed, n, rank)``, so a run resumed from a checkpoint continues exactly as if it had
 never stopped (the checkpoint holds model, EMA, optimizer and the step counter).
+
+Devices: ``device`` auto picks CUDA when available. Model, EMA and optimizer state live there;
+batches are collated on the host, pinned and copied asynchronously; the noise generators are
+created on the device (so a CUDA run is deterministic on its own, not equal to a CPU run). DDP
+uses nccl with CUDA tensors (one device per process: ``LOCAL_RANK``) and gloo on the CPU.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,28 +32,10 @@ from astra_ros.data.windows import WindowDataset
 from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from astra_ros.model.config import AstraConfig
-from astra_ros.training.objective import ObjectiveSettings, training_loss
+from astra_ros.runtime.torch_backend import resolve_device
+from astra_ros.training.config import TrainingError, TrainSettings
+from astra_ros.training.objective import training_loss
 from astra_ros.training.validate import validate
-
-
-@dataclass
-class TrainSettings:
-    batch_size: int = 8  # per process
-    window: int = 0  # frames per training window; 0 = max_history + 1
-    lr: float = 4e-4
-    warmup_steps: int = 100
-    lr_schedule: str = "constant"  # constant | cosine (decays to lr_min at `steps`; needs a step budget)
-    lr_min: float = 1e-5
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.995  # short CPU runs: a long EMA drags in the early, worse weights
-    bf16: bool = False  # CPU autocast; about 2x the fp32 rate where the CPU has native bf16
-    steps: int | None = None
-    minutes: float | None = None
-    val_every: int = 250
-    checkpoint_minutes: float = 2.0
-    seed: int = 0
-    objective: ObjectiveSettings = field(default_factory=ObjectiveSettings)
 
 
 def native_bf16() -> bool:
@@ -66,25 +53,48 @@ def learning_rate(s: TrainSettings, step: int) -> float:
     return warmup * (s.lr_min + 0.5 * (s.lr - s.lr_min) * (1.0 + math.cos(math.pi * progress)))
 
 
-class TrainingError(ValueError):
-    """Bad training input (no data, a preset that does not fit, ...)."""
+def training_device(name: str) -> torch.device:
+    """The device of this process: under torchrun with CUDA, the GPU of its ``LOCAL_RANK``."""
+    try:
+        device = resolve_device(name)
+    except ValueError as err:
+        raise TrainingError(str(err)) from err
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ and device.index in (None, 0):
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
 
 
-def distributed() -> tuple[int, int]:
+def process_group_backend(device: torch.device) -> str:
+    """nccl only for CUDA tensors; gloo for CPU tensors (nccl cannot reduce them)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(process_group_backend(device))
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def check_memory(cfg: AstraConfig, settings: TrainSettings) -> None:
-    """Refuse a configuration whose attention and activations clearly exceed free memory."""
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast for ``precision``; auto: on CUDA where supported, on a CPU with native bf16."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise TrainingError(f"precision={precision!r}; expected 'auto', 'bf16' or 'fp32'")
+    if precision != "auto":
+        return precision == "bf16"
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
+
+
+def check_memory(cfg: AstraConfig, settings: TrainSettings, device: torch.device) -> None:
+    """Refuse a configuration whose attention and activations clearly exceed free (GPU) memory."""
     tokens = 2 * (settings.window - 1) * cfg.tokens_per_frame
     attention = settings.batch_size * cfg.heads * tokens**2 * 4 * cfg.depth * 2
     activations = settings.batch_size * tokens * cfg.width * 4 * cfg.depth * 24
     need = attention + activations
-    available = _available_memory()
+    available = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else _available_memory()
     if available and need > 0.8 * available:
         raise TrainingError(
             f"preset needs about {need / 2**30:.1f} GiB per process for batch_size={settings.batch_size}, "
@@ -104,8 +114,12 @@ def _available_memory() -> int:
     return 0
 
 
-def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-    return {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+def collate(items: list[dict[str, np.ndarray]], device: torch.device) -> dict[str, torch.Tensor]:
+    """Stack windows on the host; for CUDA through pinned memory with an asynchronous copy."""
+    batch = {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+    if device.type != "cuda":
+        return batch
+    return {key: value.pin_memory().to(device, non_blocking=True) for key, value in batch.items()}
 
 
 class Trainer:
@@ -120,7 +134,9 @@ class Trainer:
         resume: bool = False,
         init: Checkpoint | None = None,
     ):
-        self.rank, self.world = distributed()
+        self.device = training_device(settings.device)
+        self.bf16 = use_bf16(settings.precision, self.device)
+        self.rank, self.world = distributed(self.device)
         if settings.window == 0:
             settings.window = cfg.max_history + 1
         if settings.steps is None and settings.minutes is None:
@@ -133,13 +149,13 @@ class Trainer:
             raise TrainingError(f"lr_schedule is {settings.lr_schedule!r}; expected 'constant' or 'cosine'")
         if settings.lr_schedule == "cosine" and settings.steps is None:
             raise TrainingError("the cosine learning-rate schedule decays over --steps; give --steps")
-        check_memory(cfg, settings)
+        check_memory(cfg, settings, self.device)
         self.cfg, self.settings, self.run_dir, self.val = cfg, settings, run_dir, val
         self.data = WindowDataset(train, settings.window, cfg)
         if len(self.data) == 0:
             raise TrainingError(f"no training windows of {settings.window} frames in {len(train)} episodes")
         torch.manual_seed(settings.seed)
-        self.model = AstraWorldModel(cfg)
+        self.model = AstraWorldModel(cfg).to(self.device)
         if init is not None:
             self._initialize(init)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
@@ -153,7 +169,10 @@ class Trainer:
             self._restore(load_checkpoint(self.checkpoint_path))
         self.network: torch.nn.Module = self.model
         if self.world > 1:
-            self.network = torch.nn.parallel.DistributedDataParallel(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if settings.compile:
+            self.network = torch.compile(self.network)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -197,7 +216,8 @@ class Trainer:
         seed = (self.settings.seed * 1_000_003 + step) * 64 + self.rank
         rng = np.random.default_rng(seed)
         indices = rng.integers(0, len(self.data), self.settings.batch_size)
-        return collate([self.data[int(i)] for i in indices]), torch.Generator().manual_seed(seed)
+        batch = collate([self.data[int(i)] for i in indices], self.device)
+        return batch, torch.Generator(self.device).manual_seed(seed)
 
     def _done(self) -> bool:
         s = self.settings
@@ -217,9 +237,7 @@ class Trainer:
             batch, generator = self._batch(self.step)
             for group in self.optimizer.param_groups:
                 group["lr"] = learning_rate(self.settings, self.step)
-            with torch.autocast(
-                "cpu", dtype=torch.bfloat16, enabled=s.bf16 and not torch.cuda.is_available()
-            ):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 loss, stats = training_loss(self.model, batch, s.objective, generator, self.network)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -21,7 +21,7 @@ def validate(
     max_windows: int = 12,
 ) -> dict[str, float]:
     """PSNR at horizon 1 and ``horizon`` for the rollout, teacher-forced one-step and copy-last."""
-    backend = TorchBackend(model, model_info("torch", {}, model.cfg, "validation"), seed=0)
+    backend = TorchBackend(model, model_info("torch", {}, model.cfg, "validation"), seed=0)  # where it is
     windows = select_windows([len(e.frames) for e in episodes], context, horizon, max_windows)
     if not windows:
         return {}
