@@ -76,8 +76,10 @@ def train_autoencoder(
     batch: int = 16,
     seed: int = 0,
     progress: bool = False,
+    max_steps: int | None = None,
 ) -> tuple[ConvAutoencoder, int]:
-    """Adam on the MSE of random frames for a wall-clock budget; -> (model, steps)."""
+    """Adam on the MSE of random frames for a wall-clock budget (or ``max_steps``, whichever comes
+    first); -> (model, steps)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = ConvAutoencoder(latent_channels)
@@ -85,7 +87,7 @@ def train_autoencoder(
     steps, start = 0, time.monotonic()
     bar = tqdm(total=round(seconds), unit="s", desc=f"autoencoder C={latent_channels}", disable=not progress)
     with bar:
-        while (elapsed := time.monotonic() - start) < seconds:
+        while (elapsed := time.monotonic() - start) < seconds and steps != max_steps:
             x = to_model(frames[rng.integers(0, len(frames), batch)])
             loss = F.mse_loss(model(x), x)
             opt.zero_grad(set_to_none=True)
