@@ -6,12 +6,15 @@ import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from runtime_fixtures import copy_model, tiny_checkpoint, tiny_onnx
 
 from astra_ros.runtime.loader import ModelLoadError, load_backend
+
+SHIPPED_ONNX = Path(__file__).resolve().parents[1] / "engines" / "astra_small.onnx"
 
 
 def recording(backend):
@@ -89,8 +92,8 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
     frames, commands, plan = scenario(4)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
     buffers = backend._cache.kv.buffers
-    pointers = [ov.data_ptr() for _, layers in buffers.payload for ov in layers]
-    for host, layers in buffers.payload:  # each layer's OrtValue is a view of the one host ring buffer
+    pointers = [ov.data_ptr() for _, layers in buffers.payload.rings for ov in layers]
+    for host, layers in buffers.payload.rings:  # each layer's OrtValue is a view of the one host ring buffer
         assert [ov.data_ptr() for ov in layers] == [layer.ctypes.data for layer in host]
     n = backend.config.tokens_per_frame
     for k, (f, c) in enumerate(zip(frames, commands, strict=True)):
@@ -101,7 +104,7 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
         changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 1, 2, 4)))
         assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only this frame's slot
         assert backend._cache.kv.buffers is buffers  # the same persistent buffers, written in place
-    assert [ov.data_ptr() for _, layers in buffers.payload for ov in layers] == pointers
+    assert [ov.data_ptr() for _, layers in buffers.payload.rings for ov in layers] == pointers
     live = [a.copy() for a in backend.kv_arrays(backend._cache.kv)]
     backend.predict(plan, "joint_velocity", seed=1)
     backend.predict(plan[:1], "joint_velocity", seed=2)
@@ -109,7 +112,7 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
         np.testing.assert_array_equal(a, b)
     assert backend.history_length == 4
     for sets in (backend._pool.sets(1), backend._pool.sets(3)):
-        ptrs = [b.payload[0][1][0].data_ptr() for b in sets]
+        ptrs = [b.payload.rings[0][1][0].data_ptr() for b in sets]
         assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 2  # tiled sets are reused, not reallocated
     backend.reset()
     assert backend.history_length == 0 and backend._cache.position == 0
@@ -234,15 +237,32 @@ def test_the_buffer_pool_releases_free_sets_beyond_its_budget_largest_first():
 
 
 def test_predict_with_many_batch_sizes_does_not_keep_their_buffers():
-    from astra_ros.runtime.kv_pool import MAX_IDLE_BYTES
+    from astra_ros.runtime.kv_pool import MAX_IDLE_BYTES, payload_nbytes
 
     frames, commands, _ = scenario(5)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
     backend._pool.max_idle_bytes = 2 * backend.kv_bytes(8)  # the tiny model's sets are small
     for f, c in zip(frames, commands, strict=True):
         backend.ingest(f, c, "joint_velocity")
-    live = backend.kv_bytes(1)
+    live = payload_nbytes(backend._cache.kv.buffers.payload)  # rings and a step's entries
     for batch in (8, 24, 48, 72, 8, 24, 48, 72):
         backend.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity", seed=batch)
         assert backend._pool.nbytes() <= live + backend._pool.max_idle_bytes
-    assert backend.kv_bytes(72) == 72 * live and MAX_IDLE_BYTES == 64 * 2**20
+    assert backend.kv_bytes(72) == 72 * backend.kv_bytes(1) and MAX_IDLE_BYTES == 32 * 2**20
+
+
+def test_memory_returns_after_imagine_batches_of_the_shipped_model():
+    from harness import own_rss_kb
+
+    backend = load_backend(str(SHIPPED_ONNX), "onnxruntime")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    for frame in frames:
+        backend.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
+    backend.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # warm-up: a live prediction
+    start = own_rss_kb()
+    for batch in (8, 24, 48, 72):  # the 72 set alone holds 324 MB (keys, values and a step's entries)
+        backend.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
+    backend.ingest(frames[0], np.zeros(7, np.float32), "joint_velocity")
+    backend.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # live again
+    grown_mb = (own_rss_kb() - start) / 1024
+    assert grown_mb < 50, f"RSS grew by {grown_mb:.0f} MB over Imagine batches 8/24/48/72"

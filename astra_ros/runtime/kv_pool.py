@@ -4,7 +4,9 @@ The live stream owns one set of buffers; ``predict`` tiles it into a set for B c
 free again once the cache holding it is gone (tracked with a weak reference) and is reused by the
 next call of its batch size, so a long-running node allocates nothing per call (device memory on
 TensorRT); after each ``predict`` the free sets beyond ``max_idle_bytes`` (largest batch first) are
-released, so a burst of large or varied batches does not keep its memory. A step reads these
+released, so a burst of large or varied batches does not keep its memory; after a ``predict`` of
+more than one candidate the C heap's free pages go back to the system too (``return_free_heap``:
+glibc keeps freed arrays of a few MB and the step's temporaries otherwise). A step reads these
 buffers and writes the new frame's keys/values into separate output buffers, so a step's cache
 input and output never share an address; ``_store`` then copies the frame's entries into one ring
 slot.
@@ -14,6 +16,8 @@ slot.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import weakref
 from abc import abstractmethod
 from collections.abc import Callable
@@ -51,7 +55,25 @@ class PooledKV:
         buffers.claim(self)
 
 
-MAX_IDLE_BYTES = 64 * 2**20
+MAX_IDLE_BYTES = 32 * 2**20  # well under the 50 MB an Imagine burst may leave behind (issue 19)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``; None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def return_free_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc ``malloc_trim(0)``; elsewhere a no-op)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def payload_nbytes(payload: Any) -> int:
@@ -144,6 +166,8 @@ class PooledStreamingBackend(StreamingBackend):
             return super().predict(actions, modality, steps, seed)
         finally:
             self._pool.trim()
+            if np.ndim(actions) == 3 and np.shape(actions)[0] > 1:
+                return_free_heap()
 
     def kv_bytes(self, batch: int) -> int:
         """Key/value buffer bytes of ``batch`` candidates (0 when no graph batch can serve them)."""

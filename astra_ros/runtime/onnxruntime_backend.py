@@ -6,14 +6,15 @@ CPU they share the arrays' memory, so storing a frame's keys/values is a slice a
 and nothing else is copied; on a GPU provider the buffers live on the device and are refreshed
 from the host arrays after each store. Each ring buffer is one host array ``(depth, B, ...)`` bound
 as one OrtValue per layer (the graph's ``cache_keys_L`` inputs). A step's ``new_keys`` /
-``new_values`` go to persistent output buffers per batch size.
+``new_values`` go to output buffers that belong to the cache's pooled set (``OrtBuffers``), so they
+are reused and released with it.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,14 @@ def session_options(threads: int | None = None, inter_threads: int = 1) -> Any:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.add_session_config_entry("session.set_denormal_as_zero", "1")
     return so
+
+
+class OrtBuffers(NamedTuple):
+    """One pooled set: the key and value rings (host array, one OrtValue per layer) and the step's
+    ``new_keys`` / ``new_values`` outputs (host array, its CPU OrtValue)."""
+
+    rings: list[tuple[np.ndarray, list[Any]]]
+    entries: list[tuple[np.ndarray, Any]]
 
 
 def pad_batch(x: np.ndarray, batch: int, axis: int = 0) -> np.ndarray:
@@ -129,7 +138,8 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
         self._fixed_batch = model.batch
         self._pool = BufferPool(self._allocate)
-        self._entries: dict[int, list[tuple[np.ndarray, Any]]] = {}  # graph batch -> new_keys/new_values
+        self._shrink = ort.RunOptions()  # steps of several candidates give their arena memory back
+        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         info = model_info("onnxruntime", model.meta, cfg, model.sha256, "-", self._precision())
         super().__init__(info, cfg, **options)
 
@@ -170,8 +180,10 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         d, h, t, k = self._cache_shape
         return (d, batch, h, t, k)
 
-    def _allocate(self, batch: int) -> list[tuple[np.ndarray, Any]]:
-        return [self._ring(batch) for _ in CACHE_INPUTS]
+    def _allocate(self, batch: int) -> OrtBuffers:
+        d, h, n, k = self._entry_shape
+        rings = [self._ring(batch) for _ in CACHE_INPUTS]
+        return OrtBuffers(rings, [self._buffer((d, batch, h, n, k)) for _ in ENTRY_OUTPUTS])
 
     def _graph_batch(self, batch: int) -> int:
         if self._fixed_batch is None:
@@ -184,7 +196,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return self._fixed_batch
 
     def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for (host, layers), arr in zip(buffers.payload, (keys, values), strict=True):
+        for (host, layers), arr in zip(buffers.payload.rings, (keys, values), strict=True):
             host[...] = pad_batch(arr, buffers.batch, 1)
             self._sync(host, layers)
 
@@ -196,7 +208,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """Host copies of the keys and values (logical batch only)."""
-        keys, values = (host[:, : kv.batch].copy() for host, _ in kv.buffers.payload)
+        keys, values = (host[:, : kv.batch].copy() for host, _ in kv.buffers.payload.rings)
         return keys, values
 
     # -- StreamingBackend primitives --------------------------------------------------------------
@@ -208,23 +220,21 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
         for name, arr in zip(HOST_INPUTS, inputs, strict=True):
             binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
-        for names, (_, layers) in zip(self._layer_names, kv.buffers.payload, strict=True):
+        buffers: OrtBuffers = kv.buffers.payload
+        for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True):
             for name, ov in zip(names, layers, strict=True):
                 binding.bind_ortvalue_input(name, ov)
         binding.bind_output("output", "cpu")
-        if gb not in self._entries:
-            d, h, n, k = self._entry_shape
-            self._entries[gb] = [self._buffer((d, gb, h, n, k)) for _ in ENTRY_OUTPUTS]
-        for name, (_, ov) in zip(ENTRY_OUTPUTS, self._entries[gb], strict=True):
+        for name, (_, ov) in zip(ENTRY_OUTPUTS, buffers.entries, strict=True):
             binding.bind_ortvalue_output(name, ov)
         if self.device == "cpu":
             flush_denormals()  # this thread computes a share of every operator
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, self._shrink if batch > 1 else None)
         out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)
-        return out, [host for host, _ in self._entries[gb]]
+        return out, [host for host, _ in buffers.entries]
 
     def _store(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:
         n = self.config.tokens_per_frame
-        for (host, layers), new in zip(kv.buffers.payload, entries, strict=True):
+        for (host, layers), new in zip(kv.buffers.payload.rings, entries, strict=True):
             host[:, :, :, slot * n : (slot + 1) * n] = new
             self._sync(host, layers)
