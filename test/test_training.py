@@ -217,7 +217,7 @@ def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
         assert train([*args, *out]) == 2
         return capsys.readouterr().err
 
-    assert "cannot be opened" in rejected("--bags", str(tmp_path / "nope"), "--steps", "1", *TINY)
+    assert "does not exist" in rejected("--bags", str(tmp_path / "nope"), "--steps", "1", *TINY)
     assert "/joint_commands" in rejected(
         "--bags", str(car_bag), "--modalities", "joint_velocity", "--steps", "1", *TINY
     )

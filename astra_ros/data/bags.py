@@ -43,6 +43,7 @@ class Episode:
     modality: str  # "joint_velocity" | "twist" | ...
     joint_names: tuple[str, ...]  # order of the D columns for joint_velocity; () otherwise
     source: str  # bag path
+    states: np.ndarray | None = None  # (T, J) float32 joint positions at each frame, where recorded
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])

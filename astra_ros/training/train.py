@@ -1,11 +1,12 @@
 """astra-train: train an Astra world model on rosbag2 recordings.
 
-    astra-train --bags B1 [B2 ...] --preset small --out RUN_DIR [--minutes M | --steps N] [--resume]
+    astra-train --data PATH [PATH ...] --preset small --out RUN_DIR [--minutes M | --steps N] [--resume]
 
-Each bag's modality follows from its command topic (``/joint_commands`` -> joint_velocity,
-``/cmd_vel`` -> twist) unless ``--modalities`` names them. Several bags of different robots train
-one model through the mixture of action experts. Multi-process: ``torchrun --nproc_per_node N
--m astra_ros.training.train ...`` (gloo on CPU, nccl on GPU).
+``--data`` takes rosbag2 folders and LeRobot dataset roots (``astra_ros.data.sources``). Each bag's
+modality follows from its command topic (``/joint_commands`` -> joint_velocity, ``/cmd_vel`` ->
+twist) unless ``--modality`` names them; LeRobot datasets give joint_position. Several sources of
+different robots train one model through the mixture of action experts. Multi-process:
+``torchrun --nproc_per_node N -m astra_ros.training.train ...`` (gloo on CPU, nccl on GPU).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from astra_ros.data.bags import DEFAULT_TOPICS, BagError, Episode, read_bag
+from astra_ros.data.bags import BagError, Episode
+from astra_ros.data.sources import add_data_arguments, open_episodes
 from astra_ros.data.windows import split_episodes
+from astra_ros.model.actions import JOINT_MODALITIES
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import PRESETS, AstraConfig
 from astra_ros.training.objective import ObjectiveSettings
@@ -29,9 +32,7 @@ from astra_ros.training.trainer import Trainer, TrainingError, TrainSettings, na
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="astra-train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--bags", nargs="+", required=True, help="rosbag2 directories")
-    p.add_argument("--modalities", nargs="+", help="modality per bag (default: from the command topic)")
-    p.add_argument("--image-topic", default="/camera/image_raw")
+    add_data_arguments(p)
     p.add_argument("--preset", default="small", choices=sorted(PRESETS))
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoint.pt, log.csv, model.pt)")
     budget = p.add_mutually_exclusive_group(required=True)
@@ -81,23 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def detect_modality(bag: str) -> str:
-    from rosbags.highlevel import AnyReader
-
-    try:
-        with AnyReader([Path(bag)]) as reader:
-            topics = {c.topic for c in reader.connections}
-    except Exception as exc:
-        raise BagError(f"bag {bag}: cannot be opened: {exc}") from exc
-    found = [m for m, topic in DEFAULT_TOPICS.items() if topic in topics]
-    if len(found) != 1:
-        raise BagError(
-            f"bag {bag}: cannot tell the modality from its topics {sorted(topics)}; "
-            f"expected exactly one of {sorted(DEFAULT_TOPICS.values())} or pass --modalities"
-        )
-    return found[0]
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -111,29 +95,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def load_data(
     args: argparse.Namespace, cfg: AstraConfig
 ) -> tuple[list[Episode], list[Episode], dict[str, Any]]:
-    if args.modalities and len(args.modalities) != len(args.bags):
-        raise TrainingError(
-            f"--modalities has {len(args.modalities)} entries; expected one per bag ({len(args.bags)})"
-        )
-    train, val, reports = [], [], []
-    for i, bag in enumerate(args.bags):
-        modality = args.modalities[i] if args.modalities else detect_modality(bag)
-        episodes, report = read_bag(bag, image_topic=args.image_topic, modality=modality, size=cfg.image_size)
-        print(report.summary(), file=sys.stderr)
-        t, v = split_episodes(episodes, args.val_fraction, args.seed)
-        train += t
-        val += v
-        reports.append(
-            {
-                "bag": bag,
-                "modality": modality,
-                "frames": report.frames_kept,
-                "episodes": report.episodes,
-                "drops": report.drops,
-                "frame_period": report.frame_period,
-            }
-        )
-    joint_names = next((e.joint_names for e in train if e.modality == "joint_velocity"), ())
+    episodes, reports = open_episodes(args, cfg.image_size, min_frames=max(args.window, cfg.max_history + 1))
+    train, val = split_episodes(episodes, args.val_fraction, args.seed)
+    joint_names = next((e.joint_names for e in train if e.modality in JOINT_MODALITIES), ())
     meta = {
         "modalities": sorted({e.modality for e in train}),
         "joint_names": list(joint_names),
@@ -169,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
                 structure_weight=args.structure_weight,
             ),
         )
-        if not args.bags:
-            raise TrainingError("--bags is empty; give at least one rosbag2 directory")
         print(f"astra-train: {'bf16 autocast' if settings.bf16 else 'fp32'} (--precision {args.precision})")
         train, val, meta = load_data(args, cfg)
         args.out.mkdir(parents=True, exist_ok=True)
