@@ -25,6 +25,7 @@ force over [t_i, t_{i+1})). It is the joint displacement the targets ask for ove
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "LeRobotReport",
     "decode_video",
     "is_lerobot",
+    "iter_video",
     "parse_episodes",
     "read_lerobot",
     "select_frames",
@@ -165,9 +167,9 @@ def _parquet_episodes(folder: Path) -> dict[int, dict[str, Any]]:
 # -- video decoding and the frame cache ----------------------------------------------------------
 
 
-def decode_video(path: Path, size: int, what: str, progress: bool = False) -> dict[str, np.ndarray]:
-    """Decode every frame of ``path`` -> ``frames`` (N, size, size, 3) uint8, ``times`` (N,) float64
-    seconds (presentation time), ``repeats`` (N,) bool (pixels equal to the previous frame's)."""
+def iter_video(path: Path, what: str, progress: bool = False) -> Iterator[tuple[float, np.ndarray, bool]]:
+    """Yield ``(presentation time in seconds, rgb (H, W, 3) uint8, repeat)`` for every frame of
+    ``path``; ``repeat``: the pixels equal the previous frame's exactly."""
     import av
 
     try:
@@ -184,30 +186,36 @@ def decode_video(path: Path, size: int, what: str, progress: bool = False) -> di
                 f"{what}: {path} is encoded with {codec!r}, which this PyAV build cannot decode; "
                 "expected a codec in av.codecs_available (e.g. av1, h264)"
             )
-        total = stream.frames or None
-        frames: list[np.ndarray] = []
-        times: list[float] = []
-        repeats: list[bool] = []
+        rate = float(stream.average_rate or 1)
         previous: np.ndarray | None = None
-        bar = _progress(total, f"decode {path.name}", progress)
+        count = 0
+        bar = _progress(stream.frames or None, f"decode {path.name}", progress)
         try:
             for frame in container.decode(stream):
                 rgb = frame.to_ndarray(format="rgb24")
-                repeats.append(previous is not None and np.array_equal(rgb, previous))
+                repeat = previous is not None and np.array_equal(rgb, previous)
                 previous = rgb
-                frames.append(resize_to_model(rgb, size))
-                times.append(
-                    float(frame.time) if frame.time is not None else len(times) / float(stream.average_rate)
-                )
+                yield (float(frame.time) if frame.time is not None else count / rate), rgb, repeat
+                count += 1
                 bar.update(1)
         except av.error.FFmpegError as err:
             raise LeRobotError(
-                f"{what}: cannot decode {path} (codec {codec!r}) after {len(frames)} frames: {err}"
+                f"{what}: cannot decode {path} (codec {codec!r}) after {count} frames: {err}"
             ) from err
         finally:
             bar.close()
-    if not frames:
+    if count == 0:
         raise LeRobotError(f"{what}: {path} holds no video frames")
+
+
+def decode_video(path: Path, size: int, what: str, progress: bool = False) -> dict[str, np.ndarray]:
+    """Every frame of ``path`` -> ``frames`` (N, size, size, 3) uint8 (``resize_to_model``), ``times``
+    (N,) float64 seconds, ``repeats`` (N,) bool (pixels equal to the previous frame's)."""
+    frames, times, repeats = [], [], []
+    for t, rgb, repeat in iter_video(path, what, progress):
+        frames.append(resize_to_model(rgb, size))
+        times.append(t)
+        repeats.append(repeat)
     return {
         "frames": np.stack(frames),
         "times": np.asarray(times, np.float64),
