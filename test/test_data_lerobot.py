@@ -175,3 +175,42 @@ def test_reads_the_shared_g1_data():
     assert len(ep.joint_names) == 26 and ep.joint_names[0] == "kLeftShoulderPitch"
     assert ep.commands.shape == (len(ep), 26) and np.isfinite(ep.commands).all()
     assert 150 < len(ep) <= 197 and np.median(np.diff(ep.stamps)) == pytest.approx(66_666_667, abs=1e5)
+
+
+def test_train_and_eval_take_a_lerobot_root(datasets, tmp_path):
+    import torch
+
+    from astra_ros.evaluation.evaluate import main as eval_main
+    from astra_ros.model.checkpoint import load_checkpoint
+    from astra_ros.training.train import main as train_main
+
+    data = ["--data", str(datasets["v2.1"]), "--cache-dir", str(tmp_path / "cache")]
+    tiny = [
+        "--preset",
+        "tiny",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--val-fraction",
+        "0",
+        "--precision",
+        "fp32",
+    ]
+    # the tiny preset trains on windows of 5 frames: episode 1 keeps only 4 once its repeats are dropped
+    assert train_main([*data, *tiny, "--out", str(tmp_path / "short")]) == 2
+    torch.set_num_threads(1)
+    assert train_main([*data, "--frozen", "keep", *tiny, "--out", str(tmp_path / "run")]) == 0
+    model = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert model.meta["modalities"] == ["joint_position"] and model.meta["joint_names"] == list(JOINTS)
+    assert model.meta["data"][0]["per_episode"][0]["repeats"] == 2
+    window = ["--context", "2", "--horizon", "2", "--no-progress"]
+    assert (
+        eval_main(
+            ["--model", str(tmp_path / "run" / "model.pt"), *data, *window, "--out", str(tmp_path / "e")]
+        )
+        == 0
+    )
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["modality"] == "joint_position" and metrics["windows"] > 0
+    assert len(metrics["model"]["psnr"]) == 2 and len(metrics["shuffled_commands"]["psnr"]) == 2
