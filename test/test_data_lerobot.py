@@ -214,3 +214,19 @@ def test_train_and_eval_take_a_lerobot_root(datasets, tmp_path):
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["modality"] == "joint_position" and metrics["windows"] > 0
     assert len(metrics["model"]["psnr"]) == 2 and len(metrics["shuffled_commands"]["psnr"]) == 2
+
+
+def test_imagine_takes_joint_position_candidates_in_any_joint_order():
+    from types import SimpleNamespace
+
+    from astra_ros.ros.conversions import InputError, imagine_actions
+
+    actions = np.array([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], np.float32)  # 1 candidate, 2 steps, 3 joints
+    request = SimpleNamespace(
+        modality="joint_position", num_candidates=1, horizon=2, action_dim=3,
+        actions=actions.reshape(-1).tolist(), joint_names=["j2", "j0", "j1"],
+    )  # fmt: skip
+    out = imagine_actions(request, ("joint_position",), JOINTS, 8)
+    np.testing.assert_allclose(out[0], actions[:, [1, 2, 0]])
+    with pytest.raises(InputError, match="expected one of \\['joint_velocity'\\]"):
+        imagine_actions(request, ("joint_velocity",), JOINTS, 8)

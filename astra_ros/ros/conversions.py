@@ -13,7 +13,7 @@ from builtin_interfaces.msg import Duration, Time
 from sensor_msgs.msg import Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from astra_ros.model.actions import expected_width
+from astra_ros.model.actions import JOINT_MODALITIES, expected_width
 from astra_ros.model.config import AstraConfig
 
 TWIST_WIDTH = 6
@@ -203,7 +203,7 @@ def imagine_actions(
     actions = values.reshape(batch, horizon, width)
     if not np.all(np.isfinite(actions)):
         raise InputError("imagine_non_finite", "actions contain NaN or inf; expected finite values")
-    if modality == "joint_velocity":
+    if modality in JOINT_MODALITIES:
         names = list(request.joint_names)
         if len(names) != width:
             raise InputError(
