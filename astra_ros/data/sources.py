@@ -58,7 +58,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--frame-period",
         type=float,
         default=None,
-        help="LeRobot: keep frames at least this many seconds apart (default: every kept frame)",
+        help="LeRobot: keep frames at least this many seconds apart (default: every kept frame; "
+        "astra-eval: the model's training frame period)",
     )
     g.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="decoded-frame cache")
     g.add_argument("--image-topic", default="/camera/image_raw", help="bag camera topic")

@@ -97,6 +97,7 @@ def base_metrics(args: argparse.Namespace, backend: WorldModelBackend, episodes:
         "data": [str(d) for d in args.data],
         "modality": args.modality,
         "episodes": len(episodes),
+        "frame_period": args.frame_period,
         "context": args.context,
         "horizon": args.horizon,
         "steps": args.steps,
@@ -144,6 +145,8 @@ def open_inputs(args: argparse.Namespace) -> tuple[WorldModelBackend, list[Any]]
         context_noise=args.context_noise,
         guidance_scale=args.guidance_scale,
     )
+    if args.frame_period is None and backend.info.frame_period > 0:
+        args.frame_period = backend.info.frame_period  # LeRobot frames at the model's training rate
     episodes = read_episodes(args, backend.info.image_size)
     return backend, episodes
 
