@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from astra_ros.hashing import file_sha256
+from astra_ros.model.actions import JOINT_POSITION_SCALE
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
@@ -223,6 +224,8 @@ def parity_rollout(
     if modality == "discrete":
         commands = rng.integers(0, cfg.num_discrete, commands.shape).astype(np.float32)
         plan = rng.integers(0, cfg.num_discrete, plan.shape).astype(np.float32)
+    if modality == "joint_position":  # packed values in [-1, 1] like the other modalities'
+        commands, plan = commands / JOINT_POSITION_SCALE, plan / JOINT_POSITION_SCALE
     videos = {}
     for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
         for frame, command in zip(observed, commands, strict=True):
