@@ -38,7 +38,7 @@ def test_copy_last_scores_pairs_each_frame_with_the_one_before():
 
 
 def test_bad_arguments_exit_2_with_a_message(capsys, tmp_path):
-    assert main(["--train", "a", "--heldout", "b", "--size", "60"]) == 2
+    assert main(["--data", "a", "--heldout", "b", "--size", "60"]) == 2
     assert "--size=60" in capsys.readouterr().err
-    assert main(["--train", str(tmp_path / "missing"), "--heldout", "b"]) == 2
+    assert main(["--data", str(tmp_path / "missing"), "--heldout", "b"]) == 2
     assert "missing" in capsys.readouterr().err

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from astra_ros.model.actions import pack_actions
+from astra_ros.model.actions import JOINT_POSITION_SCALE, pack_actions
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
+from astra_ros.model.config import MODALITY_IDS, NO_ACTION, AstraConfig
 from astra_ros.model.rope import rope_tables
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.torch_backend import TorchBackend
@@ -35,7 +35,9 @@ def random_inputs(cfg: AstraConfig, b: int, t: int, seed: int = 1):
         return Actions(
             torch.randn(b, t, a, generator=g),
             (torch.rand(b, t, a, generator=g) > 0.2).float(),
-            torch.randint(0, len(MODALITIES), (b, t), generator=g),
+            torch.tensor(list(MODALITY_IDS.values()))[
+                torch.randint(0, len(MODALITY_IDS), (b, t), generator=g)
+            ],
         )
 
     return (
@@ -186,15 +188,18 @@ def test_router_every_modality_top_k_and_variable_joints():
     rows.append(pack_actions(np.random.randn(6), "twist", cfg) + (1,))
     rows.append(pack_actions(np.random.randn(7), "pose_delta", cfg) + (2,))
     rows.append(pack_actions(np.array([3.0]), "discrete", cfg) + (3,))
+    rows.append(pack_actions(np.random.randn(5), "joint_position", cfg) + (5,))  # after NO_ACTION
     values = torch.tensor(np.stack([r[0] for r in rows]))
     mask = torch.tensor(np.stack([r[1] for r in rows]))
     modality = torch.tensor([r[2] for r in rows])
     x = torch.cat([values * mask, mask], -1)
-    onehot = torch.nn.functional.one_hot(modality, len(MODALITIES) + 1).float()
-    h = sum(onehot[:, m, None] * proj(x) for m, proj in enumerate(experts.projectors))
+    onehot = torch.nn.functional.one_hot(modality, cfg.modality_rows).float()
+    h = sum(
+        onehot[:, m, None] * proj(x) for m, proj in zip(experts.modality_ids, experts.projectors, strict=True)
+    )
     probs = experts.router(torch.cat([h, experts.modality_embed(modality)], -1)).softmax(-1)
     assert probs.shape == (len(rows), cfg.num_experts)
-    assert set(modality.tolist()) == set(range(len(MODALITIES)))
+    assert set(modality.tolist()) == set(MODALITY_IDS.values())
     out, balance = experts(Actions(values, mask, modality))
     assert out.shape == (len(rows), cfg.width)
     assert torch.isfinite(out).all() and torch.isfinite(balance)
@@ -294,3 +299,21 @@ def test_predict_conditions_each_frame_on_the_command_before_it(cfg):
     b = backend.predict(other, "joint_velocity", seed=3).astype(int)
     assert np.array_equal(a[0, 0], b[0, 0])  # frame 0 follows the last ingested command
     assert np.abs(a[0, 1] - b[0, 1]).max() > 0  # the command at frame 0 drives frame 1
+
+
+def test_joint_position_keeps_the_shipped_models_modality_ids_and_tables():
+    # Models saved with four modalities keep NO_ACTION = 4 and their table sizes.
+    assert NO_ACTION == 4 and MODALITY_IDS["discrete"] == 3 and MODALITY_IDS["joint_position"] == 5
+    saved = AstraConfig.preset("tiny").to_dict()
+    del saved["num_modalities"]  # a config written before joint_position existed
+    old = AstraConfig.from_dict(saved)
+    experts = AstraWorldModel(old).action_embed
+    assert old.modalities == ("joint_velocity", "twist", "pose_delta", "discrete")
+    assert len(experts.projectors) == 4 and experts.modality_embed.num_embeddings == 5
+    with pytest.raises(ValueError, match="no action tables for 'joint_position'"):
+        pack_actions(np.zeros(7), "joint_position", old)
+    new = AstraWorldModel(AstraConfig.preset("tiny")).action_embed
+    assert len(new.projectors) == 5 and new.modality_embed.num_embeddings == 6
+    values, mask = pack_actions(np.full(3, 0.01), "joint_position", AstraConfig.preset("tiny"))
+    np.testing.assert_allclose(values[:3], 0.01 * JOINT_POSITION_SCALE)
+    assert mask.sum() == 3

@@ -220,7 +220,7 @@ def test_bad_input_gives_clear_errors(kuka_bag, car_bag, tmp_path, capsys):
         assert train([*args, *out]) == 2
         return capsys.readouterr().err
 
-    assert "cannot be opened" in rejected("--bags", str(tmp_path / "nope"), "--steps", "1", *TINY)
+    assert "does not exist" in rejected("--bags", str(tmp_path / "nope"), "--steps", "1", *TINY)
     assert "/joint_commands" in rejected(
         "--bags", str(car_bag), "--modalities", "joint_velocity", "--steps", "1", *TINY
     )
@@ -338,10 +338,10 @@ def test_stage_files_reproduce_the_recorded_stage_commands():
 def test_train_writes_the_resolved_config(kuka_bag, tmp_path):
     run = tmp_path / "run"
     config = tmp_path / "run.yaml"
-    config.write_text(f"data:\n  bags: [{kuka_bag}]\n  val_fraction: 0\ntrain:\n  steps: 1\n")
+    config.write_text(f"data:\n  paths: [{kuka_bag}]\n  val_fraction: 0\ntrain:\n  steps: 1\n")
     assert train(["--config", str(config), "--out", str(run), *TINY]) == 0
     written = yaml.safe_load((run / "config.yaml").read_text())
-    assert written["data"]["bags"] == [str(kuka_bag)] and written["train"]["steps"] == 1
+    assert written["data"]["paths"] == [str(kuka_bag)] and written["train"]["steps"] == 1
     assert load_checkpoint(run / "model.pt").meta["config"] == written
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from astra_ros.data.sources import add_data_arguments
 from astra_ros.runtime.base import WorldModelBackend
 
 if TYPE_CHECKING:
@@ -45,11 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help=f"checkpoint (.pt), ONNX file with its sidecar, engine, or '{COPY_LAST}'",
     )
-    p.add_argument("--bag", required=True, help="rosbag2 directory (or file) to replay")
+    add_data_arguments(p)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--image-topic", default="/camera/image_raw")
-    p.add_argument("--command-topic", default=None, help="command topic (default: the bag's only one)")
-    p.add_argument("--modality", default="joint_velocity")
     p.add_argument("--context", type=int, default=4, help="frames ingested before each rollout")
     p.add_argument("--horizon", type=int, default=16, help="frames rolled out per window")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
@@ -84,27 +82,26 @@ def open_backend(model: str, backend: str = "auto", size: int = 64, **options: A
     return load_backend(model, backend=backend, **{k: v for k, v in options.items() if v is not None})
 
 
-def read_episodes(args: argparse.Namespace, size: int) -> tuple[list[Any], Any]:
-    from astra_ros.data.bags import read_bag
+def read_episodes(args: argparse.Namespace, size: int) -> list[Any]:
+    """The ``--data`` episodes at ``size``; sets ``args.modality`` to their one modality."""
+    from astra_ros.data.sources import open_episodes
 
-    if not Path(args.bag).exists():
-        raise FileNotFoundError(f"--bag {args.bag!r} does not exist; expected a rosbag2 directory")
-    return read_bag(
-        args.bag,
-        image_topic=args.image_topic,
-        command_topic=args.command_topic,
-        modality=args.modality,
-        size=size,
-    )
+    episodes, _reports = open_episodes(args, size, min_frames=args.context, progress=not args.no_progress)
+    modalities = sorted({ep.modality for ep in episodes})
+    if len(modalities) != 1:
+        raise ValueError(f"--data holds episodes of modalities {modalities}; expected one modality to score")
+    args.modality = modalities[0]
+    return episodes
 
 
 def base_metrics(args: argparse.Namespace, backend: WorldModelBackend, episodes: list[Any]) -> dict[str, Any]:
     return {
         "backend": backend.info.backend,
         "model_id": backend.info.model_id,
-        "bag": str(args.bag),
+        "data": [str(d) for d in args.paths],
         "modality": args.modality,
         "episodes": len(episodes),
+        "frame_period": args.frame_period,
         "context": args.context,
         "horizon": args.horizon,
         "steps": args.steps,
@@ -152,7 +149,9 @@ def open_inputs(args: argparse.Namespace) -> tuple[WorldModelBackend, list[Any]]
         context_noise=args.context_noise,
         guidance_scale=args.guidance_scale,
     )
-    episodes, _report = read_episodes(args, backend.info.image_size)
+    if args.frame_period is None and backend.info.frame_period > 0:
+        args.frame_period = backend.info.frame_period  # LeRobot frames at the model's training rate
+    episodes = read_episodes(args, backend.info.image_size)
     return backend, episodes
 
 

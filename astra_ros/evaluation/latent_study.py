@@ -8,8 +8,12 @@ same 8x8 token grid the pixel model uses (64x64 frames, stride 8) for a fixed CP
 prints their held-out reconstruction quality next to copy-last and, with ``--pixel-metrics``, the
 pixel model's own one-step prediction from ``astra-eval``'s metrics.json.
 
-    python -m astra_ros.evaluation.latent_study --train data/bags/kuka_train \\
+    python -m astra_ros.evaluation.latent_study --data data/bags/kuka_train \\
         --heldout data/bags/kuka_heldout --pixel-metrics eval_out/heldout/metrics.json
+
+``--data`` (and the other data options of ``astra_ros.data.sources``) names the training frames;
+``--heldout`` names another source, and ``--heldout-episodes`` selects its LeRobot episodes
+(default: ``--heldout`` is ``--data`` itself when only ``--heldout-episodes`` is given).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from astra_ros.data.bags import read_bag
+from astra_ros.data.sources import add_data_arguments, open_episodes
 from astra_ros.evaluation.metrics import mse, psnr_from_mse, ssim
 
 
@@ -62,11 +66,12 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.permute(0, 2, 3, 1).numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
 
 
-def frames_of(bag: str, size: int) -> list[np.ndarray]:
-    episodes, _ = read_bag(bag, size=size)
-    if not episodes:
-        raise ValueError(f"{bag}: no episodes; expected a rosbag2 bag with camera images and commands")
-    return [ep.frames for ep in episodes]
+def frames_of(args: argparse.Namespace, data: list[str], episodes: str | None, size: int) -> list[np.ndarray]:
+    """The frames of each episode of ``data`` (with ``episodes`` selected), read like ``--data``."""
+    found, _ = open_episodes(argparse.Namespace(**{**vars(args), "data": data, "episodes": episodes}), size)
+    if not found:
+        raise ValueError(f"{data}: no episodes; expected camera frames with commands")
+    return [ep.frames for ep in found]
 
 
 def train_autoencoder(
@@ -121,8 +126,9 @@ def pixel_model_h1(path: Path, key: str) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="latent_study", description=__doc__.splitlines()[0])
-    p.add_argument("--train", required=True, help="rosbag2 bag to train the autoencoders on")
-    p.add_argument("--heldout", required=True, help="rosbag2 bag to score on (never trained on)")
+    add_data_arguments(p)
+    p.add_argument("--heldout", nargs="+", default=None, help="source to score on (never trained on)")
+    p.add_argument("--heldout-episodes", default=None, help="LeRobot episodes of --heldout to score on")
     p.add_argument("--latent-channels", type=int, nargs="+", default=[4, 16])
     p.add_argument("--minutes", type=float, default=4.0, help="training budget per autoencoder")
     p.add_argument("--size", type=int, default=64)
@@ -134,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"latent_study: error: --size={args.size}; expected a multiple of 8", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    if args.heldout is None and args.heldout_episodes is None:
+        print("latent_study: error: give --heldout PATH or --heldout-episodes", file=sys.stderr)
+        return 2
+    heldout_data = args.heldout or args.paths
     try:
-        train = np.concatenate(frames_of(args.train, args.size))
-        heldout_episodes = frames_of(args.heldout, args.size)
+        train = np.concatenate(frames_of(args, args.paths, args.episodes, args.size))
+        heldout_episodes = frames_of(args, heldout_data, args.heldout_episodes, args.size)
     except (OSError, ValueError) as err:
         print(f"latent_study: error: {err}", file=sys.stderr)
         return 2
@@ -155,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         psnr, ssim_value = reconstruction_scores(model, heldout)
         name = f"autoencoder reconstruction, {channels} latent channels"
         rows.append((name, f"{grid}x{grid}x{channels}", psnr, ssim_value, steps))
-    print(f"held-out: {len(heldout)} frames of {args.heldout}; training: {len(train)} frames of {args.train}")
+    print(f"held-out: {len(heldout)} frames of {heldout_data}; training: {len(train)} frames of {args.paths}")
     print(f"autoencoders: {args.minutes:g} min each on {args.threads} CPU thread(s)\n")
     print("| frames from | token grid | PSNR dB | SSIM | training steps |")
     print("|---|---|---|---|---|")

@@ -157,7 +157,7 @@ def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], ou
     latency = metrics.get("latency_ms", {})
     summary = {
         k: metrics.get(k)
-        for k in ("backend", "model_id", "mode", "bag", "windows", "episodes", "context", "horizon", "steps")
+        for k in ("backend", "model_id", "mode", "data", "windows", "episodes", "context", "horizon", "steps")
         if k in metrics
     }
     names = [n for n in CURVE_STYLE if n in metrics]

@@ -39,6 +39,7 @@ from torch import nn
 
 from astra_ros.files import atomic_write
 from astra_ros.hashing import file_sha256
+from astra_ros.model.actions import JOINT_POSITION_SCALE
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import CheckpointError, load_checkpoint
 from astra_ros.model.config import AstraConfig
@@ -128,7 +129,7 @@ def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.n
     }
     x["level"] = rng.uniform(0, 1, batch).astype(np.float32)
     x["action_mask"] = (rng.uniform(0, 1, (batch, cfg.action_dim)) < 0.7).astype(np.float32)
-    x["modality"] = rng.integers(0, 5, batch).astype(np.int64)
+    x["modality"] = rng.integers(0, cfg.modality_rows, batch).astype(np.int64)  # every id, NO_ACTION too
     for name in CACHE_INPUTS:
         for n in layer_inputs(name, cfg.depth):
             x[n] = rng.standard_normal(spec[n]["shape"]).astype(np.float32)
@@ -211,7 +212,10 @@ def parity_rollout(
         backend._step = recording  # type: ignore[method-assign]
     cfg = torch_backend.config
     modality = (torch_backend.info.modalities or ("joint_velocity",))[0]
-    dim = {"joint_velocity": 7, "twist": 6, "pose_delta": 7, "discrete": 1}[modality]
+    joints = len(torch_backend.info.joint_names) or 7
+    dim = {"joint_velocity": joints, "joint_position": joints, "twist": 6, "pose_delta": 7, "discrete": 1}[
+        modality
+    ]
     rng = np.random.default_rng(1)
     observed = rng.integers(0, 256, (cfg.max_history + 2, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     commands = rng.uniform(-1, 1, (cfg.max_history + 2, dim)).astype(np.float32)
@@ -219,6 +223,8 @@ def parity_rollout(
     if modality == "discrete":
         commands = rng.integers(0, cfg.num_discrete, commands.shape).astype(np.float32)
         plan = rng.integers(0, cfg.num_discrete, plan.shape).astype(np.float32)
+    if modality == "joint_position":  # packed values in [-1, 1] like the other modalities'
+        commands, plan = commands / JOINT_POSITION_SCALE, plan / JOINT_POSITION_SCALE
     videos = {}
     for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
         for frame, command in zip(observed, commands, strict=True):

@@ -7,21 +7,30 @@ length (1 where a value is present):
 - ``twist``: ``[vx, vy, vz, wx, wy, wz]`` in m/s and rad/s.
 - ``pose_delta``: ``[dx, dy, dz, qx, qy, qz, qw]`` per frame.
 - ``discrete``: a command index in ``[0, num_discrete)``, packed one-hot.
+- ``joint_position``: joint position targets relative to the current joint positions
+  (``target - state``, radians), one per joint, up to ``max_joints``; packed times
+  ``JOINT_POSITION_SCALE`` so that per-frame displacements (0.005-0.1 rad on the G1 at 15-30 Hz)
+  come near the unit range of velocities in rad/s that the projectors start from.
+
+A model covers ``cfg.modalities`` (models saved before ``joint_position`` existed cover the first
+four); packing another modality for it is an error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from astra_ros.model.config import MODALITIES, AstraConfig
+from astra_ros.model.config import MODALITIES, MODALITY_IDS, AstraConfig
 
 FIXED_DIMS = {"twist": 6, "pose_delta": 7}
+JOINT_MODALITIES = ("joint_velocity", "joint_position")
+JOINT_POSITION_SCALE = 20.0
 
 
 def modality_id(modality: str) -> int:
-    if modality not in MODALITIES:
+    if modality not in MODALITY_IDS:
         raise ValueError(f"unknown action modality {modality!r}; expected one of {list(MODALITIES)}")
-    return MODALITIES.index(modality)
+    return MODALITY_IDS[modality]
 
 
 def expected_width(modality: str, cfg: AstraConfig) -> int | None:
@@ -39,8 +48,13 @@ def pack_actions(values: np.ndarray, modality: str, cfg: AstraConfig) -> tuple[n
         raise ValueError(f"actions for {modality!r} must have a last axis of command values; got a scalar")
     width = values.shape[-1]
     want = expected_width(modality, cfg)
+    if modality not in cfg.modalities:
+        raise ValueError(
+            f"this model has no action tables for {modality!r}; it covers {list(cfg.modalities)} "
+            f"(num_modalities={cfg.num_modalities})"
+        )
     if want is None and not 1 <= width <= cfg.max_joints:
-        raise ValueError(f"joint_velocity actions have {width} joints; expected 1..{cfg.max_joints}")
+        raise ValueError(f"{modality} actions have {width} joints; expected 1..{cfg.max_joints} (max_joints)")
     if want is not None and width != want:
         raise ValueError(f"{modality} actions have width {width}; expected {want}")
     if not np.all(np.isfinite(values)):
@@ -54,6 +68,6 @@ def pack_actions(values: np.ndarray, modality: str, cfg: AstraConfig) -> tuple[n
         np.put_along_axis(actions, index.astype(np.int64)[..., None], 1.0, axis=-1)
         mask[..., : cfg.num_discrete] = 1.0
     else:
-        actions[..., :width] = values
+        actions[..., :width] = values * JOINT_POSITION_SCALE if modality == "joint_position" else values
         mask[..., :width] = 1.0
     return actions, mask

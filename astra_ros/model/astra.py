@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from astra_ros.model.config import MODALITIES, NO_ACTION, AstraConfig
+from astra_ros.model.config import MODALITY_IDS, NO_ACTION, AstraConfig
 from astra_ros.model.rope import rope_frequencies
 
 
@@ -124,8 +124,9 @@ class ActionExperts(nn.Module):
         super().__init__()
         w, a = cfg.width, cfg.action_dim
         self.top_k = cfg.top_k
-        self.projectors = nn.ModuleList(nn.Linear(2 * a, w) for _ in MODALITIES)
-        self.modality_embed = nn.Embedding(len(MODALITIES) + 1, w)
+        self.modality_ids = [MODALITY_IDS[m] for m in cfg.modalities]  # projector i serves id modality_ids[i]
+        self.projectors = nn.ModuleList(nn.Linear(2 * a, w) for _ in self.modality_ids)
+        self.modality_embed = nn.Embedding(cfg.modality_rows, w)
         self.router = nn.Linear(2 * w, cfg.num_experts)
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(w, 2 * w), nn.SiLU(), nn.Linear(2 * w, w)) for _ in range(cfg.num_experts)
@@ -135,8 +136,10 @@ class ActionExperts(nn.Module):
     def forward(self, actions: Actions) -> tuple[torch.Tensor, torch.Tensor]:
         """-> action embeddings ``(..., W)`` and the load-balancing loss (a scalar)."""
         x = torch.cat([actions.values * actions.mask, actions.mask], dim=-1)  # (..., 2A)
-        onehot = F.one_hot(actions.modality, len(MODALITIES) + 1).to(x.dtype)  # (..., M+1)
-        h = sum(onehot[..., m, None] * proj(x) for m, proj in enumerate(self.projectors))
+        onehot = F.one_hot(actions.modality, self.modality_embed.num_embeddings).to(x.dtype)  # (..., rows)
+        h = sum(
+            onehot[..., m, None] * proj(x) for m, proj in zip(self.modality_ids, self.projectors, strict=True)
+        )
         logits = self.router(torch.cat([h, self.modality_embed(actions.modality)], dim=-1))  # (..., E)
         probs = logits.softmax(dim=-1)
         top_p, top_i = probs.topk(self.top_k, dim=-1)

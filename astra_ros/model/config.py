@@ -6,11 +6,16 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MODALITIES: tuple[str, ...] = ("joint_velocity", "twist", "pose_delta", "discrete")
-"""Action modalities the mixture of action experts understands; index = modality id.
-Id ``len(MODALITIES)`` is reserved for "no action" (action-free guidance)."""
+MODALITIES: tuple[str, ...] = ("joint_velocity", "twist", "pose_delta", "discrete", "joint_position")
+"""Action modalities the mixture of action experts understands, in the order they were added."""
 
-NO_ACTION = len(MODALITIES)
+NO_ACTION = 4
+"""Modality id of "no action" (action-free guidance). It was ``len(MODALITIES)`` while there were
+four modalities and stays 4, so models saved then keep their tables; later modalities take 5, 6..."""
+
+MODALITY_IDS: dict[str, int] = {m: i if i < NO_ACTION else i + 1 for i, m in enumerate(MODALITIES)}
+
+SAVED_WITHOUT_MODALITY_COUNT = 4  # configs saved before `num_modalities` existed cover the first four
 
 
 @dataclass
@@ -32,6 +37,7 @@ class AstraConfig:
     top_k: int = 2
     action_drop_prob: float = 0.1  # action-free guidance: drop actions in training
     action_modulation: bool = False  # the action also shifts/scales/gates every block (adaLN)
+    num_modalities: int = len(MODALITIES)  # the first N of MODALITIES have action tables
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)
@@ -57,6 +63,11 @@ class AstraConfig:
             )
         if not 1 <= self.top_k <= self.num_experts:
             raise ValueError(f"top_k={self.top_k} must be in [1, num_experts={self.num_experts}]")
+        if not NO_ACTION <= self.num_modalities <= len(MODALITIES):
+            raise ValueError(
+                f"num_modalities={self.num_modalities}; expected {NO_ACTION}..{len(MODALITIES)} "
+                f"(the first N of {list(MODALITIES)})"
+            )
         if not 1 <= self.sampling_steps <= 50:
             raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
 
@@ -69,6 +80,16 @@ class AstraConfig:
         return self.width // self.heads
 
     @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities this model has action tables for."""
+        return MODALITIES[: self.num_modalities]
+
+    @property
+    def modality_rows(self) -> int:
+        """Rows of the modality embedding: every id of ``modalities`` and ``NO_ACTION``."""
+        return max(NO_ACTION, *(MODALITY_IDS[m] for m in self.modalities)) + 1
+
+    @property
     def action_dim(self) -> int:
         """Length of the padded per-frame action vector shared by all modalities."""
         return max(self.max_joints, 6, 7, self.num_discrete)
@@ -79,6 +100,7 @@ class AstraConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AstraConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        values = {"num_modalities": SAVED_WITHOUT_MODALITY_COUNT, **values}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown AstraConfig fields {unknown}; expected a subset of {sorted(known)}")
@@ -96,6 +118,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": dict(image_size=32, patch_size=8, width=64, depth=2, heads=2, max_history=4, num_experts=2),
     # The shipped default model: trains on a 2-core CPU in about an hour.
     "small": dict(image_size=64, patch_size=8, width=256, depth=4, heads=4, max_history=8),
+    # The shipped G1 model: 26 joints (7 per arm, 6 per Inspire hand), a 4-frame context, and
+    # pt + onnx within 40 MB together.
+    "g1": dict(image_size=64, patch_size=8, width=128, depth=4, heads=4, max_history=4, max_joints=26),
     # For GPUs.
     "base": dict(image_size=256, patch_size=16, width=768, depth=12, heads=12, max_history=16),
 }

@@ -16,7 +16,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
-from astra_ros.model.actions import expected_width
+from astra_ros.model.actions import JOINT_MODALITIES, expected_width
 from astra_ros.model.config import AstraConfig
 from astra_ros.ros.input_limits import (
     INT32_MAX_NS,
@@ -260,7 +260,7 @@ def imagine_actions(
     if not np.all(np.isfinite(values)):
         raise InputError("imagine_non_finite", "actions contain NaN or inf; expected finite values")
     actions = _bounded(values, "Imagine actions", max_magnitude, "imagine").reshape(batch, horizon, width)
-    if modality == "joint_velocity":
+    if modality in JOINT_MODALITIES:
         names = list(request.joint_names)
         if len(names) != width:
             raise InputError(

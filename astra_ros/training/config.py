@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from astra_ros.data.lerobot import DEFAULT_CACHE_DIR, FROZEN_POLICIES
+from astra_ros.data.sources import FORMATS
 from astra_ros.model.config import PRESETS
 
 
@@ -88,12 +90,30 @@ class TrainSettings:
 
 @dataclass
 class DataSettings:
-    """Where the training windows come from. Data sources other than rosbag2 (``--data``,
-    ``--format``, ``--episodes`` of ``data/sources.py``) join this section."""
+    """Where the training windows come from: rosbag2 folders and LeRobot roots, read by
+    ``astra_ros.data.sources.open_episodes`` (the same options as astra-eval's)."""
 
-    bags: list[str] = setting([], "rosbag2 directories", metavar="BAG")
-    modalities: list[str] = setting([], "modality per bag (default: from the command topic)")
+    paths: list[str] = setting(
+        [], "rosbag2 folders or LeRobot dataset roots", flag=("--data", "--bags", "--bag"), metavar="PATH"
+    )
+    format: str = setting("auto", "auto: meta/info.json -> lerobot, else bag", choices=FORMATS)
+    episodes: str | None = setting(None, "LeRobot episode indices, e.g. 1-33,35 (default: all)")
+    camera: str | None = setting(None, "LeRobot video key (default: the first in meta/info.json)")
+    state_key: str = setting("observation.state", "LeRobot joint state column")
+    action_key: str = setting("action", "LeRobot joint position target column")
+    frozen: str = setting(
+        "drop",
+        "LeRobot frames equal to the previous one: drop (timestamps kept) or keep",
+        choices=FROZEN_POLICIES,
+    )
+    frame_period: float | None = setting(None, "LeRobot: keep frames at least this many seconds apart")
+    cache_dir: Path = setting(DEFAULT_CACHE_DIR, "decoded-frame cache")
     image_topic: str = setting("/camera/image_raw", "camera topic in the bags")
+    command_topic: str | None = setting(None, "bag command topic (default: the modality's)")
+    modality: list[str] = setting(
+        [], "bag command modality, one for all or one per bag (default: from its topics)",
+        flag=("--modality", "--modalities"),
+    )
     val_fraction: float = setting(0.1, "share of the episodes held out for validation")
 
 
@@ -158,6 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for dotted, f, hint in _leaves(TrainConfig):
         meta = dict(f.metadata)
         flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        flags = flag if isinstance(flag, tuple) else (flag,)
         kind = _base(hint)
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         kwargs: dict[str, Any] = {"dest": dotted, "default": argparse.SUPPRESS}
@@ -174,7 +195,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = meta.pop("help", "")
         shown = "" if default in (None, [], {}) else f" (default: {default})"
         groups[dotted.rpartition(".")[0].split(".")[0]].add_argument(
-            flag, help=help_text + shown, **kwargs, **meta
+            *flags, help=help_text + shown, **kwargs, **meta
         )
 
 

@@ -1,12 +1,13 @@
-"""astra-train: train an Astra world model on rosbag2 recordings.
+"""astra-train: train an Astra world model on rosbag2 recordings or LeRobot datasets.
 
     astra-train --config config/train/kuka_small.yaml config/train/kuka_small/1_constant.yaml
-    astra-train --bags B1 [B2 ...] --preset small --out RUN_DIR (--minutes M | --steps N) [--resume]
+    astra-train --data PATH [PATH ...] --preset small --out RUN_DIR (--minutes M | --steps N) [--resume]
 
 A run's settings come from its dataclasses (``training/config.py``), then the ``--config`` YAML
 files in order, then the flags given here; the run directory gets the resolved ``config.yaml``.
-Each bag's modality follows from its command topic (``/joint_commands`` -> joint_velocity,
-``/cmd_vel`` -> twist) unless ``--modalities`` names them. Several bags of different robots train
+``--data`` takes rosbag2 folders and LeRobot roots (``astra_ros.data.sources``); a bag's modality
+follows from its command topic unless ``--modality`` names it, LeRobot gives joint_position.
+Several sources of different robots train
 one model through the mixture of action experts. ``--device auto`` trains on CUDA when available.
 Multi-process: ``torchrun --nproc_per_node N -m astra_ros.training.train ...`` (gloo on CPU, nccl
 with one GPU per process).
@@ -24,8 +25,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from astra_ros.data.bags import DEFAULT_TOPICS, BagError, Episode, read_bag
+from astra_ros.data.bags import BagError, Episode
+from astra_ros.data.sources import open_episodes
 from astra_ros.data.windows import split_episodes
+from astra_ros.model.actions import JOINT_MODALITIES
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
 from astra_ros.training.config import DataSettings, TrainConfig, add_arguments, config_from_args, to_dict
@@ -45,8 +48,8 @@ def check_config(config: TrainConfig) -> None:
     """What the dataclasses cannot say alone: required settings and one budget."""
     if config.out is None:
         raise TrainingError("out is not set; expected --out RUN_DIR or out: in a config file")
-    if not config.data.bags:
-        raise TrainingError("data.bags is empty; expected at least one rosbag2 directory (--bags)")
+    if not config.data.paths:
+        raise TrainingError("data.paths is empty; expected rosbag2 folders or LeRobot roots (--data)")
     s = config.train
     if s.steps is not None and s.minutes is not None:
         raise TrainingError(f"steps={s.steps} and minutes={s.minutes}; expected one budget")
@@ -54,49 +57,12 @@ def check_config(config: TrainConfig) -> None:
         raise TrainingError("no budget; expected --steps N or --minutes M (train.steps / train.minutes)")
 
 
-def detect_modality(bag: str) -> str:
-    from rosbags.highlevel import AnyReader
-
-    try:
-        with AnyReader([Path(bag)]) as reader:
-            topics = {c.topic for c in reader.connections}
-    except Exception as exc:
-        raise BagError(f"bag {bag}: cannot be opened: {exc}") from exc
-    found = [m for m, topic in DEFAULT_TOPICS.items() if topic in topics]
-    if len(found) != 1:
-        raise BagError(
-            f"bag {bag}: cannot tell the modality from its topics {sorted(topics)}; "
-            f"expected exactly one of {sorted(DEFAULT_TOPICS.values())} or pass --modalities"
-        )
-    return found[0]
-
-
 def load_data(
-    data: DataSettings, cfg: AstraConfig, seed: int
+    data: DataSettings, cfg: AstraConfig, window: int, seed: int
 ) -> tuple[list[Episode], list[Episode], dict[str, Any]]:
-    if data.modalities and len(data.modalities) != len(data.bags):
-        raise TrainingError(
-            f"--modalities has {len(data.modalities)} entries; expected one per bag ({len(data.bags)})"
-        )
-    train, val, reports = [], [], []
-    for i, bag in enumerate(data.bags):
-        modality = data.modalities[i] if data.modalities else detect_modality(bag)
-        episodes, report = read_bag(bag, image_topic=data.image_topic, modality=modality, size=cfg.image_size)
-        print(report.summary(), file=sys.stderr)
-        t, v = split_episodes(episodes, data.val_fraction, seed)
-        train += t
-        val += v
-        reports.append(
-            {
-                "bag": bag,
-                "modality": modality,
-                "frames": report.frames_kept,
-                "episodes": report.episodes,
-                "drops": report.drops,
-                "frame_period": report.frame_period,
-            }
-        )
-    joint_names = next((e.joint_names for e in train if e.modality == "joint_velocity"), ())
+    episodes, reports = open_episodes(data, cfg.image_size, min_frames=max(window, cfg.max_history + 1))
+    train, val = split_episodes(episodes, data.val_fraction, seed)
+    joint_names = next((e.joint_names for e in train if e.modality in JOINT_MODALITIES), ())
     meta = {
         "modalities": sorted({e.modality for e in train}),
         "joint_names": list(joint_names),
@@ -115,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from_args(args)
         check_config(config)
         cfg = AstraConfig.preset(config.preset, **config.model)
-        train, val, meta = load_data(config.data, cfg, config.train.seed)
+        train, val, meta = load_data(config.data, cfg, config.train.window, config.train.seed)
         meta["config"] = to_dict(config)
         out = config.out
         out.mkdir(parents=True, exist_ok=True)
