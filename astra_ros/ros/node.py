@@ -494,7 +494,9 @@ class WorldModelNode(Node):
                 if frame.reset:
                     self._reset_state(frame.reset)
                 started = time.perf_counter()
-                self.backend.ingest(frame.rgb, frame.command, self.modality)
+                # the command over the interval that ended at this frame: the previous frame's
+                previous = frame.command if self._newest is None else self._newest.command
+                self.backend.ingest(frame.rgb, previous, self.modality)
                 ingest_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
                     self._ingest_ms.add(ingest_ms)
@@ -536,7 +538,8 @@ class WorldModelNode(Node):
         if self.settings.future_command_policy == "planned" and plan is not None:
             plan_stamp, offsets, commands = plan
             start = plan_stamp or newest.stamp_ns
-            steps = [newest.stamp_ns + (i + 1) * newest.step_ns - start for i in range(horizon)]
+            # actions[i] drives predicted frame i: the command in force from newest + i steps
+            steps = [newest.stamp_ns + i * newest.step_ns - start for i in range(horizon)]
             held = hold_plan(offsets, commands, steps)
             if held is not None and held.shape[1] == newest.command.shape[0]:
                 return held, "planned"
