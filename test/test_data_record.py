@@ -9,7 +9,8 @@ import pytest
 from rosbags.highlevel import AnyReader
 
 from astra_ros.data.bags import read_bag
-from astra_ros.data.record_sim import KUKA_JOINTS, START_NS, main, record
+from astra_ros.data.record_sim import START_NS, main, record
+from astra_ros.sim.kuka import JOINT_NAMES as KUKA_JOINTS
 
 
 def read_all(bag: Path) -> dict[str, list[tuple[int, object]]]:
@@ -35,13 +36,26 @@ def test_kuka_bag_topics_types_names_and_stamps(kuka_bag: Path) -> None:
     msgs = read_all(kuka_bag)
     assert msgs["types"] == {
         "/camera/image_raw": "sensor_msgs/msg/Image",
+        "/camera/segmentation": "sensor_msgs/msg/Image",
         "/joint_commands": "sensor_msgs/msg/JointState",
+        "/joint_states": "sensor_msgs/msg/JointState",
     }
-    images, cmds = msgs["/camera/image_raw"], msgs["/joint_commands"]
-    assert len(images) == 60 and len(cmds) == 120  # 15 Hz camera, 30 Hz commands
+    images, cmds, states = msgs["/camera/image_raw"], msgs["/joint_commands"], msgs["/joint_states"]
+    assert len(images) == 60 and len(cmds) == 120 and len(states) == 120  # 15 Hz camera, 30 Hz
     first = images[0][1]
     assert (first.height, first.width, first.encoding, first.step) == (32, 32, "rgb8", 96)
+    seg = msgs["/camera/segmentation"][0][1]
+    assert (seg.height, seg.width, seg.encoding, seg.step) == (32, 32, "mono8", 32)
+    assert [t for t, _ in msgs["/camera/segmentation"]] == [t for t, _ in images]
+    assert set(np.unique(seg.data)) <= set(range(9)) and len(np.unique(seg.data)) >= 4  # none + links
     assert tuple(cmds[0][1].name) == KUKA_JOINTS and len(cmds[0][1].velocity) == 7
+    # /joint_states: the state each command is applied from; positions integrate the commands
+    assert [t for t, _ in states] == [t for t, _ in cmds] and tuple(states[0][1].name) == KUKA_JOINTS
+    q = np.stack([m.position for _, m in states[:60]])
+    v = np.stack([m.velocity for _, m in states[:60]])
+    np.testing.assert_allclose(v[0], 0.0)  # each episode starts at rest
+    commanded = np.stack([m.velocity for _, m in cmds[:59]])
+    np.testing.assert_allclose(np.diff(q, axis=0), commanded / 30, atol=0.02)
     # simulated time: header stamp == bag time, starts at START_NS, 1/15 s apart, 2 s between episodes
     stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _, m in images])
     np.testing.assert_array_equal(stamps, [t for t, _ in images])
@@ -55,10 +69,19 @@ def test_kuka_bag_topics_types_names_and_stamps(kuka_bag: Path) -> None:
     assert np.abs(np.concatenate([e.commands for e in episodes])).max() > 0.5
 
 
+def raw_messages(bag: Path) -> list[tuple[str, int, bytes]]:
+    with AnyReader([bag]) as reader:
+        return [(conn.topic, t, bytes(raw)) for conn, t, raw in reader.messages()]
+
+
 def test_kuka_is_deterministic(tmp_path: Path, kuka_bag: Path) -> None:
     (tmp_path / "a").mkdir()
     again = tmp_path / "a" / "kuka"
     record("kuka", 2, 30, 3, again, size=32, progress=False)
+    first, second = raw_messages(kuka_bag), raw_messages(again)
+    assert len(first) == len(second) == 60 * 2 + 120 * 2
+    for a, b in zip(first, second, strict=True):
+        assert a == b, f"message {a[0]} at {a[1]} ns differs"
     assert (again / "kuka.mcap").read_bytes() == (kuka_bag / "kuka.mcap").read_bytes()
     other = tmp_path / "other"
     record("kuka", 2, 30, 4, other, size=32, progress=False)

@@ -12,25 +12,23 @@ Frame/command convention: the camera frame stamped ``t`` shows the state at ``t`
 stamped ``t`` is applied from ``t`` on, so the command in force at a frame's stamp (zero-order
 hold) drives the motion from that frame to the next.
 
-``kuka``: pybullet (DIRECT) KUKA iiwa from pybullet_data, each link a distinct saturated colour on
-a plain floor, close camera. Physics 240 Hz; ``sensor_msgs/JointState`` velocity commands
-(``VELOCITY_CONTROL``, joints ``lbr_iiwa_joint_1`` .. ``lbr_iiwa_joint_7``, rad/s) on
-``/joint_commands`` at 30 Hz; ``sensor_msgs/Image`` rgb8 on ``/camera/image_raw`` at 15 Hz.
-Commands are piecewise segments (0.3-1.6 s): about 25% pauses, the rest random target velocities
-reached either smoothly (first-order filter) or at once (sudden switch). A joint near the edge of
-its working range gets its command sign flipped; the recorded command is the applied one. Each
-episode starts from a fresh random arm pose.
+``kuka``: ``astra_ros.sim.kuka.KukaEnv`` (pybullet KUKA iiwa, each link a distinct saturated colour
+on a plain floor, close camera, physics 240 Hz). ``sensor_msgs/JointState`` velocity commands
+(joints ``lbr_iiwa_joint_1`` .. ``lbr_iiwa_joint_7``, rad/s) on ``/joint_commands`` at 30 Hz, each
+held for its 1/30 s (8 physics steps); ``sensor_msgs/JointState`` positions and velocities of the
+arm on ``/joint_states`` at 30 Hz, stamped with the command applied from that state on;
+``sensor_msgs/Image`` rgb8 on ``/camera/image_raw`` and its segmentation render mono8 on
+``/camera/segmentation`` (pixel = link id + 1: 0 no link, 1 base, 2..8 links 1..7; 8 is the end
+effector) at 15 Hz. Commands are piecewise segments (0.3-1.6 s): about 25% pauses, the rest
+random target velocities reached either smoothly (first-order filter) or at once (sudden
+switch). A joint near the edge of its working range gets its command sign flipped; the recorded
+command is the applied one. Each episode starts from a fresh random arm pose.
 
-``carracing``: gymnasium ``CarRacing-v3`` (``SDL_VIDEODRIVER=dummy``), 50 Hz env. The first
-``CAR_SKIP`` zoom-in frames are not recorded. Random smooth steer/gas/brake; the 96x96 observation
-is resized to ``--size`` and published at 50/3 Hz; ``geometry_msgs/Twist`` on ``/cmd_vel`` at
-50 Hz with the mapping::
-
-    linear.x  = gas - brake      (gas, brake in [0, 1]; so linear.x in [-1, 1])
-    angular.z = -steer           (steer in [-1, 1], +1 = right; ROS angular.z > 0 turns left)
-
-All other Twist fields are 0. An episode that the env ends early (track finished or car off the
-playfield) is shorter than ``--steps``.
+``carracing``: ``astra_ros.sim.carracing.CarRacingEnv`` (gymnasium ``CarRacing-v3``, 50 Hz,
+zoom-in frames not recorded). Random smooth steer/gas/brake; the 96x96 observation is resized to
+``--size`` and published at 50/3 Hz; ``geometry_msgs/Twist`` on ``/cmd_vel`` at 50 Hz
+(``linear.x = gas - brake``, ``angular.z = -steer``, all other fields 0). An episode that the env
+ends early (track finished or car off the playfield) is shorter than ``--steps``.
 
 The same ``--seed`` and arguments give byte-identical bags.
 """
@@ -46,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from astra_ros.sim.kuka import FRAME_PERIOD, JOINT_NAMES, PHYSICS_HZ, KukaEnv, SimError
+
 ENVS = ("kuka", "carracing")
 STORAGES = ("mcap", "sqlite3")
 IMAGE_TOPIC = "/camera/image_raw"
@@ -54,29 +54,12 @@ TWIST_TOPIC = "/cmd_vel"
 START_NS = 1_000_000_000  # simulated clock starts at 1 s (a zero header stamp means "unset")
 EPISODE_GAP_S = 2.0
 
-KUKA_JOINTS = tuple(f"lbr_iiwa_joint_{i}" for i in range(1, 8))
-KUKA_PHYSICS_HZ = 240
-KUKA_COMMAND_EVERY = 8  # 30 Hz
-KUKA_CAMERA_EVERY = 16  # 15 Hz
-KUKA_FORCE = 2000.0
-# Working range per joint (rad): inside the URDF limits, and keeping the arm in the picture.
-KUKA_RANGE = np.array([1.4, 1.1, 1.6, 1.7, 1.8, 1.7, 2.5])
-KUKA_VMAX = np.array([2.4, 2.2, 2.6, 2.6, 3.2, 3.2, 3.5])  # rad/s, max random target
-KUKA_COLOURS = (  # base, link 1..7: distinct saturated colours
-    (0.15, 0.15, 0.15, 1),
-    (0.95, 0.10, 0.10, 1),
-    (1.00, 0.55, 0.00, 1),
-    (0.95, 0.90, 0.05, 1),
-    (0.10, 0.80, 0.15, 1),
-    (0.05, 0.75, 0.90, 1),
-    (0.15, 0.25, 0.95, 1),
-    (0.85, 0.10, 0.85, 1),
-)
-FLOOR_COLOUR = (0.30, 0.33, 0.40, 1)
+STATE_TOPIC = "/joint_states"
+SEGMENTATION_TOPIC = "/camera/segmentation"
 
-CAR_HZ = 50
-CAR_CAMERA_EVERY = 3
-CAR_SKIP = 50
+KUKA_COMMAND_EVERY = 8  # physics steps per command: 30 Hz
+KUKA_COMMAND_PERIOD = KUKA_COMMAND_EVERY / PHYSICS_HZ
+KUKA_VMAX = np.array([2.4, 2.2, 2.6, 2.6, 3.2, 3.2, 3.5])  # rad/s, max random target
 
 
 class RecordError(RuntimeError):
@@ -102,9 +85,12 @@ class RecordStats:
 
 
 class _BagOut:
-    """Thin wrapper over rosbags' Writer with the three message kinds we write."""
+    """Thin wrapper over rosbags' Writer with the message kinds we write; ``robot_state`` adds the
+    ``/joint_states`` and segmentation topics."""
 
-    def __init__(self, out: Path, storage: str, command_type: str, command_topic: str) -> None:
+    def __init__(
+        self, out: Path, storage: str, command_type: str, command_topic: str, robot_state: bool = False
+    ) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
         from rosbags.typesys import Stores, get_typestore
 
@@ -114,6 +100,13 @@ class _BagOut:
         self.writer.open()
         self.image_conn = self.writer.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=self.ts)
         self.cmd_conn = self.writer.add_connection(command_topic, command_type, typestore=self.ts)
+        if robot_state:
+            self.state_conn = self.writer.add_connection(
+                STATE_TOPIC, "sensor_msgs/msg/JointState", typestore=self.ts
+            )
+            self.seg_conn = self.writer.add_connection(
+                SEGMENTATION_TOPIC, "sensor_msgs/msg/Image", typestore=self.ts
+            )
         t = self.ts.types
         self.Image = t["sensor_msgs/msg/Image"]
         self.Header = t["std_msgs/msg/Header"]
@@ -129,30 +122,48 @@ class _BagOut:
             stamp=self.Time(sec=t_ns // 1_000_000_000, nanosec=t_ns % 1_000_000_000), frame_id=frame_id
         )
 
-    def image(self, t_ns: int, rgb: np.ndarray) -> None:
-        h, w, _ = rgb.shape
+    def _image(self, conn: Any, t_ns: int, pixels: np.ndarray, encoding: str) -> None:
+        h, w = pixels.shape[:2]
+        data = np.ascontiguousarray(pixels, dtype=np.uint8).reshape(-1)
         msg = self.Image(
             header=self.header(t_ns, "camera"),
             height=h,
             width=w,
-            encoding="rgb8",
+            encoding=encoding,
             is_bigendian=0,
-            step=3 * w,
-            data=np.ascontiguousarray(rgb, dtype=np.uint8).reshape(-1),
+            step=data.size // h,
+            data=data,
         )
-        self.writer.write(self.image_conn, t_ns, self.ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+        self.writer.write(conn, t_ns, self.ts.serialize_cdr(msg, "sensor_msgs/msg/Image"))
+
+    def image(self, t_ns: int, rgb: np.ndarray) -> None:
+        self._image(self.image_conn, t_ns, rgb, "rgb8")
         self.images += 1
 
-    def joint_command(self, t_ns: int, names: tuple[str, ...], velocity: np.ndarray) -> None:
+    def segmentation(self, t_ns: int, ids: np.ndarray) -> None:
+        """Link ids (-1 none) as mono8 id + 1."""
+        self._image(self.seg_conn, t_ns, (np.asarray(ids) + 1).astype(np.uint8), "mono8")
+
+    def _joint_state(
+        self, conn: Any, t_ns: int, names: tuple[str, ...], position: np.ndarray, velocity: np.ndarray
+    ) -> None:
         msg = self.JointState(
             header=self.header(t_ns, "base"),
             name=list(names),
-            position=np.zeros(0, np.float64),
+            position=np.asarray(position, np.float64),
             velocity=np.asarray(velocity, np.float64),
             effort=np.zeros(0, np.float64),
         )
-        self.writer.write(self.cmd_conn, t_ns, self.ts.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
+        self.writer.write(conn, t_ns, self.ts.serialize_cdr(msg, "sensor_msgs/msg/JointState"))
+
+    def joint_command(self, t_ns: int, names: tuple[str, ...], velocity: np.ndarray) -> None:
+        self._joint_state(self.cmd_conn, t_ns, names, np.zeros(0), velocity)
         self.commands += 1
+
+    def joint_state(
+        self, t_ns: int, names: tuple[str, ...], position: np.ndarray, velocity: np.ndarray
+    ) -> None:
+        self._joint_state(self.state_conn, t_ns, names, position, velocity)
 
     def twist(self, t_ns: int, linear_x: float, angular_z: float) -> None:
         msg = self.Twist(
@@ -223,129 +234,57 @@ class SegmentProcess:
 # ------------------------------------------------------------------------------------------- KUKA
 
 
-class KukaSim:
-    def __init__(self, size: int) -> None:
-        try:
-            import pybullet as p
-            import pybullet_data
-        except ImportError as err:  # pragma: no cover - pinned in requirements.txt
-            raise RecordError(f"--env kuka needs pybullet (pip install pybullet): {err}") from err
-        self.p = p
-        self.size = size
-        self.client = p.connect(p.DIRECT)
-        p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
-        p.setTimeStep(1.0 / KUKA_PHYSICS_HZ, physicsClientId=self.client)
-        p.setGravity(0, 0, -9.81, physicsClientId=self.client)
-        floor_shape = p.createVisualShape(
-            p.GEOM_BOX, halfExtents=[4, 4, 0.01], rgbaColor=FLOOR_COLOUR, physicsClientId=self.client
-        )
-        p.createMultiBody(
-            baseMass=0,
-            baseVisualShapeIndex=floor_shape,
-            basePosition=[0, 0, -0.01],
-            physicsClientId=self.client,
-        )
-        self.robot = p.loadURDF("kuka_iiwa/model.urdf", useFixedBase=True, physicsClientId=self.client)
-        names = [p.getJointInfo(self.robot, j, physicsClientId=self.client)[1].decode() for j in range(7)]
-        if tuple(names) != KUKA_JOINTS:
-            raise RecordError(f"kuka_iiwa/model.urdf joint names {names}; expected {list(KUKA_JOINTS)}")
-        self.joints = list(range(7))
-        lower = np.array([p.getJointInfo(self.robot, j, physicsClientId=self.client)[8] for j in self.joints])
-        upper = np.array([p.getJointInfo(self.robot, j, physicsClientId=self.client)[9] for j in self.joints])
-        self.lo = np.maximum(lower + 0.1, -KUKA_RANGE)
-        self.hi = np.minimum(upper - 0.1, KUKA_RANGE)
-        for link, colour in zip(range(-1, 7), KUKA_COLOURS, strict=True):
-            p.changeVisualShape(self.robot, link, rgbaColor=colour, physicsClientId=self.client)
-        self.view = p.computeViewMatrix(
-            cameraEyePosition=[1.3, -0.9, 1.0],
-            cameraTargetPosition=[0.0, 0.0, 0.62],
-            cameraUpVector=[0, 0, 1],
-        )
-        self.proj = p.computeProjectionMatrixFOV(fov=50.0, aspect=1.0, nearVal=0.1, farVal=6.0)
-
-    def reset(self, rng: np.random.Generator) -> None:
-        q = rng.uniform(self.lo * 0.8, self.hi * 0.8)
-        for j, qj in zip(self.joints, q, strict=True):
-            self.p.resetJointState(self.robot, j, float(qj), 0.0, physicsClientId=self.client)
-        self.apply(np.zeros(7))
-
-    def positions(self) -> np.ndarray:
-        states = self.p.getJointStates(self.robot, self.joints, physicsClientId=self.client)
-        return np.array([s[0] for s in states])
-
-    def apply(self, velocity: np.ndarray) -> None:
-        self.p.setJointMotorControlArray(
-            self.robot,
-            self.joints,
-            self.p.VELOCITY_CONTROL,
-            targetVelocities=[float(v) for v in velocity],
-            forces=[KUKA_FORCE] * 7,
-            physicsClientId=self.client,
-        )
-
-    def step(self) -> None:
-        self.p.stepSimulation(physicsClientId=self.client)
-
-    def render(self) -> np.ndarray:
-        _, _, rgba, _, _ = self.p.getCameraImage(
-            self.size,
-            self.size,
-            viewMatrix=self.view,
-            projectionMatrix=self.proj,
-            renderer=self.p.ER_TINY_RENDERER,
-            lightDirection=[1.0, -0.6, 2.0],
-            shadow=0,
-            physicsClientId=self.client,
-        )
-        return np.asarray(rgba, np.uint8).reshape(self.size, self.size, 4)[:, :, :3].copy()
-
-    def close(self) -> None:
-        self.p.disconnect(physicsClientId=self.client)
+def kuka_episode(env: KukaEnv, rng: np.random.Generator) -> SegmentProcess:
+    """Reset ``env`` to a random pose drawn from ``rng``; the command process of the episode."""
+    env.reset(int(rng.integers(0, 2**31 - 1)))
+    return SegmentProcess(rng, KUKA_VMAX, PHYSICS_HZ / KUKA_COMMAND_EVERY)
 
 
-def kuka_command(sim: KukaSim, proc: SegmentProcess) -> np.ndarray:
-    """Next command of ``proc``, kept inside the working range, applied to ``sim``; returns it.
+def kuka_command(env: KukaEnv, proc: SegmentProcess) -> np.ndarray:
+    """Next command of ``proc``, kept inside the working range of ``env``'s joints.
 
     Shared with ``astra_ros.ros.sim_publisher`` so both drive the arm the same way.
     """
     v = proc.step()
-    q = sim.positions()
+    q = env.state().positions
     # Flip a command that would carry a joint past its working range in the
     # next command period (or that already points outwards beyond it).
-    lookahead = q + v * (KUKA_COMMAND_EVERY / KUKA_PHYSICS_HZ) * 2.0
-    flip = ((lookahead > sim.hi) & (v > 0)) | ((lookahead < sim.lo) & (v < 0))
+    lookahead = q + v * KUKA_COMMAND_PERIOD * 2.0
+    flip = ((lookahead > env.upper) & (v > 0)) | ((lookahead < env.lower) & (v < 0))
     if flip.any():
         proc.flip(flip)
         v = proc.value.copy()
-    sim.apply(v)
     return v
 
 
 def _record_kuka(
     bag: _BagOut, rng: np.random.Generator, episodes: int, steps: int, size: int, stats: RecordStats, bar: Any
 ) -> int:
-    sim = KukaSim(size)
+    try:
+        env = KukaEnv(size)
+    except SimError as err:
+        raise RecordError(f"--env kuka: {err}") from err
     ns = 1_000_000_000
+    per_frame = round(FRAME_PERIOD / KUKA_COMMAND_PERIOD)
     t0 = START_NS
     try:
         for _ in range(episodes):
-            sim.reset(rng)
-            proc = SegmentProcess(rng, KUKA_VMAX, KUKA_PHYSICS_HZ / KUKA_COMMAND_EVERY)
-            total = steps * KUKA_CAMERA_EVERY
-            frames = 0
-            for k in range(total):
-                t_ns = t0 + (k * ns) // KUKA_PHYSICS_HZ
-                if k % KUKA_COMMAND_EVERY == 0:
-                    bag.joint_command(t_ns, KUKA_JOINTS, kuka_command(sim, proc))
-                if k % KUKA_CAMERA_EVERY == 0:
-                    bag.image(t_ns, sim.render())
-                    frames += 1
+            proc = kuka_episode(env, rng)
+            for k in range(steps * per_frame):
+                t_ns = t0 + (k * KUKA_COMMAND_EVERY * ns) // PHYSICS_HZ
+                state = env.state()
+                bag.joint_state(t_ns, JOINT_NAMES, state.positions, state.velocities)
+                command = kuka_command(env, proc)
+                bag.joint_command(t_ns, JOINT_NAMES, command)
+                if k % per_frame == 0:
+                    bag.image(t_ns, env.render())
+                    bag.segmentation(t_ns, env.segmentation())
                     bar.update(1)
-                sim.step()
-            stats.episode_frames.append(frames)
-            t0 = t0 + (total * ns) // KUKA_PHYSICS_HZ + int(EPISODE_GAP_S * ns)
+                env.step(command, KUKA_COMMAND_PERIOD)
+            stats.episode_frames.append(steps)
+            t0 = t0 + (steps * per_frame * KUKA_COMMAND_EVERY * ns) // PHYSICS_HZ + int(EPISODE_GAP_S * ns)
     finally:
-        sim.close()
+        env.close()
     return t0
 
 
@@ -355,30 +294,24 @@ def _record_kuka(
 def _record_carracing(
     bag: _BagOut, rng: np.random.Generator, episodes: int, steps: int, size: int, stats: RecordStats, bar: Any
 ) -> int:
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    try:
-        import gymnasium as gym
-    except ImportError as err:  # pragma: no cover - pinned in requirements.txt
-        raise RecordError(f"--env carracing needs gymnasium[box2d]: {err}") from err
-    from astra_ros.data.images import resize_to_model
+    from astra_ros.sim.carracing import ENV_HZ, CarRacingEnv
 
     try:
-        env = gym.make("CarRacing-v3", continuous=True, max_episode_steps=10**9)
-    except Exception as err:  # noqa: BLE001 - report any simulator start failure clearly
-        raise RecordError(f"cannot create gymnasium CarRacing-v3 (needs gymnasium[box2d]): {err}") from err
-    period = 1_000_000_000 // CAR_HZ
+        env = CarRacingEnv(size)
+    except SimError as err:
+        raise RecordError(f"--env carracing: {err}") from err
+    period = 1_000_000_000 // ENV_HZ
+    per_frame = round(env.frame_period * ENV_HZ)
     t0 = START_NS
     try:
         for _ in range(episodes):
-            obs, _ = env.reset(seed=int(rng.integers(0, 2**31 - 1)))
-            for _ in range(CAR_SKIP):
-                obs, _, term, trunc, _ = env.step(np.zeros(3, np.float32))
+            env.reset(int(rng.integers(0, 2**31 - 1)))
             # Independent processes: steer (pause = straight ahead) and throttle (pause = coast).
             steer_proc = SegmentProcess(
-                rng, np.array([1.0]), CAR_HZ, pause_prob=0.3, sudden_prob=0.3, seg_s=(0.3, 1.5), tau_s=0.15
+                rng, np.array([1.0]), ENV_HZ, pause_prob=0.3, sudden_prob=0.3, seg_s=(0.3, 1.5), tau_s=0.15
             )
             throttle_proc = SegmentProcess(
-                rng, np.array([1.0]), CAR_HZ, pause_prob=0.25, sudden_prob=0.3, seg_s=(0.5, 2.0), tau_s=0.2
+                rng, np.array([1.0]), ENV_HZ, pause_prob=0.25, sudden_prob=0.3, seg_s=(0.5, 2.0), tau_s=0.2
             )
             frames = 0
             k = 0
@@ -389,14 +322,14 @@ def _record_carracing(
                 throttle = float(np.clip(throttle + 0.3, -1.0, 1.0))
                 gas, brake = max(throttle, 0.0), max(-throttle, 0.0) * 0.8
                 steer = float(np.clip(steer, -1.0, 1.0))
-                if k % CAR_CAMERA_EVERY == 0:
-                    bag.image(t_ns, resize_to_model(np.asarray(obs, np.uint8), size))
+                if k % per_frame == 0:
+                    bag.image(t_ns, env.render())
                     frames += 1
                     bar.update(1)
                 bag.twist(t_ns, gas - brake, -steer)
-                obs, _, term, trunc, _ = env.step(np.array([steer, gas, brake], np.float32))
+                ended = env.step(np.array([gas - brake, -steer]), env.physics_period)
                 k += 1
-                if term or trunc:
+                if ended:
                     bar.update(steps - frames)
                     break
             stats.episode_frames.append(frames)
@@ -452,7 +385,7 @@ def record(
     check_out_path(out)
     rng = np.random.default_rng(seed)
     if env == "kuka":
-        bag = _BagOut(out, storage, "sensor_msgs/msg/JointState", JOINT_TOPIC)
+        bag = _BagOut(out, storage, "sensor_msgs/msg/JointState", JOINT_TOPIC, robot_state=True)
     else:
         bag = _BagOut(out, storage, "geometry_msgs/msg/Twist", TWIST_TOPIC)
     stats = RecordStats(out=str(out), env=env, episodes=episodes, frames=0, commands=0, seconds=0.0)

@@ -7,10 +7,11 @@ Publishes, in simulated time starting at ``record_sim.START_NS``:
   ``lbr_iiwa_joint_1..7``) at 30 Hz;
 - ``/camera/image_raw`` (sensor_msgs/Image rgb8, ``--size`` pixels) at 15 Hz.
 
-The simulator, its command process and the bag writer are those of ``astra-record-sim`` (one
-way to simulate), so a bag written with ``--bag`` is what ``astra-record-sim`` would write for the
-same stream. Time is paced at ``--real-time-factor`` x wall clock. Stops after ``--seconds`` of
-simulated time, or at SIGINT/SIGTERM (the bag is closed cleanly either way).
+The simulator (``astra_ros.sim.kuka``), its command process and the bag writer are those of
+``astra-record-sim`` (one way to simulate), so a bag written with ``--bag`` holds the camera and
+command messages ``astra-record-sim`` would write for the same stream. Time is paced at
+``--real-time-factor`` x wall clock. Stops after ``--seconds`` of simulated time, or at
+SIGINT/SIGTERM (the bag is closed cleanly either way).
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ import numpy as np
 from astra_ros.data.record_sim import IMAGE_TOPIC as CAMERA_TOPIC
 from astra_ros.data.record_sim import (
     JOINT_TOPIC,
-    KUKA_CAMERA_EVERY,
     KUKA_COMMAND_EVERY,
-    KUKA_JOINTS,
-    KUKA_PHYSICS_HZ,
-    KUKA_VMAX,
     START_NS,
-    KukaSim,
-    SegmentProcess,
     _BagOut,
     check_out_path,
     kuka_command,
+    kuka_episode,
 )
+from astra_ros.sim.kuka import CAMERA_EVERY, PHYSICS_HZ, KukaEnv
+from astra_ros.sim.kuka import JOINT_NAMES as KUKA_JOINTS
 
 NS = 1_000_000_000
 
@@ -48,21 +46,21 @@ class KukaStream:
     """
 
     def __init__(self, size: int = 64, seed: int = 0) -> None:
-        self.sim = KukaSim(size)
+        self.sim = KukaEnv(size)
         self.rng = np.random.default_rng(seed)
-        self.sim.reset(self.rng)
-        self.proc = SegmentProcess(self.rng, KUKA_VMAX, KUKA_PHYSICS_HZ / KUKA_COMMAND_EVERY)
+        self.proc = kuka_episode(self.sim, self.rng)
+        self.command = np.zeros(len(KUKA_JOINTS))
         self.k = 0
 
     def tick(self) -> tuple[int, np.ndarray | None, np.ndarray | None]:
         k = self.k
-        t_ns = START_NS + (k * NS) // KUKA_PHYSICS_HZ
+        t_ns = START_NS + (k * NS) // PHYSICS_HZ
         command = image = None
         if k % KUKA_COMMAND_EVERY == 0:
-            command = kuka_command(self.sim, self.proc)
-        if k % KUKA_CAMERA_EVERY == 0:
+            command = self.command = kuka_command(self.sim, self.proc)
+        if k % CAMERA_EVERY == 0:
             image = self.sim.render()
-        self.sim.step()
+        self.sim.step(self.command, self.sim.physics_period)
         self.k += 1
         return t_ns, command, image
 
