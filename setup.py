@@ -17,6 +17,7 @@ CONSOLE_SCRIPTS = [
     "astra-build-engine = astra_ros.runtime.engine_cache:main",
     "astra-bench = astra_ros.bench:main",
     "astra-eval = astra_ros.evaluation.evaluate:main",
+    "astra-plan-bench = astra_ros.planning.bench:main",
     "astra_world_model = astra_ros.ros.node:main",
     "astra-ros-run = astra_ros.ros.run:main",
     "astra_sim_publisher = astra_ros.ros.sim_publisher:main",
