@@ -19,6 +19,7 @@ CONSOLE_SCRIPTS = [
     "astra-eval = astra_ros.evaluation.evaluate:main",
     "astra-plan-bench = astra_ros.planning.bench:main",
     "astra_world_model = astra_ros.ros.node:main",
+    "astra_planner = astra_ros.ros.planner_node:main",
     "astra-ros-run = astra_ros.ros.run:main",
     "astra_sim_publisher = astra_ros.ros.sim_publisher:main",
     "astra_prediction_recorder = astra_ros.ros.recorder:main",

@@ -137,3 +137,78 @@ def test_astra_plan_bench_quick(tmp_path):
     assert report["planners"]["oracle"]["ee_distance_mean_m"] < stay
     assert isinstance(report["planning_gain"], float) and (out / "plan_bench.png").stat().st_size > 0
     assert main(["--model", "copy_last", "--out", str(out), "--planners", "model,teleport"]) == 2
+
+
+def test_the_closed_loop_holds_each_planned_command_for_its_frame_period_then_stops():
+    from astra_ros.planning.closed_loop import ClosedLoop
+
+    oracle = ToyOracle()
+    planner = Planner(
+        oracle, "twist", -np.ones(2), np.ones(2), pixel_mse, PlannerConfig(candidates=8, horizon=3)
+    )
+    loop = ClosedLoop(planner, frame_period_ns=100, min_history=1)
+    np.testing.assert_array_equal(loop.command_at(0), [0.0, 0.0])  # no plan yet: stand still
+    position = np.array([16.0, 16.0])
+    oracle.know(render(position), position)
+    loop.observe(render(position), np.zeros(2))
+    plan = loop.replan(render(position + 2.0), stamp_ns=1000)
+    for t, index in ((1000, 0), (1099, 0), (1100, 1), (1250, 2)):
+        np.testing.assert_array_equal(loop.command_at(t), plan.actions[index])
+    np.testing.assert_array_equal(loop.command_at(1300), [0.0, 0.0])  # past the horizon: stop
+    before = planner._mean.copy()
+    loop.replan(render(position + 2.0), stamp_ns=1200)  # two periods later: warm start shifted by 2
+    assert planner._calls == 2 and not np.array_equal(before, planner._mean)
+    loop.new_goal()
+    assert loop.current is None
+
+
+def test_the_planner_node_publishes_joint_commands_and_diagnostics():
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image, JointState
+
+    from astra_ros.ros.conversions import rgb_to_image
+    from astra_ros.ros.planner_node import PlannerNode
+
+    rclpy.init()
+    try:
+        joints = [f"j{i}" for i in range(7)]
+        overrides = [
+            Parameter("model_path", value="copy_last"),
+            Parameter("joint_names", value=joints),
+            Parameter("candidates", value=4),
+            Parameter("horizon", value=2),
+        ]
+        node = PlannerNode(parameter_overrides=overrides)
+        peer = rclpy.create_node("planner_test_peer")
+        commands, diagnostics = [], []
+        peer.create_subscription(JointState, "joint_commands", commands.append, 10)
+        peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        image_pub = peer.create_publisher(Image, "image", 10)
+        goal_pub = peer.create_publisher(Image, "goal_image", 1)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.add_node(peer)
+        frame = np.zeros((64, 64, 3), np.uint8)
+        goal_pub.publish(rgb_to_image(frame + 50, 1, "camera"))
+        bad = rgb_to_image(frame, 2, "camera")
+        bad.encoding = "yuv999"
+        image_pub.publish(bad)
+        for k in range(40):
+            image_pub.publish(rgb_to_image(frame, 1_000 + k, "camera"))
+            executor.spin_once(timeout_sec=0.05)
+            if any(v.key == "count.plans" for d in diagnostics for s in d.status for v in s.values):
+                break
+        for _ in range(40):
+            executor.spin_once(timeout_sec=0.05)
+        assert commands and commands[-1].name == joints and len(commands[-1].velocity) == 7
+        values = {v.key: v.value for d in diagnostics for s in d.status for v in s.values}
+        assert int(values["count.plans"]) >= 1 and float(values["plan_p50_ms"]) > 0
+        assert values["count.rejected.camera_image_encoding"] == "1"
+        executor.shutdown()
+        node.destroy_node()
+        peer.destroy_node()
+    finally:
+        rclpy.try_shutdown()
