@@ -270,6 +270,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         goals = make_goals(env, args.goals, args.context, args.frames, args.min_motion, args.seed)
         episodes: dict[str, list[Episode]] = {n: [] for n in names}
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
         bar = tqdm(
             total=len(goals) * len(names), desc="astra-plan-bench", unit="run", disable=args.no_progress
         )
@@ -278,27 +280,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rng = np.random.default_rng((args.seed, g))
                 episodes[name].append(run_episode(env, goal, name, planners.get(name), args, rng))
                 bar.update(1)
+            report = write_report(args, model, config, goals[: g + 1], episodes, out)  # after every goal
         bar.close()
     finally:
         env.close()
         if oracle is not None:
             oracle.close()
+    plot(report["planners"], report["start_ee_distance_m"], out / "plan_bench.png")
+    return report
+
+
+def write_report(
+    args: argparse.Namespace,
+    model: WorldModelBackend | None,
+    config: PlannerConfig,
+    goals: list[Goal],
+    episodes: dict[str, list[Episode]],
+    out: Path,
+) -> dict[str, Any]:
+    """``OUT/plan_bench.json`` over the goals run so far (rewritten after each, so a long run that
+    is stopped still leaves its results)."""
     results = {n: summarise(e) for n, e in episodes.items()}
     start = [float(np.linalg.norm(g.start_ee - g.goal_ee)) for g in goals]
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "no_progress")}
     report = {
-        "settings": settings,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "no_progress")},
         "model_id": model.info.model_id if model is not None else None,
         "planner": asdict(config),
         "goals": len(goals),
         "start_ee_distance_mean_m": float(np.mean(start)),
+        "start_ee_distance_m": start,
         "planners": results,
         "planning_gain": planning_gain(results),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "plan_bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, start, out / "plan_bench.png")
     return report
 
 
