@@ -36,6 +36,8 @@ def test_copy_last_ranks_at_chance_exactly_and_a_perfect_predictor_always_first(
         for frame, position in zip(ep.frames, ep.positions, strict=True):
             oracle.know(frame, position)
     perfect = ranking(oracle, episodes, "twist", context=3, k=5, horizon=4, progress=False)
+    few = ranking(oracle, episodes, "twist", context=3, k=5, horizon=4, max_windows=2, progress=False)
+    assert few["windows"] == 2 and few["top1"] == 1.0  # distractors still come from every window
     assert perfect["top1"] == perfect["top1_moving"] == 1.0 and perfect["mean_rank"] == 1.0
     assert 0 < perfect["moving_windows"] <= perfect["windows"]
 

@@ -1,11 +1,12 @@
 """Command ranking: does the model tell the true command sequence from others, as a planner needs?
 
-Torch-free. For each window the backend is reset and the context ingested (``replay.ingest_context``),
-then ``k`` candidate sequences of ``horizon`` commands are predicted in one batched call with shared
-sampler noise: the true future commands and ``k - 1`` sequences of other windows that differ from
-it (other episodes first; windows of the same episode only when other episodes do not offer
-enough). Each candidate's predicted frame at ``horizon`` is scored by its MSE to the true frame at
-``horizon``, and the true sequence gets a rank among the ``k``.
+Torch-free. For each window the backend is reset and the context ingested
+(``replay.ingest_context``), then ``k`` candidate sequences of ``horizon`` commands are predicted
+in one batched call with shared sampler noise: the true future commands and ``k - 1`` sequences
+that differ from them, drawn from all windows of the bag (other episodes first; windows of the same
+episode only when other episodes do not offer enough). Each candidate's predicted frame at
+``horizon`` is scored by its MSE to the true frame at ``horizon``, and the true sequence gets a
+rank among the ``k``.
 
 Ties: the true sequence takes the mean rank of its tie group, and its top-1 score is ``1 / n``
 when it ties with ``n - 1`` others at the lowest error (the expectation under a random tie
@@ -46,21 +47,26 @@ def true_rank(errors: np.ndarray) -> tuple[float, float]:
 
 
 def distractors(
-    futures: np.ndarray, owners: np.ndarray, index: int, count: int, rng: np.random.Generator
+    futures: np.ndarray,
+    owners: np.ndarray,
+    truth: np.ndarray,
+    episode: int,
+    count: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
-    """``count`` of the windows' future-command sequences ``futures`` ``(W, H, D)`` that differ from
-    window ``index``'s, from other episodes (``owners`` ``(W,)``) first."""
-    differ = np.abs(futures - futures[index]).max(axis=(1, 2)) > DIFFERENT_COMMANDS
-    other = np.flatnonzero(differ & (owners != owners[index]))
-    same = np.flatnonzero(differ & (owners == owners[index]))
+    """``count`` of the future-command sequences ``futures`` ``(W, H, D)`` (windows of the episodes
+    ``owners`` ``(W,)``) that differ from ``truth`` ``(H, D)``, from episodes other than ``episode``
+    first."""
+    differ = np.abs(futures - truth).max(axis=(1, 2)) > DIFFERENT_COMMANDS
+    other = np.flatnonzero(differ & (owners != episode))
+    same = np.flatnonzero(differ & (owners == episode))
     picked = rng.choice(other, min(count, len(other)), replace=False)
     if len(picked) < count and len(same):
-        picked = np.concatenate(
-            [picked, rng.choice(same, min(count - len(picked), len(same)), replace=False)]
-        )
+        more = rng.choice(same, min(count - len(picked), len(same)), replace=False)
+        picked = np.concatenate([picked, more])
     if len(picked) < count:
         raise ValueError(
-            f"window {index} has {len(picked)} differing command sequences in the other windows; expected "
+            f"{len(picked)} command sequences of the bag's windows differ from this window's; expected "
             f"ranking k - 1 = {count} (lower --ranking-k or use a longer bag)"
         )
     return futures[picked]
@@ -92,17 +98,17 @@ def ranking(
         from tqdm import tqdm
 
         iterator = tqdm(iterator, total=len(windows), desc="astra-eval ranking", unit="window")
-    futures = np.stack([episodes[w.episode].commands[w.future_commands()] for w in windows]).astype(
-        np.float32
-    )
-    owners = np.array([w.episode for w in windows])
+    pool = select_windows([len(ep.frames) for ep in episodes], context, horizon)  # every window
+    futures = np.stack([episodes[w.episode].commands[w.future_commands()] for w in pool])
+    futures = futures.astype(np.float32)
+    owners = np.array([w.episode for w in pool])
     ranks, top1, moving = [], [], []
     for index, win in iterator:
         ep = episodes[win.episode]
         rng = np.random.default_rng((seed, index))
-        candidates = np.concatenate(
-            [futures[index : index + 1], distractors(futures, owners, index, k - 1, rng)]
-        )
+        true_commands = ep.commands[win.future_commands()].astype(np.float32)
+        others = distractors(futures, owners, true_commands, win.episode, k - 1, rng)
+        candidates = np.concatenate([true_commands[None], others])
         past = ep.commands[win.past_commands()]
         ingest_context(backend, ep.frames[win.context_slice()], past, futures.shape[-1], modality)
         predicted = backend.predict(candidates, modality, steps=steps, seed=seed, share_noise=True)
