@@ -94,11 +94,11 @@ class Planner:
         return (self.high - self.low) / 2.0
 
     def reset(self, previous: np.ndarray | None = None) -> None:
-        """Forget the warm start; ``previous``: the command in force now (smoothness), else the
-        middle of the bounds."""
-        middle = np.clip(np.zeros_like(self.low), self.low, self.high)
-        self._mean = np.repeat(middle[None], self.config.horizon, 0)
-        self._previous = middle if previous is None else np.asarray(previous, np.float32)
+        """Forget the warm start (the plan restarts from zero commands, clipped into the bounds);
+        ``previous``: the command in force now (for the smoothness penalty), else the same."""
+        rest = np.clip(np.zeros_like(self.low), self.low, self.high)
+        self._mean = np.repeat(rest[None], self.config.horizon, 0)
+        self._previous = rest if previous is None else np.asarray(previous, np.float32)
 
     def advance(self, executed: int) -> None:
         """``executed`` commands of the last plan were carried out: shift the warm start."""
