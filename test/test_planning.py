@@ -121,7 +121,7 @@ def test_the_planner_reaches_a_kuka_goal_with_the_simulator_as_model():
 
 
 def test_astra_plan_bench_quick(tmp_path):
-    from astra_ros.planning.bench import main
+    from astra_ros.planning.bench import main, planning_gain
 
     out = tmp_path / "bench"
     assert main(["--model", "copy_last", "--out", str(out), "--quick", "--no-progress"]) == 0
@@ -136,6 +136,10 @@ def test_astra_plan_bench_quick(tmp_path):
     assert stay == pytest.approx(report["start_ee_distance_mean_m"], abs=0.02)  # zero commands: nearly still
     assert report["planners"]["oracle"]["ee_distance_mean_m"] < stay
     assert isinstance(report["planning_gain"], float) and (out / "plan_bench.png").stat().st_size > 0
+    assert (
+        planning_gain({n: {"ee_distance_mean_m": d} for n, d in (("stay", 1), ("model", 1), ("oracle", 2))})
+        is None
+    )
     assert main(["--model", "copy_last", "--out", str(out), "--planners", "model,teleport"]) == 2
 
 

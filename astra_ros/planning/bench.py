@@ -17,7 +17,8 @@ closed loop: plan ``--horizon`` commands (one per frame, held for a frame period
 Reported per planner: mean / median 3-D distance of the end effector to its goal position, pixel
 MSE of the final frame to the goal frame, plan time per replanning step (p50), and the planning
 gain ``(stay - model) / (stay - oracle)`` on the mean EE distance (1: as good as the simulator,
-0: no better than staying still, < 0: worse). Writes ``OUT/plan_bench.json`` and
+0: no better than staying still, < 0: worse; null when the oracle itself does not beat staying
+still). Writes ``OUT/plan_bench.json`` and
 ``OUT/plan_bench.png``.
 """
 
@@ -165,11 +166,12 @@ def summarise(episodes: list[Episode]) -> dict[str, Any]:
 
 
 def planning_gain(results: dict[str, dict[str, Any]]) -> float | None:
-    """``(stay - model) / (stay - oracle)`` on the mean EE distance; None without the three."""
+    """``(stay - model) / (stay - oracle)`` on the mean EE distance; None without the three, and
+    when the oracle does not beat staying still (then the ratio measures nothing)."""
     if not all(k in results for k in ("stay", "model", "oracle")):
         return None
     stay, model, oracle = (results[k]["ee_distance_mean_m"] for k in ("stay", "model", "oracle"))
-    return None if stay == oracle else float((stay - model) / (stay - oracle))
+    return float((stay - model) / (stay - oracle)) if stay > oracle else None
 
 
 def plot(results: dict[str, dict[str, Any]], start: list[float], path: Path) -> Path:
