@@ -4,6 +4,7 @@ model (the toy world, then the KUKA simulator), warm start, bounds, and astra-pl
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -196,17 +197,23 @@ def test_the_planner_node_publishes_joint_commands_and_diagnostics():
         executor.add_node(node)
         executor.add_node(peer)
         frame = np.zeros((64, 64, 3), np.uint8)
+        deadline = time.monotonic() + 60.0  # generous: the machine may be busy
+        while min(image_pub.get_subscription_count(), goal_pub.get_subscription_count()) == 0:
+            assert time.monotonic() < deadline, "the planner node never subscribed"
+            executor.spin_once(timeout_sec=0.05)
         goal_pub.publish(rgb_to_image(frame + 50, 1, "camera"))
         bad = rgb_to_image(frame, 2, "camera")
         bad.encoding = "yuv999"
         image_pub.publish(bad)
-        for k in range(40):
+
+        def planned() -> bool:
+            return any(v.key == "count.plans" for d in diagnostics for s in d.status for v in s.values)
+
+        deadline, k = time.monotonic() + 60.0, 0
+        while not (commands and planned()) and time.monotonic() < deadline:
             image_pub.publish(rgb_to_image(frame, 1_000 + k, "camera"))
             executor.spin_once(timeout_sec=0.05)
-            if any(v.key == "count.plans" for d in diagnostics for s in d.status for v in s.values):
-                break
-        for _ in range(40):
-            executor.spin_once(timeout_sec=0.05)
+            k += 1
         assert commands and commands[-1].name == joints and len(commands[-1].velocity) == 7
         values = {v.key: v.value for d in diagnostics for s in d.status for v in s.values}
         assert int(values["count.plans"]) >= 1 and float(values["plan_p50_ms"]) > 0
