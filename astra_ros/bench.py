@@ -250,10 +250,10 @@ def interleaved_median_ms(
 
 
 def warm_step(backend: Any) -> Callable[[], Any]:
-    """Fill ``backend``'s cache; -> one batch-1 ``_step`` against it."""
+    """Fill ``backend``'s cache (the newest frame stays pending); -> one batch-1 ``_step`` against it."""
     cfg = backend.config
     rng = np.random.default_rng(0)
-    for _ in range(cfg.max_history):
+    for _ in range(cfg.max_history + 1):
         backend.ingest(
             rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8),
             rng.uniform(-1, 1, 7).astype(np.float32),

@@ -287,18 +287,18 @@ def test_config_errors():
         AstraConfig.from_dict({"widht": 3})
 
 
-def test_predict_conditions_each_frame_on_the_command_before_it(cfg):
+def test_predict_drives_each_frame_with_the_command_before_it(cfg):
     model = perturbed_model(cfg)
     backend = TorchBackend(model, model_info("torch", {}, cfg, "0" * 64), seed=0)
     frame = np.random.default_rng(0).integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
     backend.ingest(frame, np.zeros(7), "joint_velocity")
     plan = np.zeros((1, 3, 7), np.float32)
     other = plan.copy()
-    other[0, 0] = 2.0  # differs only in the command at predicted frame 0
+    other[0, 1] = 2.0  # differs only in the command from predicted frame 0 to 1
     a = backend.predict(plan, "joint_velocity", seed=3).astype(int)
     b = backend.predict(other, "joint_velocity", seed=3).astype(int)
-    assert np.array_equal(a[0, 0], b[0, 0])  # frame 0 follows the last ingested command
-    assert np.abs(a[0, 1] - b[0, 1]).max() > 0  # the command at frame 0 drives frame 1
+    assert np.array_equal(a[0, 0], b[0, 0])  # frame 0 follows the first command only
+    assert np.abs(a[0, 1] - b[0, 1]).max() > 0  # the second command drives frame 1
 
 
 def test_joint_position_keeps_the_shipped_models_modality_ids_and_tables():

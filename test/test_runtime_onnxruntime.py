@@ -53,7 +53,7 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     keys, values = ort.kv_arrays(ort._cache.kv)
     assert np.abs(keys - ref._cache.kv.keys.numpy()).max() < 1e-4
     assert np.abs(values - ref._cache.kv.values.numpy()).max() < 1e-4
-    assert ort.history_length == ref.history_length == 4 and ort._cache.position == 6
+    assert ort.history_length == ref.history_length == 4 and ort._cache.position == 5  # newest pending
     video_ref = ref.predict(plan, "joint_velocity", seed=11)
     video_ort = ort.predict(plan, "joint_velocity", seed=11)
     assert video_ort.shape == (3, 4, 32, 32, 3) and video_ort.dtype == np.uint8
@@ -65,7 +65,7 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     assert ort.info.max_history == 4 and ort.info.frame_period == 0.1
 
 
-def test_candidates_share_frame_zero_and_then_follow_their_own_commands():
+def test_each_candidate_writes_the_pending_frame_with_its_own_first_command():
     frames, commands, plan = scenario(5)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
     batches = []
@@ -78,14 +78,51 @@ def test_candidates_share_frame_zero_and_then_follow_their_own_commands():
     backend._step = counting
     for f, c in zip(frames, commands, strict=True):
         backend.ingest(f, c, "joint_velocity")
+    assert batches == [1] * 5  # the first frame waited for the second's command; the newest waits
     batches.clear()
     video = backend.predict(plan, "joint_velocity", seed=3)
-    # frame 0 follows from the last ingested command: denoised once at batch 1, shared
-    assert batches == [1] + [3, 3] * 3  # then per frame: write the previous one, denoise
-    assert (video[:, 0] == video[0, 0]).all()
-    assert (video[0, 1:] != video[1, 1:]).any() and (video[1, 1:] != video[2, 1:]).any()
-    alone = backend.predict(plan[1:2], "joint_velocity", seed=3)
-    assert np.abs(alone[0, 0].astype(int) - video[1, 0].astype(int)).max() <= 1  # same seed, same frame 0
+    assert batches == [3, 3] * 4  # per frame, batched: write the one before with the command, denoise
+    assert (video[0, 0] != video[1, 0]).any() and (video[1, 0] != video[2, 0]).any()
+
+
+def test_first_command_drives_the_first_predicted_frame():
+    frames, commands, _ = scenario(6)
+    backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
+    for f, c in zip(frames, commands, strict=True):
+        backend.ingest(f, c, "joint_velocity")
+    plan = np.zeros((3, 3, 7), np.float32)
+    plan[1, 0] = 2.0  # candidate 1 differs from candidate 0 only in its first command
+    video = backend.predict(plan, "joint_velocity", seed=3, share_noise=True).astype(int)
+    assert np.abs(video[0, 0] - video[1, 0]).max() > 0
+    np.testing.assert_array_equal(video[0], video[2])  # equal commands, shared noise: equal frames
+    alone = backend.predict(plan[1:2], "joint_velocity", seed=3, share_noise=True).astype(int)
+    assert np.abs(alone[0] - video[1]).max() <= 1  # shared noise: independent of the batch
+    own = backend.predict(plan, "joint_velocity", seed=3).astype(int)
+    assert np.abs(own[0] - own[2]).max() > 0  # per-candidate noise by default
+
+
+def test_the_same_window_and_seed_give_the_same_frames_whatever_was_called_before():
+    frames, commands, plan = scenario(7)
+
+    def window(backend):
+        for f, c in zip(frames[:4], commands[:4], strict=True):
+            backend.ingest(f, c, "joint_velocity")
+        return backend.predict(plan, "joint_velocity", seed=9), backend.predict(plan, "joint_velocity")
+
+    fresh = load_backend(str(tiny_onnx()), "onnxruntime", threads=1, seed=2)
+    want = window(fresh)
+    used = load_backend(str(tiny_onnx()), "onnxruntime", threads=1, seed=2)
+    for f, c in zip(frames[::-1], commands, strict=True):  # another stream, interleaved predictions
+        used.ingest(f, c, "joint_velocity")
+        used.predict(plan[:1], "joint_velocity")
+    used.reset()
+    got = window(used)
+    for a, b in zip(want, got, strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh.reset()
+    np.testing.assert_array_equal(window(fresh)[0], want[0])
+    other = load_backend(str(tiny_onnx()), "onnxruntime", threads=1, seed=3)
+    assert (window(other)[1] != want[1]).any()  # the backend seed matters when predict has none
 
 
 def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alone():
@@ -100,9 +137,12 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
         before = backend.kv_arrays(backend._cache.kv)
         backend.ingest(f, c, "joint_velocity")
         after = backend.kv_arrays(backend._cache.kv)
-        slot = k % backend.config.max_history  # the ring wraps at max_history 4
         changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 1, 2, 4)))
-        assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only this frame's slot
+        if k == 0:  # the first frame stays pending until the next one brings its command
+            assert changed.size == 0
+            continue
+        slot = (k - 1) % backend.config.max_history  # the ring wraps at max_history 4
+        assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only the previous frame's slot
         assert backend._cache.kv.buffers is buffers  # the same persistent buffers, written in place
     assert [ov.data_ptr() for _, layers in buffers.payload.rings for ov in layers] == pointers
     live = [a.copy() for a in backend.kv_arrays(backend._cache.kv)]

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="--live: seconds to wait for each PredictedFrames before giving up",
     )
+    p.add_argument(
+        "--ranking-k", type=int, default=8, help="command ranking: candidates per window (0: no ranking)"
+    )
+    p.add_argument("--ranking-horizon", type=int, default=8, help="command ranking: frame ranked")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -192,7 +196,34 @@ def score(
     if geometry is not None:
         metrics["geometry"] = geometry.metrics()
     metrics["notes"] += notes
+    if args.ranking_k:
+        metrics["ranking"] = rank_commands(args, backend, episodes)
     return scores, metrics
+
+
+def rank_commands(
+    args: argparse.Namespace, backend: WorldModelBackend, episodes: list[Any]
+) -> dict[str, Any]:
+    """``evaluation.ranking`` with the command line's settings; ``{"k", "horizon", "error"}`` when the
+    bag cannot supply the windows (too short, too few distinct command sequences)."""
+    from astra_ros.evaluation.ranking import ranking
+
+    try:
+        return ranking(
+            backend,
+            episodes,
+            args.modality,
+            context=args.context,
+            k=args.ranking_k,
+            horizon=args.ranking_horizon,
+            max_windows=args.max_windows,
+            steps=args.steps,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    except ValueError as err:
+        print(f"astra-eval: ranking skipped: {err}", file=sys.stderr)
+        return {"k": args.ranking_k, "horizon": args.ranking_horizon, "error": str(err)}
 
 
 def run_offline(args: argparse.Namespace) -> dict[str, Any]:
@@ -276,8 +307,8 @@ def play_into_node(
     """Play the episodes into a fresh node, frame by frame; collect its PredictedFrames.
 
     Each frame: /clock, the command in force (JointState for joint_velocity), the plan of the true
-    future commands (planned_commands), then the image; from the ``context``-th frame of an episode
-    on, wait for the node's prediction for that frame before the next one. Between episodes the
+    commands from this frame on (planned_commands), then the image; from the ``context``-th frame of
+    an episode on, wait for the node's prediction for that frame before the next one. Between episodes the
     node's ``~/reset`` service clears its state. Returns ``(episode, frame index) -> (H, S, S, 3)``
     and the image-publish -> prediction-receive latencies (ms).
     """
@@ -368,7 +399,7 @@ def play_into_node(
                 plan = JointTrajectory()
                 plan.header.stamp = ns_to_stamp(stamp)
                 plan.joint_names = names
-                for k in range(1, args.horizon + 3):  # a few spare points: an older plan still covers
+                for k in range(args.horizon + 2):  # from this frame's command on, a few spare points
                     src = min(t + k, len(ep.frames) - 1)
                     offset = int(ep.stamps[src]) - stamp if t + k < len(ep.frames) else k * period
                     point = JointTrajectoryPoint()
@@ -449,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  PSNR h1 {model[0]:.2f} dB (copy_last {copy[0]:.2f}), "
             f"h{len(model)} {model[-1]:.2f} dB (copy_last {copy[-1]:.2f})"
+        )
+    rank = metrics.get("ranking", {})
+    if "top1" in rank:
+        print(
+            f"  ranking k={rank['k']} h{rank['horizon']}: top-1 {rank['top1']:.3f} "
+            f"(moving {rank['top1_moving']}), mean rank {rank['mean_rank']:.2f}"
         )
     lat = metrics.get("latency_ms", {})
     print(f"  latency p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms")

@@ -2,10 +2,12 @@
 
 Torch-free: uses only the backend interface (reset / ingest / predict / info).
 
-A *window* is ``context + horizon`` consecutive frames of one episode. For each window the
-backend is reset, the ``context`` frames are ingested with the commands in force at their
-stamps, and ``horizon`` frames are rolled out (B=1) with the episode's true commands at the
-future frames. Variants scored on the same windows:
+A *window* is ``context + horizon`` consecutive frames of one episode. ``commands[i]`` is the
+action of frame ``i``: the command over the interval from frame ``i`` to frame ``i + 1``. For each
+window the backend is reset, context frame ``i`` is ingested with ``commands[i - 1]`` (the
+interval that ended at it), and ``horizon`` frames are rolled out (B=1) with the true commands from
+the last context frame on, ``commands[last .. last + horizon - 1]``, so ``commands[last]`` drives
+the first predicted frame. Variants scored on the same windows:
 
 - ``model``: the rollout above.
 - ``copy_last``: the last context frame repeated (no backend call).
@@ -35,7 +37,7 @@ VARIANTS = ("model", "copy_last", "shuffled_commands", "zero_commands", "teacher
 
 class EpisodeLike(Protocol):
     frames: np.ndarray  # (T, S, S, 3) uint8
-    commands: np.ndarray  # (T, D) float32, command in force at each frame
+    commands: np.ndarray  # (T, D) float32, command over the interval from each frame to the next
     stamps: np.ndarray  # (T,) int64 ns
 
 
@@ -55,6 +57,14 @@ class Window:
 
     def future_slice(self) -> slice:
         return slice(self.start + self.context, self.start + self.context + self.horizon)
+
+    def past_commands(self) -> slice:
+        """The commands between the context frames (``context - 1`` of them)."""
+        return slice(self.start, self.last_context)
+
+    def future_commands(self) -> slice:
+        """The commands that drive the future frames, from the last context frame on."""
+        return slice(self.last_context, self.last_context + self.horizon)
 
 
 def select_windows(
@@ -122,23 +132,35 @@ class WindowResult:
     latency_ms: float  # the `model` predict call
 
 
+def ingest_context(
+    backend: WorldModelBackend, frames: np.ndarray, past: np.ndarray, width: int, modality: str
+) -> None:
+    """Reset, then ingest ``frames`` (C) with ``past`` (C - 1): ``past[i]`` is the command from frame
+    ``i`` to frame ``i + 1``; the first frame gets zeros of ``width`` (ignored by the backend)."""
+    if len(past) != len(frames) - 1:
+        want = len(frames) - 1
+        raise ValueError(f"past has {len(past)} commands; expected {want} for {len(frames)} frames")
+    backend.reset()
+    for i, frame in enumerate(frames):
+        backend.ingest(frame, past[i - 1] if i else np.zeros(width, np.float32), modality)
+
+
 def rollout(
     backend: WorldModelBackend,
     frames: np.ndarray,
-    commands: np.ndarray,
-    future_commands: np.ndarray,
+    past: np.ndarray,
+    future: np.ndarray,
     modality: str,
     steps: int | None = None,
     seed: int | None = 0,
 ) -> tuple[np.ndarray, float]:
-    """Reset, ingest ``frames`` with ``commands``, roll out ``len(future_commands)`` frames.
+    """Ingest the context (``ingest_context``) and roll out ``len(future)`` frames, ``future[0]``
+    driving the first one.
 
     Returns ``(H, S, S, 3)`` uint8 and the predict() wall time in milliseconds.
     """
-    backend.reset()
-    for frame, command in zip(frames, commands, strict=True):
-        backend.ingest(frame, command, modality)
-    actions = np.asarray(future_commands, dtype=np.float32)[None]  # (1, H, D)
+    ingest_context(backend, frames, past, future.shape[-1], modality)
+    actions = np.asarray(future, dtype=np.float32)[None]  # (1, H, D)
     start = time.perf_counter()
     out = backend.predict(actions, modality, steps=steps, seed=seed)
     latency = (time.perf_counter() - start) * 1000.0
@@ -156,16 +178,15 @@ def teacher_forced(
 ) -> np.ndarray:
     """One-step predictions of frames ``context .. T-1`` of ``frames`` after the true frames before each.
 
-    ``frames``/``commands`` hold the whole window (context + horizon). Returns ``(H, S, S, 3)``.
+    ``frames`` hold the whole window (T = context + horizon), ``commands`` the T - 1 commands
+    between them. Returns ``(H, S, S, 3)``.
     """
-    backend.reset()
-    for frame, command in zip(frames[:context], commands[:context], strict=True):
-        backend.ingest(frame, command, modality)
+    ingest_context(backend, frames[:context], commands[: context - 1], commands.shape[-1], modality)
     out = []
     for t in range(context, len(frames)):
-        action = np.asarray(commands[t : t + 1], dtype=np.float32)[None]  # (1, 1, D)
+        action = np.asarray(commands[t - 1 : t], dtype=np.float32)[None]  # (1, 1, D)
         out.append(np.asarray(backend.predict(action, modality, steps=steps, seed=seed))[0, 0])
-        backend.ingest(frames[t], commands[t], modality)
+        backend.ingest(frames[t], commands[t - 1], modality)
     return np.stack(out)
 
 
@@ -271,29 +292,28 @@ def replay(
             scores.missing += 1
             continue
         ctx_frames = ep.frames[win.context_slice()]
-        ctx_commands = ep.commands[win.context_slice()]
+        past = ep.commands[win.past_commands()]
         truth = ep.frames[win.future_slice()]
-        future = ep.commands[win.future_slice()]
+        future = ep.commands[win.future_commands()]
         other = windows[int(pairing[index])]
-        shuffled = episodes[other.episode].commands[other.future_slice()]
+        shuffled = episodes[other.episode].commands[other.future_commands()]
         if len(windows) == 1:
             shuffled = -future
         preds: dict[str, np.ndarray] = {}
-        preds["model"], latency = rollout(backend, ctx_frames, ctx_commands, future, modality, steps, seed)
+        preds["model"], latency = rollout(backend, ctx_frames, past, future, modality, steps, seed)
         scores.latencies_ms.append(latency)
         if model_predictions is not None:
             preds["offline_model"] = preds["model"]
             preds["model"] = model_predictions[(win.episode, win.last_context)][:horizon]
         preds["copy_last"] = np.broadcast_to(ctx_frames[-1], truth.shape).copy()
-        preds["shuffled_commands"], _ = rollout(
-            backend, ctx_frames, ctx_commands, shuffled, modality, steps, seed
-        )
+        preds["shuffled_commands"], _ = rollout(backend, ctx_frames, past, shuffled, modality, steps, seed)
         preds["zero_commands"], _ = rollout(
-            backend, ctx_frames, ctx_commands, np.zeros_like(future), modality, steps, seed
+            backend, ctx_frames, past, np.zeros_like(future), modality, steps, seed
         )
         whole = slice(win.start, win.start + context + horizon)
+        between = slice(win.start, win.start + context + horizon - 1)
         preds["teacher_forced"] = teacher_forced(
-            backend, ep.frames[whole], ep.commands[whole], context, modality, steps, seed
+            backend, ep.frames[whole], ep.commands[between], context, modality, steps, seed
         )
         for name, pred in preds.items():
             scores.add(name, pred, truth)

@@ -137,6 +137,23 @@ def _geometry_table(geometry: dict[str, Any], horizons: Sequence[int]) -> str:
     )
 
 
+def _ranking(metrics: dict[str, Any]) -> str:
+    """One paragraph on ``metrics["ranking"]`` (``evaluation.ranking``), empty without it."""
+    r = metrics.get("ranking")
+    if not isinstance(r, dict):
+        return ""
+    if "error" in r:
+        return f"<h2>Command ranking</h2><p>not computed: {html.escape(str(r['error']))}</p>"
+    moving = "-" if r.get("top1_moving") is None else f"{r['top1_moving']:.3f}"
+    return (
+        "<h2>Command ranking</h2>"
+        f"<p>The true command sequence against {r['k'] - 1} others, ranked by the MSE of the predicted "
+        f"frame at h{r['horizon']} to the true one: top-1 {r['top1']:.3f} over {r['windows']} windows, "
+        f"{moving} over the {r['moving_windows']} moving ones (chance {1 / r['k']:.3f}); mean rank "
+        f"{r['mean_rank']:.2f} of {r['k']}.</p>"
+    )
+
+
 def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], out_dir: Path) -> Path:
     """Write the PNGs and ``report.html`` into ``out_dir``; returns the HTML path."""
     out_dir = Path(out_dir)
@@ -177,6 +194,7 @@ def write_report(metrics: dict[str, Any], examples: Sequence[dict[str, Any]], ou
         "<h2>Metrics</h2>",
         _table(metrics, names),
         *(["<h2>Geometry</h2>", _geometry_table(geometry, metrics["horizons"])] if geometry else []),
+        _ranking(metrics),
         "<h2>Curves and examples</h2>",
     ]
     body += [f"<div>{_img_tag(p, alt)}</div>" for p, alt in images]

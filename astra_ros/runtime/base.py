@@ -53,34 +53,48 @@ class WorldModelBackend(ABC):
     Frames are ``(S, S, 3)`` uint8 RGB at the model resolution ``info.image_size``.
     Actions are raw commands of one modality: ``(D,)`` per frame for ``ingest`` and
     ``(B, H, D)`` for ``predict`` (D = joint count, 6 for twist, 7 for pose_delta, 1 for discrete).
+
+    Timing: a command drives the interval AFTER the frame it is paired with. ``ingest`` receives
+    each frame with the command over the interval that ENDED at it, so the newest frame stays
+    pending until the next ``ingest`` (or each ``predict`` candidate) supplies its command.
     """
 
     info: ModelInfo
 
     @abstractmethod
     def reset(self) -> None:
-        """Clear the causal state (KV cache)."""
+        """Clear the causal state (KV cache and pending frame) and restart the noise from the
+        backend's seed."""
 
     @property
     @abstractmethod
     def history_length(self) -> int:
-        """Frames currently held in the causal state (at most ``info.max_history``)."""
+        """Frames currently held in the causal state, the pending one included (at most
+        ``info.max_history``)."""
 
     @abstractmethod
     def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
-        """Write one observed frame with the command in force at its stamp into the cache."""
+        """Observe ``frame``; ``action`` is the command over the interval from the previous ingested
+        frame to this one (checked, then ignored for the first frame after ``reset``)."""
 
     @abstractmethod
     def predict(
-        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
     ) -> np.ndarray:
         """Roll out ``H`` frames for each of ``B`` command sequences ``(B, H, D)``.
 
-        ``actions[:, h]`` is the command in force at predicted frame ``h``'s stamp, paired with
-        frames exactly as ``ingest`` pairs them; a command drives the motion after its frame, so
-        frame 0 follows from the last ingested command and ``actions[:, H - 1]`` affects no frame.
-        Frame 0 is therefore the same for every candidate: it is sampled once and shared, and
-        candidates differ only through their own commands.
+        ``actions[:, 0]`` is the command from the newest ingested frame to predicted frame 0, and
+        ``actions[:, h]`` the one from predicted frame ``h - 1`` to predicted frame ``h``: every
+        candidate's first command drives its first predicted frame. ``seed`` (None: the backend's)
+        seeds the sampler noise together with the cache position, so the same window with the same
+        seed gives the same frames whatever was called before. ``share_noise``: every candidate
+        gets the same noise, so candidates differ only through their commands (and a candidate's
+        frames do not depend on the others in the batch).
 
         Returns ``(B, H, S, S, 3)`` uint8. The live causal state is left unchanged.
         Raises ValueError when nothing has been ingested or the shapes are wrong.

@@ -37,7 +37,12 @@ class CopyLastBackend(WorldModelBackend):
         self._frames.append(frame.copy())
 
     def predict(
-        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
     ) -> np.ndarray:
         if not self._frames:
             raise ValueError("predict() needs at least one ingested frame")

@@ -2,6 +2,16 @@
 
 Torch-free: the sampler loop runs on numpy arrays around whatever executes the step
 (PyTorch, ONNX Runtime or TensorRT).
+
+Timing (``base.WorldModelBackend``): a cache entry is a frame written together with the command
+over the interval after it, as in training. The newest observed frame therefore stays pending until
+its command is known: the next ``ingest`` writes it with that call's action, and ``predict`` writes
+it per candidate with the candidate's first command.
+
+Noise: every draw comes from a generator seeded by ``(seed, stream, position)``: the context noise
+of the frame written at cache position ``p`` from ``(backend seed, 0, p)``, a prediction's noise
+from ``(seed, 1, p)`` (``seed`` = predict's argument, else the backend's). The same window with the
+same seed therefore gives the same frames whatever was called before.
 """
 
 from __future__ import annotations
@@ -63,7 +73,7 @@ class StreamingBackend(WorldModelBackend):
             raise ValueError(f"steps={self.steps}; expected 1..50")
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise={self.context_noise}; expected [0, 1)")
-        self._rng = np.random.default_rng(seed)
+        self.seed = int(seed)
         self.history_limit = config.max_history
         self.reset()
 
@@ -116,32 +126,42 @@ class StreamingBackend(WorldModelBackend):
         return Cache(self._tile_kv(cache.kv, batch), np.repeat(cache.valid, batch, 0), cache.position)
 
     def reset(self) -> None:
+        """Clear the causal state; noise restarts from ``self.seed`` (draws depend on it and the
+        cache position only)."""
         self._cache = self._empty_cache(1)
-        self._last: np.ndarray | None = None  # newest observed frame, model space (1, C, S, S)
-        self._written = np.zeros(
+        self._pending: np.ndarray | None = None  # newest observed frame, not yet written (1, C, S, S)
+        self._written = np.zeros(  # the newest written frame as written: the pending one's previous
             (1, self.config.channels, self.config.image_size, self.config.image_size), np.float32
         )
-        self._last_command: tuple[np.ndarray, ...] = ()  # its packed command, mask, modality id
 
     @property
     def history_length(self) -> int:
-        return int(self._cache.valid[0].sum())
+        written = int(self._cache.valid[0].sum())
+        return min(written + (self._pending is not None), self.config.max_history)
 
     def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
         size = self.config.image_size
         if frame.shape != (size, size, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({size}, {size}, 3) uint8; got {frame.shape} {frame.dtype}")
         actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
-        x = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
-        modality_ids = np.array([modality_id(modality)])
-        self._written = self._write(x, self._written, actions, mask, modality_ids, self._cache, self._rng)
-        self._last = x
-        self._last_command = (actions, mask, modality_ids)
+        if self._pending is not None:
+            rng = np.random.default_rng((self.seed, 0, self._cache.position))
+            noise = rng.standard_normal(self._pending.shape, dtype=np.float32)
+            modality_ids = np.array([modality_id(modality)])
+            self._written = self._write(
+                self._pending, self._written, actions, mask, modality_ids, self._cache, noise
+            )
+        self._pending = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
 
     def predict(
-        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
     ) -> np.ndarray:
-        if self._last is None:
+        if self._pending is None:
             raise ValueError("predict() needs at least one ingested frame")
         actions = np.asarray(actions, dtype=np.float32)
         if actions.ndim != 3:
@@ -149,20 +169,22 @@ class StreamingBackend(WorldModelBackend):
         batch, horizon = actions.shape[:2]
         packed, mask = pack_actions(actions, modality, self.config)  # (B, H, A)
         modality_ids = np.full(batch, modality_id(modality), np.int64)
-        # Frame h is produced by the command in force at the frame before it: the last ingested
-        # command for h = 0 (the same for every candidate, so frame 0 is sampled once against the
-        # live cache and shared), then actions[h - 1]. actions[h] is written with frame h.
-        rng = self._rng if seed is None else np.random.default_rng(seed)
+        rng = np.random.default_rng((self.seed if seed is None else int(seed), 1, self._cache.position))
+        noise_shape = (1 if share_noise else batch,) + self._pending.shape[1:]
         steps = steps or self.steps
-        first = self._sample(self._cache, self._written, self._last, *self._last_command, rng, steps)
-        frames = [np.repeat(first, batch, axis=0)]
-        if horizon > 1:  # later frames are written into a copy of the live cache per candidate
-            cache = self._tile_cache(self._cache, batch)
-            written = np.repeat(self._written, batch, axis=0)
-            for h in range(1, horizon):
-                a, m = packed[:, h - 1], mask[:, h - 1]
-                written = self._write(frames[-1], written, a, m, modality_ids, cache, rng)
-                frames.append(self._sample(cache, written, frames[-1], a, m, modality_ids, rng, steps))
+        # Candidate b writes the pending frame with actions[b, 0], which then drives predicted
+        # frame 0; each predicted frame h is written with actions[b, h + 1] before frame h + 1.
+        cache = self._tile_cache(self._cache, batch)
+        written = np.repeat(self._written, batch, axis=0)
+        frame = np.repeat(self._pending, batch, axis=0)
+        frames = []
+        for h in range(horizon):
+            a, m = packed[:, h], mask[:, h]
+            context = rng.standard_normal(noise_shape, dtype=np.float32)
+            written = self._write(frame, written, a, m, modality_ids, cache, context)
+            start = rng.standard_normal(noise_shape, dtype=np.float32)
+            frame = self._sample(cache, written, frame, a, m, modality_ids, start, steps)
+            frames.append(frame)
         video = np.stack(frames, 1)  # (B, H, C, S, S)
         return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
 
@@ -176,17 +198,18 @@ class StreamingBackend(WorldModelBackend):
         actions: np.ndarray,
         mask: np.ndarray,
         modality: np.ndarray,
-        rng: np.random.Generator,
+        noise: np.ndarray,
         steps: int,
     ) -> np.ndarray:
         """Denoise the frames that follow ``base`` (as written into ``cache``: ``previous``) against
-        ``cache``, which is not modified; -> clean frames ``(B, C, S, S)``."""
+        ``cache``, which is not modified, from ``noise`` (broadcast over the batch); -> clean frames
+        ``(B, C, S, S)``."""
         level = np.ones(base.shape[0], np.float32)
 
         def network(x: np.ndarray, s: float) -> np.ndarray:
             return self._guided(x, previous, s * level, actions, mask, modality, cache)
 
-        noise = rng.standard_normal(base.shape).astype(np.float32)
+        noise = np.broadcast_to(noise, base.shape).copy()
         cfg = self.config
         x0 = sample_next_frame(network, noise, base, steps, cfg.parameterization, cfg.predict_delta)
         return x0.clip(-1.0, 1.0)
@@ -199,12 +222,12 @@ class StreamingBackend(WorldModelBackend):
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
-        rng: np.random.Generator,
+        noise: np.ndarray,
     ) -> np.ndarray:
-        """Write clean frames into ``cache`` (in place) at the context noise level; returns the
-        frames as written (the next step's ``previous``)."""
+        """Write clean frames with the command over the interval after them into ``cache`` (in
+        place) at the context noise level, ``noise`` broadcast over the batch; returns the frames
+        as written (the next step's ``previous``)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
-        noise = rng.standard_normal(x0.shape).astype(np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
         entries = self._step(x, previous, level, actions, mask, modality, cache, self._rope(cache))[1]
         self._store(cache.kv, entries, cache.slot)

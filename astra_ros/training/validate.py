@@ -33,15 +33,16 @@ def validate(
         pred, _ = rollout(
             backend,
             frames[w.context_slice()],
-            commands[w.context_slice()],
-            commands[w.future_slice()],
+            commands[w.past_commands()],
+            commands[w.future_commands()],
             ep.modality,
             seed=0,
         )
         scores["model"].add(pred, truth)
         whole = slice(w.start, w.start + context + horizon)
+        between = slice(w.start, w.start + context + horizon - 1)
         scores["teacher"].add(
-            teacher_forced(backend, frames[whole], commands[whole], context, ep.modality), truth
+            teacher_forced(backend, frames[whole], commands[between], context, ep.modality), truth
         )
         scores["copy"].add(np.repeat(frames[w.last_context][None], horizon, 0), truth)
     out: dict[str, float] = {"val_windows": float(len(windows))}

@@ -1,0 +1,342 @@
+"""``astra-plan-bench``: closed-loop goal reaching in the KUKA simulator, planning with a world model.
+
+Goals: held-out episodes driven by the recorder's command process (``record_sim``: 30 Hz commands,
+15 Hz frames, drawn from ``--seed``, not the training seeds); the first ``--context`` frames are
+the history, and the goal is the true frame ``--frames`` (16) frames after the last of them.
+Episodes where the end effector moves less than ``--min-motion`` metres from the start to the
+goal are skipped (a goal the arm already sits at measures nothing).
+
+Each planner starts from the true state at the last context frame and runs ``--frames`` frames in
+closed loop: plan ``--horizon`` commands (one per frame, held for a frame period), execute
+``--execute`` of them in the simulator, feed the new frames to its model, replan (warm start).
+
+- ``model``: ``Planner`` (CEM or MPPI, ``--cost``) over the world model given with ``--model``.
+- ``oracle``: the same planner with the simulator itself as the model (``SimulatorModel``).
+- ``stay``: zero commands.  ``random``: one random draw from the planner's sampling distribution.
+
+Reported per planner: mean / median 3-D distance of the end effector to its goal position, pixel
+MSE of the final frame to the goal frame, plan time per replanning step (p50), and the planning
+gain ``(stay - model) / (stay - oracle)`` on the mean EE distance (1: as good as the simulator,
+0: no better than staying still, < 0: worse; null when the oracle itself does not beat staying
+still). Writes ``OUT/plan_bench.json`` and
+``OUT/plan_bench.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astra_ros.data.record_sim import KUKA_COMMAND_PERIOD, KUKA_VMAX, kuka_command, kuka_episode
+from astra_ros.evaluation.metrics import mse
+from astra_ros.planning.costs import named_cost
+from astra_ros.planning.oracle import SimulatorModel
+from astra_ros.planning.planner import METHODS, Planner, PlannerConfig
+from astra_ros.runtime.base import WorldModelBackend
+from astra_ros.sim.kuka import KukaEnv, SimState
+
+PLANNERS = ("model", "stay", "random", "oracle")
+MODALITY = "joint_velocity"
+QUICK = dict(goals=2, candidates=6, horizon=3, execute=2, frames=4, context=2)
+
+
+@dataclass
+class Goal:
+    frames: np.ndarray  # (context, S, S, 3) history, the last one at the start state
+    past: np.ndarray  # (context - 1, 7) per-frame actions between the history frames
+    start: SimState
+    goal_frame: np.ndarray  # (S, S, 3)
+    goal_ee: np.ndarray  # (3,)
+    start_ee: np.ndarray  # (3,)
+
+
+def make_goals(
+    env: KukaEnv, count: int, context: int, frames: int, min_motion: float, seed: int
+) -> list[Goal]:
+    """``count`` held-out goals from the recorder's command process (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    per_frame = round(env.frame_period / KUKA_COMMAND_PERIOD)
+    goals: list[Goal] = []
+    for _ in range(count * 50):
+        if len(goals) == count:
+            break
+        proc = kuka_episode(env, rng)
+        images, actions, states, ee = [env.render()], [], [env.state()], [env.end_effector_position()]
+        for _ in range(context - 1 + frames):
+            commands = []
+            for _ in range(per_frame):
+                commands.append(kuka_command(env, proc))
+                env.step(commands[-1], KUKA_COMMAND_PERIOD)
+            actions.append(np.mean(commands, axis=0))  # the per-frame action: the interval's mean command
+            images.append(env.render())
+            states.append(env.state())
+            ee.append(env.end_effector_position())
+        start, end = context - 1, context - 1 + frames
+        if np.linalg.norm(ee[end] - ee[start]) < min_motion:
+            continue
+        goals.append(
+            Goal(
+                np.stack(images[:context]),
+                np.asarray(actions[: context - 1], np.float32),
+                states[start],
+                images[end],
+                ee[end],
+                ee[start],
+            )
+        )
+    if len(goals) < count:
+        raise RuntimeError(
+            f"found {len(goals)} goals with motion >= {min_motion} m; expected --goals {count}"
+        )
+    return goals
+
+
+@dataclass
+class Episode:
+    ee_distance: float
+    pixel_mse: float
+    plan_seconds: list[float]
+    predicted_cost: list[float]
+
+
+def run_episode(
+    env: KukaEnv,
+    goal: Goal,
+    name: str,
+    planner: Planner | None,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+) -> Episode:
+    """One closed-loop run of planner ``name`` toward ``goal`` (``planner`` None for stay/random)."""
+    env.set_state(goal.start.positions, goal.start.velocities)
+    model = planner.model if planner is not None else None
+    if model is not None:
+        model.reset()
+        for i, frame in enumerate(goal.frames):
+            model.ingest(frame, goal.past[i - 1] if i else np.zeros(len(KUKA_VMAX), np.float32), MODALITY)
+        if isinstance(model, SimulatorModel):
+            model.sync(env.state())
+        planner.reset(previous=goal.past[-1] if len(goal.past) else None)
+    seconds, costs = [], []
+    done = 0
+    while done < args.frames:
+        if planner is not None:
+            plan = planner.plan(goal.goal_frame)
+            commands = plan.actions
+            seconds.append(plan.seconds)
+            costs.append(plan.cost)
+        elif name == "stay":
+            commands = np.zeros((args.horizon, len(KUKA_VMAX)), np.float32)
+        else:
+            noise = rng.standard_normal((args.horizon, len(KUKA_VMAX))) * args.std
+            commands = np.clip(noise * KUKA_VMAX, -KUKA_VMAX, KUKA_VMAX).astype(np.float32)
+        run = min(args.execute, args.frames - done)
+        for command in commands[:run]:
+            env.step(command, env.frame_period)
+            if model is not None:
+                model.ingest(env.render(), command, MODALITY)
+        if isinstance(model, SimulatorModel):
+            model.sync(env.state())
+        if planner is not None:
+            planner.advance(run)
+        done += run
+    distance = float(np.linalg.norm(env.end_effector_position() - goal.goal_ee))
+    return Episode(distance, mse(env.render(), goal.goal_frame), seconds, costs)
+
+
+def summarise(episodes: list[Episode]) -> dict[str, Any]:
+    dist = np.array([e.ee_distance for e in episodes])
+    pix = np.array([e.pixel_mse for e in episodes])
+    times = [s for e in episodes for s in e.plan_seconds]
+    return {
+        "ee_distance_mean_m": float(dist.mean()),
+        "ee_distance_median_m": float(np.median(dist)),
+        "pixel_mse_mean": float(pix.mean()),
+        "pixel_mse_median": float(np.median(pix)),
+        "plan_seconds_p50": float(np.percentile(times, 50)) if times else None,
+        "plan_steps": len(times),
+        "per_goal_ee_distance_m": dist.round(5).tolist(),
+    }
+
+
+def planning_gain(results: dict[str, dict[str, Any]]) -> float | None:
+    """``(stay - model) / (stay - oracle)`` on the mean EE distance; None without the three, and
+    when the oracle does not beat staying still (then the ratio measures nothing)."""
+    if not all(k in results for k in ("stay", "model", "oracle")):
+        return None
+    stay, model, oracle = (results[k]["ee_distance_mean_m"] for k in ("stay", "model", "oracle"))
+    return float((stay - model) / (stay - oracle)) if stay > oracle else None
+
+
+def plot(results: dict[str, dict[str, Any]], start: list[float], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    data = [results[n]["per_goal_ee_distance_m"] for n in names] + [start]
+    ax.boxplot(data, showmeans=True)
+    ax.set_xticks(range(1, len(data) + 1), names + ["start"])
+    ax.set_ylabel("end-effector distance to goal (m)")
+    ax.set_title("astra-plan-bench: closed-loop goal reaching (KUKA)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astra-plan-bench", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="world model (.pt, .onnx, engine, or 'copy_last')")
+    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or tensorrt")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--planners", default=",".join(PLANNERS), help=f"comma-separated subset of {PLANNERS}")
+    p.add_argument("--goals", type=int, default=30)
+    p.add_argument("--candidates", type=int, default=64)
+    p.add_argument("--horizon", type=int, default=8, help="frames planned per step")
+    p.add_argument("--execute", type=int, default=4, help="commands executed before replanning")
+    p.add_argument("--frames", type=int, default=16, help="frames to the goal (and frames run)")
+    p.add_argument("--context", type=int, default=4, help="history frames before the start")
+    p.add_argument("--method", default="mppi", choices=METHODS)
+    p.add_argument("--iterations", type=int, default=1, help="sampling iterations per planning step")
+    p.add_argument("--cost", default="mse", help="mse or edge (planning/costs.py)")
+    p.add_argument("--std", type=float, default=0.5, help="sampling std as a fraction of the bounds")
+    p.add_argument("--smoothness", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--min-motion", type=float, default=0.05, help="metres the EE must move to its goal")
+    p.add_argument("--seed", type=int, default=90_000, help="held-out goal seed (not a training seed)")
+    p.add_argument("--quick", action="store_true", help=f"a smoke-test setting: {QUICK}")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def open_model(args: argparse.Namespace) -> WorldModelBackend:
+    from astra_ros.evaluation.evaluate import open_backend
+
+    backend = open_backend(args.model, args.backend, 64, steps=args.steps)
+    names = backend.info.joint_names
+    if names and tuple(names) != tuple(KukaEnv.joint_names):
+        raise ValueError(
+            f"--model joint_names {list(names)}; expected the KUKA joints {list(KukaEnv.joint_names)}"
+        )
+    if MODALITY not in backend.info.modalities:
+        raise ValueError(f"--model modalities {backend.info.modalities}; expected {MODALITY!r}")
+    return backend
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    names = [n for n in args.planners.split(",") if n]
+    unknown = sorted(set(names) - set(PLANNERS))
+    if unknown or not names:
+        raise ValueError(f"--planners {args.planners!r}; expected a comma-separated subset of {PLANNERS}")
+    if not 1 <= args.execute <= args.horizon or args.context < 1 or args.frames < 1:
+        raise ValueError(
+            f"--execute {args.execute}, --horizon {args.horizon}, --context {args.context}, --frames "
+            f"{args.frames}; expected 1 <= execute <= horizon and context, frames >= 1"
+        )
+    model = open_model(args) if "model" in names else None
+    size = model.info.image_size if model is not None else 64
+    env = KukaEnv(size)
+    oracle = SimulatorModel(size) if "oracle" in names else None
+    config = PlannerConfig(
+        method=args.method,
+        candidates=args.candidates,
+        horizon=args.horizon,
+        iterations=args.iterations,
+        elites=max(1, min(8, args.candidates // 4)),
+        std=args.std,
+        smoothness=args.smoothness,
+        steps=args.steps,
+        seed=args.seed,
+    )
+    cost = named_cost(args.cost)
+    planners = {
+        "model": Planner(model, MODALITY, -KUKA_VMAX, KUKA_VMAX, cost, config) if model is not None else None,
+        "oracle": Planner(oracle, MODALITY, -KUKA_VMAX, KUKA_VMAX, cost, config)
+        if oracle is not None
+        else None,
+    }
+    try:
+        goals = make_goals(env, args.goals, args.context, args.frames, args.min_motion, args.seed)
+        episodes: dict[str, list[Episode]] = {n: [] for n in names}
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(
+            total=len(goals) * len(names), desc="astra-plan-bench", unit="run", disable=args.no_progress
+        )
+        for g, goal in enumerate(goals):
+            for name in names:
+                rng = np.random.default_rng((args.seed, g))
+                episodes[name].append(run_episode(env, goal, name, planners.get(name), args, rng))
+                bar.update(1)
+            report = write_report(args, model, config, goals[: g + 1], episodes, out)  # after every goal
+        bar.close()
+    finally:
+        env.close()
+        if oracle is not None:
+            oracle.close()
+    plot(report["planners"], report["start_ee_distance_m"], out / "plan_bench.png")
+    return report
+
+
+def write_report(
+    args: argparse.Namespace,
+    model: WorldModelBackend | None,
+    config: PlannerConfig,
+    goals: list[Goal],
+    episodes: dict[str, list[Episode]],
+    out: Path,
+) -> dict[str, Any]:
+    """``OUT/plan_bench.json`` over the goals run so far (rewritten after each, so a long run that
+    is stopped still leaves its results)."""
+    results = {n: summarise(e) for n, e in episodes.items()}
+    start = [float(np.linalg.norm(g.start_ee - g.goal_ee)) for g in goals]
+    report = {
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "no_progress")},
+        "model_id": model.info.model_id if model is not None else None,
+        "planner": asdict(config),
+        "goals": len(goals),
+        "start_ee_distance_mean_m": float(np.mean(start)),
+        "start_ee_distance_m": start,
+        "planners": results,
+        "planning_gain": planning_gain(results),
+    }
+    (out / "plan_bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"astra-plan-bench: error: {err}", file=sys.stderr)
+        return 2
+    start = report["start_ee_distance_mean_m"]
+    print(f"astra-plan-bench: {report['goals']} goals, start EE distance {start:.3f} m")
+    for name, r in report["planners"].items():
+        p50 = r["plan_seconds_p50"]
+        plan = f", plan p50 {p50:.2f} s" if p50 is not None else ""
+        print(
+            f"  {name:7s} EE distance mean {r['ee_distance_mean_m']:.3f} m, median "
+            f"{r['ee_distance_median_m']:.3f} m, pixel MSE {r['pixel_mse_mean']:.4f}{plan}"
+        )
+    print(f"  planning gain {report['planning_gain']}; wrote {Path(args.out) / 'plan_bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
