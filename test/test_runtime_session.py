@@ -118,6 +118,16 @@ def test_reset_clears_the_state_and_imagine_needs_a_warm_cache(rec):
     assert rec.predictions[-1].context_stamps[0] == BASE + 5 * PERIOD
 
 
+
+def test_imagine_hands_its_seed_and_shared_noise_to_the_backend(rec, monkeypatch):
+    rec.feed(0, 3)
+    calls = []
+    predict = rec.session.backend.predict
+    monkeypatch.setattr(rec.session.backend, "predict", lambda *a: calls.append(a[3:]) or predict(*a))
+    rec.session.imagine(np.zeros((2, 4, WIDTH), np.float32), "joint_velocity", seed=7, share_noise=True)
+    rec.session.imagine(np.zeros((2, 4, WIDTH), np.float32), "joint_velocity", seed=7)
+    assert calls == [(7, True), (7, False)]
+
 def test_commands_missing_stale_and_out_of_order():
     backend, config = session_config(prediction_rate=0.0, stale_command_policy="skip")
     session = StreamSession(backend, config, lambda p: None)

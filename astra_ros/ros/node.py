@@ -397,7 +397,8 @@ class WorldModelNode(LifecycleNode):
         try:
             joints, limit = self.joint_order or (), s.max_command_magnitude
             actions = imagine_actions(request, info.modalities, joints, s.imagine_max_horizon, limit)
-            imagined = session.imagine(actions, request.modality, int(request.seed))
+            shared = bool(request.share_noise)
+            imagined = session.imagine(actions, request.modality, int(request.seed), shared)
             (batch, horizon), newest = actions.shape[:2], imagined.newest
             response.frames = [
                 rgb_to_image(frame, newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)

@@ -40,11 +40,12 @@ from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize
 from astra_ros.planning.closed_loop import ClosedLoop
 from astra_ros.planning.costs import COSTS, named_cost
 from astra_ros.planning.planner import METHODS, Planner, PlannerConfig
-from astra_ros.ros.conversions import image_reject_reason, ns_to_stamp, stamp_to_ns
+from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.settings import BACKENDS, COPY_LAST, ParamSpec, descriptor, resolve_model_path
 
 NODE_NAME = "astra_planner"
+MAX_IMAGE_PIXELS = 2**23  # as the world-model node's max_image_pixels default: checked before decoding
 DEFAULT_FRAME_PERIOD = 1.0 / 15.0  # a model that does not state its frame period
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -167,10 +168,10 @@ class PlannerNode(Node):
 
     def _rgb(self, msg: Image, what: str) -> np.ndarray | None:
         try:
-            return resize_to_model(image_message_to_rgb(msg), self.model.info.image_size)
+            return resize_to_model(image_message_to_rgb(msg, MAX_IMAGE_PIXELS), self.model.info.image_size)
         except ImageFormatError as err:
             with self._lock:
-                self._counts[f"rejected.{what}_{image_reject_reason(msg)}"] += 1
+                self._counts[f"rejected.{what}_{err.reason}"] += 1
             self.get_logger().warning(f"dropped a {what} image: {err}", throttle_duration_sec=5.0)
             return None
 

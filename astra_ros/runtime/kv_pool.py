@@ -160,10 +160,15 @@ class PooledStreamingBackend(StreamingBackend):
         """Host copies of the keys and values (logical batch only)."""
 
     def predict(
-        self, actions: np.ndarray, modality: str, steps: int | None = None, seed: int | None = None
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
     ) -> np.ndarray:
         try:
-            return super().predict(actions, modality, steps, seed)
+            return super().predict(actions, modality, steps, seed, share_noise)
         finally:
             self._pool.trim()
             if np.ndim(actions) == 3 and np.shape(actions)[0] > 1:

@@ -362,9 +362,12 @@ class StreamSession:
 
     # --- imagine ----------------------------------------------------------------------------
 
-    def imagine(self, actions: np.ndarray, modality: str, seed: int = 0) -> Imagined:
+    def imagine(
+        self, actions: np.ndarray, modality: str, seed: int = 0, share_noise: bool = False
+    ) -> Imagined:
         """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
-        ``seed`` 0 = the session's seed + rollout id. Raises ImagineRefused."""
+        ``seed`` 0 = the session's seed + rollout id; ``share_noise``: one noise for every candidate.
+        Raises ImagineRefused."""
         self._check_imagine_size(actions)
         seed = int(seed) or self.config.seed + self._rollout_id
         with self._backend_lock:
@@ -377,7 +380,8 @@ class StreamSession:
                     f"{self.config.min_history}"
                 )
             try:
-                frames = self.backend.predict(actions, modality, steps=self.config.denoising_steps, seed=seed)
+                steps = self.config.denoising_steps
+                frames = self.backend.predict(actions, modality, steps, seed, share_noise)
             except (ValueError, MemoryError) as err:
                 self.reject("imagine_backend", f"{type(err).__name__}: {err}")
                 raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
