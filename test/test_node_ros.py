@@ -341,8 +341,12 @@ def test_a_clock_with_negative_seconds_does_not_kill_the_node(node_and_driver):
     assert driver.spin_until(lambda: clock.get_subscription_count() > 0, 10)
     bad = Clock()
     bad.clock.sec = -1
-    clock.publish(bad)
-    assert driver.spin_until(lambda: "callback failed" in proc.output(), 10), proc.output()
+
+    def failed_once_more() -> bool:  # /clock is best effort: the first one can be lost just after matching
+        clock.publish(bad)
+        return "callback failed" in proc.output()
+
+    assert driver.spin_until(failed_once_more, 20), proc.output()
     good = Clock()
     good.clock.sec = 1_700_000_000
     clock.publish(good)

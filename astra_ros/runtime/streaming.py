@@ -137,7 +137,7 @@ class StreamingBackend(WorldModelBackend):
     @property
     def history_length(self) -> int:
         written = int(self._cache.valid[0].sum())
-        return min(written + (self._pending is not None), self.config.max_history)
+        return min(written + (self._pending is not None), self.history_limit)
 
     def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
         size = self.config.image_size
