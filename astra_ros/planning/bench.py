@@ -37,7 +37,7 @@ from astra_ros.data.record_sim import KUKA_COMMAND_PERIOD, KUKA_VMAX, kuka_comma
 from astra_ros.evaluation.metrics import mse
 from astra_ros.planning.costs import named_cost
 from astra_ros.planning.oracle import SimulatorModel
-from astra_ros.planning.planner import METHODS, Planner, PlannerConfig
+from astra_ros.planning.planner import METHODS, Planner, PlannerConfig, default_elites
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.sim.kuka import KukaEnv, SimState
 
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         candidates=args.candidates,
         horizon=args.horizon,
         iterations=args.iterations,
-        elites=max(1, min(8, args.candidates // 4)),
+        elites=default_elites(args.candidates),
         std=args.std,
         smoothness=args.smoothness,
         steps=args.steps,

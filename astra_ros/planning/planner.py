@@ -30,6 +30,11 @@ METHODS = ("cem", "mppi")
 CommandCost = Callable[[np.ndarray], np.ndarray]  # (B, H, D) commands -> (B,) cost
 
 
+def default_elites(candidates: int) -> int:
+    """CEM elites for ``candidates`` samples: a quarter of them, 1 to 8."""
+    return max(1, min(8, candidates // 4))
+
+
 @dataclass(frozen=True)
 class PlannerConfig:
     method: str = "mppi"

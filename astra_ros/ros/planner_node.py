@@ -39,7 +39,7 @@ from sensor_msgs.msg import Image, JointState
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.planning.closed_loop import ClosedLoop
 from astra_ros.planning.costs import COSTS, named_cost
-from astra_ros.planning.planner import METHODS, Planner, PlannerConfig
+from astra_ros.planning.planner import METHODS, Planner, PlannerConfig, default_elites
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.settings import BACKENDS, COPY_LAST, ParamSpec, descriptor, resolve_model_path
@@ -120,7 +120,7 @@ class PlannerNode(Node):
             candidates=s.candidates,
             horizon=s.horizon,
             iterations=s.iterations,
-            elites=max(1, min(8, s.candidates // 4)),
+            elites=default_elites(s.candidates),
             std=s.sampling_std,
             smoothness=s.smoothness,
             steps=s.denoising_steps,
