@@ -64,7 +64,7 @@ class TorchBackend(StreamingBackend):
         )
 
     @torch.inference_mode()
-    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope):
+    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope, with_output=True):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
@@ -76,8 +76,10 @@ class TorchBackend(StreamingBackend):
             Actions(tensor(actions), tensor(mask), tensor(modality)),
             kv,
             *(tensor(x) for x in rope),
+            with_output=with_output,
         )
-        return out.output.float().cpu().numpy(), (out.keys, out.values)
+        output = None if out.output is None else out.output.float().cpu().numpy()
+        return output, (out.keys, out.values)
 
     @torch.inference_mode()
     def _store(self, kv: KVCache, entries: tuple[torch.Tensor, torch.Tensor], slot: int) -> None:
