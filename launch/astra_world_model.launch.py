@@ -51,8 +51,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "precision",
             default_value="auto",
-            description="Inference precision ('auto' = the backend's choice). Allowed: auto | "
-            "fp32 | fp16.",
+            description="Inference precision ('auto' = the backend's choice; 'int8' = the "
+            ".onnx model's int8 graph on ONNX Runtime CPU, when its sidecar "
+            "records one). Allowed: auto | fp32 | fp16 | int8.",
         ),
         DeclareLaunchArgument(
             "inference_threads",

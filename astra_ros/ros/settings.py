@@ -17,7 +17,7 @@ from typing import Any
 from astra_ros.data.pairing import DEFAULT_POLICY, STALE_COMMAND_POLICIES, STALENESS_S
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
+PRECISIONS = ("auto", "fp32", "fp16", "int8")  # what runtime.loader accepts
 COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
@@ -64,7 +64,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision",
         "auto",
-        "Inference precision ('auto' = the backend's choice).",
+        "Inference precision ('auto' = the backend's choice; 'int8' = the .onnx model's int8 graph on "
+        "ONNX Runtime CPU, when its sidecar records one).",
         choices=PRECISIONS,
         launch=True,
     ),
