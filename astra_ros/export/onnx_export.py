@@ -336,6 +336,19 @@ def precision_path(onnx_path: Path, precision: str) -> Path:
     return onnx_path.with_suffix(f".{precision}.onnx")
 
 
+def int8_graph(onnx_path: Path, cfg: AstraConfig, batches: list[int], threads: int) -> dict[str, Any]:
+    """Quantize the fp32 graph ``onnx_path`` to ``precision_path(onnx_path, "int8")``; -> its sidecar
+    ``graphs`` entry."""
+    path = precision_path(onnx_path, "int8")
+    quantize_int8(onnx_path, path)
+    return {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "quantization": INT8_QUANTIZATION,
+        "max_abs_diff_vs_fp32": graph_difference(onnx_path, path, cfg, batches, threads),
+    }
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     with atomic_write(path, "w") as f:
         json.dump(payload, f, indent=2)
@@ -394,17 +407,9 @@ def export(
     graphs: dict[str, Any] = {}
     batches = [batch] if batch is not None else [1, 3]
     try:
-        for precision in precisions:
-            if precision == "int8":
-                path = precision_path(out, precision)
-                written.append(path)
-                quantize_int8(out, path)
-                graphs[precision] = {
-                    "file": path.name,
-                    "sha256": file_sha256(path),
-                    "quantization": INT8_QUANTIZATION,
-                    "max_abs_diff_vs_fp32": graph_difference(out, path, cfg, batches, threads),
-                }
+        if "int8" in precisions:
+            written.append(precision_path(out, "int8"))
+            graphs["int8"] = int8_graph(out, cfg, batches, threads)
         weights_record: dict[str, Any] = {"dtype": weights}
         if weights == "fp16":
             full = out.with_suffix(".fp32-weights.onnx")
