@@ -6,7 +6,7 @@
 - ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
   onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
   predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
-- ``plan``: one planning step (``predict`` of 16/64/256 candidates x horizon 8) on ONNX Runtime CPU
+- ``plan``: one planning step (``predict`` of 1/16/64/256 candidates x horizon 8) on ONNX Runtime CPU
   for today's fp32 graph, fp32 with the write-only graph for context writes, and int8 (added to a
   copy of the model when its sidecar has none), as ratios against the first; then intra-op threads
   (1 vs 2) for a 64-candidate plan and a 1-candidate live prediction.
@@ -569,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--onnx", default="engines/astra_small.onnx", help="exported model (int8 added if missing)"
     )
-    pl.add_argument("--candidates", type=int, nargs="+", default=[16, 64, 256])
+    pl.add_argument("--candidates", type=int, nargs="+", default=[1, 16, 64, 256])
     pl.add_argument("--horizon", type=int, default=8)
     pl.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     pl.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="first: the plan table's")
