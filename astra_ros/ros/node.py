@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import gc
 import math
-import signal
 import sys
-import threading
 import time
 
-import numpy as np
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -41,20 +35,19 @@ from astra_ros.ros.conversions import (
     InputError,
     command_stamp_to_ns,
     command_width,
-    commands_to_trajectory,
     image_to_model,
     imagine_actions,
     joint_state_to_command,
-    ns_to_duration,
-    ns_to_stamp,
-    rgb_to_image,
     stamp_to_ns,
     trajectory_to_plan,
     twist_to_command,
 )
+from astra_ros.ros.diagnostics import diagnostic_array, idle_status, session_statuses
 from astra_ros.ros.health import HealthConfig, NodeHealth
 from astra_ros.ros.input_limits import check_frame_id, check_names, check_stamp_ns, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
+from astra_ros.ros.messages import imagine_confidence, imagined_images, predicted_frames, predicted_image
+from astra_ros.ros.process import StartupError, spin_managed
 from astra_ros.ros.settings import SPECS, Settings, SettingsError, declare_settings, resolve_model_path
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.loader import load_backend
@@ -63,10 +56,6 @@ from astra_ros.srv import Imagine
 
 NODE_NAME = "astra_world_model"
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-
-
-class StartupError(RuntimeError):
-    """The node cannot start (bad parameter, model file missing/corrupt/wrong kind)."""
 
 
 def load_world_model(settings: Settings) -> WorldModelBackend:
@@ -399,12 +388,7 @@ class WorldModelNode(LifecycleNode):
             actions = imagine_actions(request, info.modalities, joints, s.imagine_max_horizon, limit)
             shared = bool(request.share_noise)
             imagined = session.imagine(actions, request.modality, int(request.seed), shared)
-            (batch, horizon), newest = actions.shape[:2], imagined.newest
-            response.frames = [
-                rgb_to_image(frame, newest.stamp_ns + (h + 1) * newest.step_ns, newest.frame_id)
-                for candidate in imagined.frames
-                for h, frame in enumerate(candidate)
-            ]
+            response.frames = imagined_images(imagined)
         except Exception as err:  # noqa: BLE001 - every call is answered
             known = isinstance(err, (InputError, ImagineRefused))
             response.frames, response.success = [], False
@@ -412,83 +396,29 @@ class WorldModelNode(LifecycleNode):
             if not isinstance(err, ImagineRefused):  # the session counts its own refusals
                 session.reject(getattr(err, "reason", "service_error"), f"~/imagine: {response.error}")
             return response
-        decay = self.settings.confidence_decay
-        response.confidence = [float(np.mean(decay ** np.arange(1, horizon + 1)))] * batch
+        response.confidence = imagine_confidence(s.confidence_decay, *actions.shape[:2])
         response.success = True
         return response
 
     # --- output (called by the session's worker) --------------------------------------------------
 
     def _publish(self, prediction: Prediction) -> None:
-        newest, frames, s = prediction.newest, prediction.frames, self.settings
-        msg = PredictedFrames()
-        msg.header.stamp = ns_to_stamp(newest.stamp_ns)
-        msg.header.frame_id = newest.frame_id
-        msg.context_stamps = [ns_to_stamp(ns) for ns in prediction.context_stamps]
-        msg.time_step = ns_to_duration(newest.step_ns)
-        msg.frames = [
-            rgb_to_image(frame, newest.stamp_ns + (i + 1) * newest.step_ns, newest.frame_id)
-            for i, frame in enumerate(frames)
-        ]
-        msg.confidence = [float(s.confidence_decay ** (i + 1)) for i in range(len(frames))]
-        joints = self.joint_order or ()
-        msg.actions = commands_to_trajectory(
-            prediction.actions, self.modality, joints, newest.stamp_ns, newest.frame_id, newest.step_ns
-        )
-        msg.modality = self.modality
-        msg.command_policy = prediction.policy
-        msg.rollout_id = prediction.rollout_id
-        msg.state_reset = prediction.state_reset
-        msg.model_id = self.backend.info.model_id
+        s, joints, model_id = self.settings, self.joint_order or (), self.backend.info.model_id
+        msg = predicted_frames(prediction, self.modality, joints, model_id, s.confidence_decay)
         self._frames_pub.publish(msg)
-        self._image_pub.publish(msg.frames[min(s.predicted_image_horizon, len(msg.frames)) - 1])
+        self._image_pub.publish(predicted_image(msg, s.predicted_image_horizon))
 
     # --- diagnostics -------------------------------------------------------------------------------
 
     def diagnostics(self) -> list[DiagnosticStatus]:
         """The node's status (level from recent problems and warm-up), then one per input."""
-        name = f"{self.get_fully_qualified_name()}: world model"
-        session = self.session
+        prefix, session = self.get_fully_qualified_name(), self.session
         if session is None or not self.active:
-            state = "inactive" if session is not None else "unconfigured"
-            return [
-                DiagnosticStatus(level=DiagnosticStatus.OK, name=name, message=state, hardware_id=NODE_NAME)
-            ]
-        info, stats = session.backend.info, session.stats()
-        statuses = self._health.statuses(stats.counts, stats.history, self.settings.min_history)
-        statuses["node"].values = {
-            "backend": info.backend,
-            "model_id": info.model_id,
-            "modality": self.modality,
-            "input_rate_hz": f"{stats.input_rate_hz:.2f}",
-            "prediction_rate_hz": f"{stats.prediction_rate_hz:.2f}",
-            "latency_p50_ms": f"{stats.latency_p50_ms:.2f}",
-            "latency_p99_ms": f"{stats.latency_p99_ms:.2f}",
-            "ingest_p50_ms": f"{stats.ingest_p50_ms:.2f}",
-            "predict_p50_ms": f"{stats.predict_p50_ms:.2f}",
-            "outside_backend_p50_ms": f"{stats.outside_backend_p50_ms:.2f}",
-            "cache_fill": f"{stats.history}/{stats.cache_size}",
-            "queue_length": str(stats.queue_length),
-            **{key: str(count) for key, count in sorted(stats.counts.items())},
-            **statuses["node"].values,
-        }
-        prefix = self.get_fully_qualified_name()
-        return [
-            DiagnosticStatus(
-                level=bytes([int(status.level)]),
-                name=name if key == "node" else f"{prefix}: {key}",
-                message=status.message,
-                hardware_id=f"{info.backend}/{info.model_id}",
-                values=[KeyValue(key=k, value=v) for k, v in status.values.items()],
-            )
-            for key, status in statuses.items()
-        ]
+            return [idle_status(f"{prefix}: world model", NODE_NAME, session is not None)]
+        return session_statuses(prefix, session, self._health, self.modality, self.settings.min_history)
 
     def _publish_diagnostics(self) -> None:
-        array = DiagnosticArray()
-        array.header.stamp = self.get_clock().now().to_msg()  # diagnostics are about now, not data
-        array.status = self.diagnostics()
-        self._diag_pub.publish(array)
+        self._diag_pub.publish(diagnostic_array(self.diagnostics(), self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
         self._release()
@@ -504,61 +434,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def spin_node(args: list[str], parameter_overrides: list | None = None) -> int:
-    """Init rclpy with ``args`` (ROS arguments), run the node and its executors, shut down.
+    """Run the node with ``args`` (ROS arguments) until SIGINT / SIGTERM (``process.spin_managed``)."""
+    return spin_managed(NODE_NAME, args, lambda: start_node(parameter_overrides or []))
 
-    SIGINT / SIGTERM stop the spin loop; the worker is stopped and the node shut down before the
-    ROS context (rclpy's own handlers would invalidate the context under the worker first).
-    """
-    # The worker needs the GIL back from the executor threads after each backend call: at Python's
-    # default 5 ms switch interval that wait added ~80 ms to the p50 latency and up to 2 s to the p99
-    # (2-core CPU, measured with an earlier multi-threaded executor); 0.2 ms removes most of it.
-    sys.setswitchinterval(0.0002)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    try:
-        try:
-            node = WorldModelNode(parameter_overrides=parameter_overrides or [])
-        except StartupError as err:
-            print(f"[{NODE_NAME}] cannot start: {err}", file=sys.stderr, flush=True)
-            return 2
-        if node.settings.autostart:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                print(f"[{NODE_NAME}] cannot start: {node.startup_error}", file=sys.stderr, flush=True)
-                node.destroy_node()
-                return 2
-            node.trigger_activate()
-        executor, imagine_executor = SingleThreadedExecutor(), SingleThreadedExecutor()
-        executor.add_node(node)
-        imagine_executor.add_node(node.imagine_node)
-        threading.Thread(
-            target=_spin, args=(imagine_executor, stop, node), name=f"{NODE_NAME}_imagine", daemon=True
-        ).start()
-        try:
-            _spin(executor, stop, node)
-        finally:
-            node.trigger_shutdown()
-            imagine_executor.shutdown()
-            executor.shutdown()
+
+def start_node(parameter_overrides: list) -> tuple[WorldModelNode, list[Node]]:
+    """The node (configured and activated with ``autostart``) and its ``~/imagine`` helper node."""
+    node = WorldModelNode(parameter_overrides=parameter_overrides)
+    if node.settings.autostart:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            error = node.startup_error
             node.destroy_node()
-        return 0
-    finally:
-        rclpy.try_shutdown()
-
-
-def _spin(executor: SingleThreadedExecutor, stop: threading.Event, node: Node) -> None:
-    """Spin until ``stop`` (checked at least every 0.1 s: a signal cannot wake the wait itself). An
-    exception escaping a callback (e.g. rclpy's TimeSource on a /clock with negative seconds) is
-    logged and spinning goes on: no message kills the node."""
-    while not stop.is_set() and executor.context.ok():
-        try:
-            executor.spin_once(timeout_sec=0.1)
-        except ExternalShutdownException:
-            return
-        except Exception as err:  # noqa: BLE001
-            message = f"callback failed: {type(err).__name__}: {err}"
-            node.get_logger().error(message, throttle_duration_sec=5.0)
+            raise StartupError(error)
+        node.trigger_activate()
+    return node, [node.imagine_node]
 
 
 if __name__ == "__main__":
