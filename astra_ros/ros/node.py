@@ -14,22 +14,18 @@ message: docs/node.md. Data stamps are copied from the image (never ``now()``); 
 from __future__ import annotations
 
 import gc
-import math
 import sys
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from astra_ros.data.compressed import compressed_to_rgb
-from astra_ros.data.images import ImageFormatError, resize_to_model
 from astra_ros.msg import PredictedFrames
 from astra_ros.ros.conversions import (
     InputError,
@@ -38,42 +34,23 @@ from astra_ros.ros.conversions import (
     image_to_model,
     imagine_actions,
     joint_state_to_command,
+    learn_joint_order,
     stamp_to_ns,
     trajectory_to_plan,
     twist_to_command,
 )
 from astra_ros.ros.diagnostics import diagnostic_array, idle_status, session_statuses
 from astra_ros.ros.health import HealthConfig, NodeHealth
-from astra_ros.ros.input_limits import check_frame_id, check_names, check_stamp_ns, truncate_for_log
+from astra_ros.ros.input_limits import ThrottledLog, stamp_reserve_ns, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.messages import imagine_confidence, imagined_images, predicted_frames, predicted_image
 from astra_ros.ros.process import StartupError, spin_managed
-from astra_ros.ros.settings import SPECS, Settings, SettingsError, declare_settings, resolve_model_path
+from astra_ros.ros.settings import SettingsError, declare_settings, joint_order, load_world_model, qos
 from astra_ros.runtime.base import WorldModelBackend
-from astra_ros.runtime.loader import load_backend
 from astra_ros.runtime.session import ImagineRefused, Prediction, SessionConfig, StreamSession
 from astra_ros.srv import Imagine
 
 NODE_NAME = "astra_world_model"
-RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-
-
-def load_world_model(settings: Settings) -> WorldModelBackend:
-    """The backend named by the settings (``runtime.loader``; 'copy_last' needs no model file)."""
-    path = resolve_model_path(settings.model_path)
-    try:
-        return load_backend(path, settings.backend, **settings.backend_options())
-    except (ValueError, OSError) as err:  # ModelLoadError is a ValueError
-        raise StartupError(f"model_path={path!r} backend={settings.backend!r}: {err}") from err
-
-
-def qos(depth: int, reliability: str) -> QoSProfile:
-    return QoSProfile(
-        history=HistoryPolicy.KEEP_LAST,
-        depth=depth,
-        reliability=RELIABILITY[reliability],
-        durability=qos_profile_sensor_data.durability,
-    )
 
 
 class WorldModelNode(LifecycleNode):
@@ -88,7 +65,7 @@ class WorldModelNode(LifecycleNode):
             raise StartupError(str(err)) from err
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.startup_error = ""
-        self._logged_at: dict[str, float] = {}
+        self._log = ThrottledLog(self.get_logger(), lambda: self.settings.log_throttle_period)
         self._subscriptions_active: list = []
         self._health: NodeHealth | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -122,18 +99,10 @@ class WorldModelNode(LifecycleNode):
         self.backend = load_world_model(s)
         info = self.backend.info
         self.modality = s.modality
-        self.joint_order: tuple[str, ...] | None = ()  # None: learnt from the first JointState
-        if self.modality == "joint_velocity":
-            if s.joint_names and info.joint_names and set(s.joint_names) != set(info.joint_names):
-                raise StartupError(
-                    f"joint_names={list(s.joint_names)}; expected the model's joints {list(info.joint_names)}"
-                )
-            self.joint_order = tuple(info.joint_names or s.joint_names) or None
+        self.joint_order = joint_order(s, info.joint_names)  # None: learnt from the first JointState
         width = None if self.joint_order is None else command_width(self.modality, self.joint_order)
-        # Predicted stamps reach (imagine_max_horizon + 1) model steps past an image; a step is at most
-        # the larger of max_image_gap (else the timeline resets) and the frame period.
-        longest_step_s = max(s.max_image_gap, s.frame_period, info.frame_period, 1.0)
-        self._stamp_reserve_ns = int((s.imagine_max_horizon + 1) * longest_step_s * 1e9)
+        reserve = stamp_reserve_ns(s.imagine_max_horizon, s.max_image_gap, s.frame_period, info.frame_period)
+        self._stamp_reserve_ns = reserve
         self._future_tolerance_ns = int(s.future_stamp_tolerance * 1e9)
         try:
             config = SessionConfig.from_settings(s)
@@ -164,7 +133,7 @@ class WorldModelNode(LifecycleNode):
             subs.append(subscribe(TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos))
         if s.image_transport == "compressed":  # image_transport's name: <base topic>/compressed
             topic = self.resolve_topic_name("image") + "/compressed"
-            images = subscribe(CompressedImage, topic, self._on_compressed_image, image_qos)
+            images = subscribe(CompressedImage, topic, self._on_image, image_qos)
         else:
             images = subscribe(Image, "image", self._on_image, image_qos)
         subs.append(images)
@@ -216,70 +185,34 @@ class WorldModelNode(LifecycleNode):
     def active(self) -> bool:
         return bool(self._subscriptions_active)
 
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
     # --- live parameters -------------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
         """Validate a change of the live parameters and apply it; the others (``use_sim_time`` too:
         switched live, /diagnostics would wait for a /clock) are read at start."""
-        fixed = [p.name for p in parameters if p.name not in SPECS or SPECS[p.name].read_only]
-        if fixed:
-            reason = f"{fixed} are read at start; restart to change"
-            return SetParametersResult(successful=False, reason=reason)
         changes = {p.name: p.value for p in parameters}
         try:
-            settings = Settings.from_values({**self._values(), **changes})
+            self.settings = self.settings.updated(changes)
         except SettingsError as err:
             return SetParametersResult(successful=False, reason=str(err))
-        self.settings = settings
         if self.session is not None:
-            self.session.update(SessionConfig.from_settings(settings))
+            self.session.update(SessionConfig.from_settings(self.settings))
         self.get_logger().info(f"parameters changed: {changes}")
         return SetParametersResult(successful=True)
-
-    def _values(self) -> dict:
-        return {name: getattr(self.settings, name) for name in SPECS}
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    def _now_ns(self) -> int:
-        return self.get_clock().now().nanoseconds
-
-    def _log(self, level: str, text: str, throttled: bool, key: str = "") -> None:
-        """The session's log: throttled lines of one ``key`` (default: the level) at most once per
-        ``log_throttle_period`` (rclpy's own throttle cannot change its period between calls)."""
-        if throttled:
-            key, now = key or level, time.monotonic()
-            if now - self._logged_at.get(key, -math.inf) < self.settings.log_throttle_period:
-                return
-            self._logged_at[key] = now
-        logger = self.get_logger()  # rclpy ties a severity to each call site: one line per level
-        if level == "error":
-            logger.error(text)
-        elif level == "warning":
-            logger.warning(text)
-        else:
-            logger.info(text)
 
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
     def _on_joint_state(self, msg: JointState) -> None:
         self._health.command(stamp_to_ns(msg.header.stamp))
-        if self.joint_order is None:
-            try:
-                check_names(list(msg.name), "JointState")
-            except InputError as err:
-                self.session.reject(err.reason, str(err))
-                return
-            if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
-                problem = f"cannot learn the joint order from names {list(msg.name)} with {len(msg.velocity)}"
-                self.session.reject("joint_names", f"{problem} velocities; set the joint_names parameter")
-                return
-            self.joint_order = tuple(msg.name)
-            self.session.start_commands(command_width(self.modality, self.joint_order))
-            self.get_logger().info(
-                truncate_for_log(f"joint order learnt from the first JointState: {list(self.joint_order)}")
-            )
         try:
+            if self.joint_order is None:
+                self.joint_order = learn_joint_order(msg.name, msg.velocity)
+                self.session.start_commands(command_width(self.modality, self.joint_order))
+                learnt = f"joint order learnt from the first JointState: {list(self.joint_order)}"
+                self.get_logger().info(truncate_for_log(learnt))
             command = joint_state_to_command(
                 msg.name, msg.velocity, self.joint_order, self.settings.max_command_magnitude
             )
@@ -321,44 +254,20 @@ class WorldModelNode(LifecycleNode):
             return
         self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, commands)
 
-    def _image_received(self, stamp_ns: int) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        stamp_ns = stamp_to_ns(msg.header.stamp)
         self.session.image_received()
         if loss := self._health.image(stamp_ns):
             self._log("warning", loss, True, "frame_loss")
-
-    def _on_image(self, msg: Image) -> None:
-        self._image_received(stamp_to_ns(msg.header.stamp))
-        s = self.settings
+        s, size, now_ns = self.settings, self.backend.info.image_size, self._now_ns()
         try:
             stamp_ns, rgb = image_to_model(
-                msg,
-                self.backend.info.image_size,
-                s.max_image_pixels,
-                self._now_ns(),
-                self._future_tolerance_ns,
-                self._stamp_reserve_ns,
+                msg, size, s.max_image_pixels, now_ns, self._future_tolerance_ns, self._stamp_reserve_ns
             )
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
         self.session.submit(rgb, stamp_ns, msg.header.frame_id)
-
-    def _on_compressed_image(self, msg: CompressedImage) -> None:
-        self._image_received(stamp_to_ns(msg.header.stamp))
-        try:
-            stamp_ns = check_stamp_ns(
-                stamp_to_ns(msg.header.stamp),
-                "image",
-                self._now_ns(),
-                self._future_tolerance_ns,
-                self._stamp_reserve_ns,
-            )
-            check_frame_id(msg.header.frame_id, "image")
-            rgb = compressed_to_rgb(msg, self.settings.max_image_pixels)
-        except (InputError, ImageFormatError) as err:
-            self.session.reject(err.reason, str(err))
-            return
-        self.session.submit(resize_to_model(rgb, self.backend.info.image_size), stamp_ns, msg.header.frame_id)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.session is None:
@@ -370,8 +279,7 @@ class WorldModelNode(LifecycleNode):
             response.success, response.message = False, f"{type(err).__name__}: {err}"
             self.session.reject("service_error", f"~/reset: {response.message}")
             return response
-        response.success = True
-        response.message = f"causal state cleared ({cleared} queued frames discarded)"
+        response.success, response.message = True, f"causal state cleared ({cleared} queued frames discarded)"
         self._log("info", response.message, True, "reset")
         return response
 
@@ -443,9 +351,8 @@ def start_node(parameter_overrides: list) -> tuple[WorldModelNode, list[Node]]:
     node = WorldModelNode(parameter_overrides=parameter_overrides)
     if node.settings.autostart:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            error = node.startup_error
             node.destroy_node()
-            raise StartupError(error)
+            raise StartupError(node.startup_error)
         node.trigger_activate()
     return node, [node.imagine_node]
 
