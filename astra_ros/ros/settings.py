@@ -45,7 +45,7 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = True  # False: may change while the node runs (``ros2 param set``), validated
-    launch: bool = False  # an argument of launch/astra_world_model.launch.py
+    launch: bool = False  # an argument of the node's launch file (launch/<node>.launch.py)
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
