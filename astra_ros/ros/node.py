@@ -6,9 +6,9 @@ A managed (lifecycle) node: ``configure`` loads the model and starts a ``StreamS
 subscriptions and enables the publishers; ``deactivate`` removes the subscriptions and clears the
 causal state; ``cleanup`` releases the model. ``autostart`` (default) configures and activates at
 start. The callbacks only convert, validate and hand over: messages in, numpy into the session,
-each ``Prediction`` out as ``PredictedFrames``. Threads, and one frame followed from callback to
-message: docs/node.md. Data stamps are copied from the image (never ``now()``); the node clock
-(``use_sim_time`` honoured) is only used for latency, stamp ages and unstamped Twist commands.
+each ``Prediction`` out as ``PredictedFrames`` (``ros/messages.py``); threads: docs/node.md. Data
+stamps are copied from the image (never ``now()``); the node clock (``use_sim_time`` honoured) is
+only used for latency, stamp ages and unstamped Twist commands.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -44,7 +44,7 @@ from astra_ros.ros.health import HealthConfig, NodeHealth
 from astra_ros.ros.input_limits import ThrottledLog, stamp_reserve_ns, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.messages import imagine_confidence, imagined_images, predicted_frames, predicted_image
-from astra_ros.ros.process import StartupError, spin_managed
+from astra_ros.ros.process import StartupError, helper_node, spin_managed
 from astra_ros.ros.settings import SettingsError, declare_settings, joint_order, load_world_model, qos
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.session import ImagineRefused, Prediction, SessionConfig, StreamSession
@@ -72,13 +72,7 @@ class WorldModelNode(LifecycleNode):
         every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
         self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=every_call)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
-        self.imagine_node = Node(
-            f"{self.get_name()}_imagine",
-            namespace=self.get_namespace(),
-            context=self.context,
-            use_global_arguments=False,  # a global __node remap must not give it the node's name
-            start_parameter_services=False,
-        )
+        self.imagine_node = helper_node(self, "imagine")
         imagine = self.resolve_service_name("~/imagine")
         self.imagine_node.create_service(Imagine, imagine, self._on_imagine, qos_profile=every_call)
 
@@ -130,7 +124,7 @@ class WorldModelNode(LifecycleNode):
         elif s.command_type == "twist":
             subs.append(subscribe(Twist, "cmd_vel", self._on_twist, command_qos))
         else:
-            subs.append(subscribe(TwistStamped, "cmd_vel", self._on_twist_stamped, command_qos))
+            subs.append(subscribe(TwistStamped, "cmd_vel", self._on_twist, command_qos))
         if s.image_transport == "compressed":  # image_transport's name: <base topic>/compressed
             topic = self.resolve_topic_name("image") + "/compressed"
             images = subscribe(CompressedImage, topic, self._on_image, image_qos)
@@ -222,23 +216,14 @@ class WorldModelNode(LifecycleNode):
             return
         self.session.submit_command(stamp_ns, command)
 
-    def _on_twist(self, msg: Twist) -> None:
-        now = self._now_ns()
-        self._health.command(now)
-        self._on_twist_at(msg, now)
-
-    def _on_twist_stamped(self, msg: TwistStamped) -> None:
-        self._health.command(stamp_to_ns(msg.header.stamp))
+    def _on_twist(self, msg: Twist | TwistStamped) -> None:
+        """A TwistStamped, or a Twist: stamped with the node clock."""
+        stamped, stamp_ns = isinstance(msg, TwistStamped), self._now_ns()
+        self._health.command(stamp_to_ns(msg.header.stamp) if stamped else stamp_ns)
         try:
-            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
-        except InputError as err:
-            self.session.reject(err.reason, str(err))
-            return
-        self._on_twist_at(msg.twist, stamp_ns)
-
-    def _on_twist_at(self, twist: Twist, stamp_ns: int) -> None:
-        try:
-            command = twist_to_command(twist, self.settings.max_command_magnitude)
+            if stamped:
+                stamp_ns = command_stamp_to_ns(msg.header.stamp, stamp_ns, self._future_tolerance_ns)
+            command = twist_to_command(msg.twist if stamped else msg, self.settings.max_command_magnitude)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
@@ -308,7 +293,7 @@ class WorldModelNode(LifecycleNode):
         response.success = True
         return response
 
-    # --- output (called by the session's worker) --------------------------------------------------
+    # --- output: predictions (called by the session's worker), diagnostics ------------------------
 
     def _publish(self, prediction: Prediction) -> None:
         s, joints, model_id = self.settings, self.joint_order or (), self.backend.info.model_id
@@ -316,17 +301,14 @@ class WorldModelNode(LifecycleNode):
         self._frames_pub.publish(msg)
         self._image_pub.publish(predicted_image(msg, s.predicted_image_horizon))
 
-    # --- diagnostics -------------------------------------------------------------------------------
-
-    def diagnostics(self) -> list[DiagnosticStatus]:
-        """The node's status (level from recent problems and warm-up), then one per input."""
-        prefix, session = self.get_fully_qualified_name(), self.session
-        if session is None or not self.active:
-            return [idle_status(f"{prefix}: world model", NODE_NAME, session is not None)]
-        return session_statuses(prefix, session, self._health, self.modality, self.settings.min_history)
-
     def _publish_diagnostics(self) -> None:
-        self._diag_pub.publish(diagnostic_array(self.diagnostics(), self.get_clock().now().to_msg()))
+        """The node's status (level from recent problems and warm-up), then one per input."""
+        prefix, session, s = self.get_fully_qualified_name(), self.session, self.settings
+        if session is None or not self.active:
+            statuses = [idle_status(f"{prefix}: world model", NODE_NAME, session is not None)]
+        else:
+            statuses = session_statuses(prefix, session, self._health, self.modality, s.min_history)
+        self._diag_pub.publish(diagnostic_array(statuses, self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> None:
         self._release()

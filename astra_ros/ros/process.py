@@ -52,6 +52,20 @@ def init_stoppable_node(name: str, args: list[str]) -> tuple[Any, Callable[[], b
     return rclpy.create_node(name), lambda: stop["flag"]
 
 
+def helper_node(node: Any, suffix: str) -> Any:
+    """A parameterless node ``<node name>_<suffix>`` beside ``node`` (same namespace and context):
+    services on it run on their own executor thread (``spin_managed``)."""
+    from rclpy.node import Node
+
+    return Node(
+        f"{node.get_name()}_{suffix}",
+        namespace=node.get_namespace(),
+        context=node.context,
+        use_global_arguments=False,  # a global __node remap must not give it the node's name
+        start_parameter_services=False,
+    )
+
+
 def spin_managed(name: str, args: list[str], start: Callable[[], tuple[Any, list[Any]]]) -> int:
     """Init rclpy with ``args`` (ROS arguments), ``start()`` the managed node, spin it until SIGINT /
     SIGTERM, shut it down; 2 when ``start`` raises StartupError (the reason printed), else 0.
