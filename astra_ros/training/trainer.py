@@ -258,7 +258,7 @@ class Trainer:
                 **{k: round(v, 6) for k, v in stats.items()},
             }
             if self.rank == 0 and self.val and self.step % s.val_every == 0:
-                last_val = validate(self.ema, self.val)
+                last_val = validate(self.ema, self.val, meta=self.meta)
                 row.update(last_val)
                 self.model.train()
             if self.rank == 0:
@@ -274,7 +274,7 @@ class Trainer:
                 last_checkpoint = time.monotonic()
         bar.close()
         self.save()
-        final = validate(self.ema, self.val) if self.rank == 0 and self.val else {}
+        final = validate(self.ema, self.val, meta=self.meta) if self.rank == 0 and self.val else {}
         if self.rank == 0:
             (self.run_dir / "final_validation.json").write_text(json.dumps(final, indent=2))
         return final
