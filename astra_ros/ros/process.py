@@ -70,9 +70,10 @@ def spin_managed(name: str, args: list[str], start: Callable[[], tuple[Any, list
     """Init rclpy with ``args`` (ROS arguments), ``start()`` the managed node, spin it until SIGINT /
     SIGTERM, shut it down; 2 when ``start`` raises StartupError (the reason printed), else 0.
 
-    ``start`` returns the lifecycle node and its helper nodes, each spun by its own executor thread.
-    A signal only stops the spin loops: the node is shut down (its worker stopped) before the ROS
-    context (rclpy's own handlers would invalidate the context under the worker first).
+    ``start`` returns the lifecycle node and its helper nodes, each spun by its own executor thread
+    (the node's ``destroy_node`` destroys them). A signal only stops the spin loops: the node is
+    shut down (its worker stopped) before the ROS context (rclpy's own handlers would invalidate
+    the context under the worker first).
     """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -99,8 +100,8 @@ def spin_managed(name: str, args: list[str], start: Callable[[], tuple[Any, list
             helper_executor = SingleThreadedExecutor()
             helper_executor.add_node(helper)
             helper_executors.append(helper_executor)
-            args = (helper_executor, stop, node)
-            threading.Thread(target=spin_until, args=args, name=helper.get_name(), daemon=True).start()
+            spin = (helper_executor, stop, node)
+            threading.Thread(target=spin_until, args=spin, name=helper.get_name(), daemon=True).start()
         try:
             spin_until(executor, stop, node)
         finally:
