@@ -275,6 +275,7 @@ def warm_step(backend: Any) -> Callable[[], Any]:
         np.zeros(1, np.int64),
         backend._cache,
         backend._rope(backend._cache),
+        backend._no_state(1),
     )
     return lambda: backend._step(*args_step)
 

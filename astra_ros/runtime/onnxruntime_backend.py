@@ -24,9 +24,9 @@ from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStrea
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
-    HOST_INPUTS,
     ModelLoadError,
     OnnxModel,
+    host_inputs,
     layer_inputs,
     load_onnx_model,
 )
@@ -137,7 +137,8 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
                 provider_args.append(p)
         cfg = model.config
         self._layer_names = [layer_inputs(name, cfg.depth) for name in CACHE_INPUTS]
-        fed = {*HOST_INPUTS, *(n for names in self._layer_names for n in names)}
+        self._host_inputs = host_inputs(cfg.robot_state)
+        fed = {*self._host_inputs, *(n for names in self._layer_names for n in names)}
 
         def open_graph(graph: str | bytes, what: str) -> Graph:
             try:
@@ -249,13 +250,13 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, with_output=True):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
         kv: PooledKV = cache.kv
         batch, gb = frame.shape[0], self._check_batch(frame, kv)
         graph = self._graphs[with_output]
         buffers: OrtBuffers = kv.buffers.payload
-        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        host = dict(zip(HOST_INPUTS, values, strict=True))
+        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
+        host = dict(zip(self._host_inputs, values, strict=False))  # no state inputs: state unused
         rings = {
             name: ov
             for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True)
