@@ -59,8 +59,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "inference_threads",
             default_value="0",
-            description="CPU threads per inference call (0 = the runtime's default, usually "
-            "one per core). Allowed: [0, 256].",
+            description="CPU threads per inference call (0 = the backend's default: 1 on ONNX "
+            "Runtime, measured fastest on 2 shared cores; torch's own otherwise). "
+            "Allowed: [0, 256].",
         ),
         DeclareLaunchArgument(
             "denoising_steps",

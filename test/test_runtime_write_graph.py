@@ -64,3 +64,14 @@ def test_backends_with_and_without_the_write_only_graph_predict_the_same_frames(
     assert np.abs(k0 - reference._cache.kv.keys.numpy()).max() < 1e-4  # torch writes without output too
     videos = [b.predict(plan, "joint_velocity", seed=4).astype(int) for b in (*backends, reference)]
     assert np.abs(videos[0] - videos[1]).max() <= 1 and np.abs(videos[0] - videos[2]).max() <= 1
+
+
+def test_one_intra_op_thread_by_default_for_both_graphs_unless_asked():
+    from astra_ros.runtime.onnxruntime_backend import DEFAULT_THREADS
+
+    for asked, want in ((None, DEFAULT_THREADS), (0, DEFAULT_THREADS), (2, 2)):
+        backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=asked)
+        sessions = {graph.session for graph in backend._graphs.values()}
+        assert len(sessions) == 2  # the step graph and its write-only variant
+        assert {s.get_session_options().intra_op_num_threads for s in sessions} == {want}
+    assert DEFAULT_THREADS == 1

@@ -79,7 +79,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "inference_threads",
         0,
-        "CPU threads per inference call (0 = the runtime's default, usually one per core).",
+        "CPU threads per inference call (0 = the backend's default: 1 on ONNX Runtime, measured fastest "
+        "on 2 shared cores; torch's own otherwise).",
         min=0,
         max=256,
         launch=True,

@@ -35,6 +35,10 @@ log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PRECISIONS = ("fp32", "fp16", "int8")
+# One intra-op thread: on 2 cores shared with other work it was faster than one per core for a
+# 64-candidate plan (1.3x) and for a live 1-candidate prediction (3-4x) (astra-bench plan,
+# docs/benchmarks.md); a second pool thread mostly waits for a core.
+DEFAULT_THREADS = 1
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -93,7 +97,7 @@ class Graph(NamedTuple):
 
 
 class OnnxRuntimeBackend(PooledStreamingBackend):
-    """``threads``: intra-op threads (None: ORT's default); ``providers``: explicit provider list;
+    """``threads``: intra-op threads (None or 0: ``DEFAULT_THREADS``); ``providers``: explicit provider list;
     ``precision``: ``fp32``, ``int8`` (the sidecar's int8 graph, on the CPU provider) or ``fp16`` (the
     fp32 graph; the TensorRT provider builds fp16); ``write_only``: context frames are written through
     the write-only variant of the graph (``runtime.write_graph``), else through the full step."""
@@ -117,7 +121,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self.model = model
         self.graph_precision = "int8" if precision == "int8" else "fp32"
         path, sha = model.graph(self.graph_precision)
-        so = session_options(threads, inter_threads)
+        so = session_options(threads or DEFAULT_THREADS, inter_threads)
         available = ort.get_available_providers()
         if providers is None:
             gpu = [p for p in GPU_PROVIDERS if p in available and self.graph_precision == "fp32"]
