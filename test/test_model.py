@@ -51,7 +51,7 @@ def random_inputs(cfg: AstraConfig, b: int, t: int, seed: int = 1):
 
 
 def at(actions: Actions, k: int) -> Actions:
-    return Actions(*(x[:, k] for x in actions))
+    return Actions(*(None if x is None else x[:, k] for x in actions))
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["adapter", "adapter+modulation"])

@@ -60,7 +60,9 @@ class ToyOracle(WorldModelBackend):
     def history_length(self) -> int:
         return int(self._position is not None)
 
-    def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
+    def ingest(
+        self, frame: np.ndarray, action: np.ndarray, modality: str, state: np.ndarray | None = None
+    ) -> None:
         self._position = self.positions[frame.tobytes()]
 
     def predict(self, actions, modality, steps=None, seed=None, share_noise=False) -> np.ndarray:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from astra_ros.data.bags import Episode
-from astra_ros.model.actions import modality_id, pack_actions
+from astra_ros.model.actions import modality_id, pack_actions, state_step
 from astra_ros.model.config import AstraConfig
 
 __all__ = ["WindowDataset", "split_episodes"]
@@ -20,6 +20,11 @@ class WindowDataset:
     (T, cfg.action_dim) float32 (``pack_actions`` of ``Episode.commands``), ``modality`` int64
     scalar (``modality_id``), ``episode`` and ``start`` int64 scalars. Action ``t`` drives frame
     t -> t+1: the mean command over that interval (the rule of ``astra_ros.data.pairing``).
+
+    Models with ``robot_state`` also get ``state`` and ``state_mask`` (T, cfg.max_joints): the joint
+    positions recorded at each frame (mask 0 where the episode has none), and ``state_delta``
+    (T, cfg.max_joints): the displacement that frame t's command asks for over its interval
+    (``state_delta``), which the objective integrates to dead-reckon states as the runtime does.
     """
 
     def __init__(self, episodes: Sequence[Episode], window: int, cfg: AstraConfig, stride: int = 1) -> None:
@@ -30,6 +35,7 @@ class WindowDataset:
         self.window, self.stride, self.cfg = window, stride, cfg
         self.episodes = list(episodes)
         self._packed: list[tuple[np.ndarray, np.ndarray, int]] = []
+        self._states: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         index: list[tuple[int, int]] = []
         for e, ep in enumerate(self.episodes):
             shape = tuple(ep.frames.shape)
@@ -46,6 +52,8 @@ class WindowDataset:
                 )
             actions, mask = pack_actions(ep.commands, ep.modality, cfg)
             self._packed.append((actions, mask, modality_id(ep.modality)))
+            if cfg.robot_state:
+                self._states.append(episode_states(ep, cfg))
             index.extend((e, s) for s in range(0, shape[0] - window + 1, stride))
         self._index = np.asarray(index, np.int64).reshape(-1, 2)
 
@@ -59,7 +67,7 @@ class WindowDataset:
         e, s = (int(v) for v in self._index[i])
         actions, mask, mod = self._packed[e]
         sl = slice(s, s + self.window)
-        return {
+        item = {
             "frames": self.episodes[e].frames[sl],
             "actions": actions[sl],
             "action_mask": mask[sl],
@@ -67,6 +75,33 @@ class WindowDataset:
             "episode": np.int64(e),
             "start": np.int64(s),
         }
+        if self._states:
+            state, state_mask, delta = self._states[e]
+            item.update(state=state[sl], state_mask=state_mask[sl], state_delta=delta[sl])
+        return item
+
+
+def episode_states(ep: Episode, cfg: AstraConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded joint positions, their mask and the commanded displacements ``(T, max_joints)``."""
+    t = len(ep)
+    state = np.zeros((t, cfg.max_joints), np.float32)
+    mask = np.zeros_like(state)
+    delta = np.zeros_like(state)
+    if ep.states is None or ep.modality not in ("joint_velocity", "joint_position"):
+        return state, mask, delta
+    positions = ep.states.positions
+    joints = positions.shape[1]
+    if joints > cfg.max_joints:
+        raise ValueError(
+            f"{ep.source}: {joints} joint states; expected at most {cfg.max_joints} (max_joints)"
+        )
+    known = np.isfinite(positions)
+    state[:, :joints] = np.where(known, positions, 0.0)
+    mask[:, :joints] = known
+    periods = np.diff(ep.stamps).astype(np.float64) / 1e9
+    periods = np.append(periods, np.median(periods) if len(periods) else 0.0)
+    delta[:, :joints] = state_step(ep.commands, ep.modality, periods[:, None])
+    return state, mask, delta
 
 
 def split_episodes(

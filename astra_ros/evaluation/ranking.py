@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from astra_ros.evaluation.metrics import to_unit
-from astra_ros.evaluation.replay import EpisodeLike, ingest_context, select_windows
+from astra_ros.evaluation.replay import EpisodeLike, frame_states, ingest_context, select_windows
 from astra_ros.runtime.base import WorldModelBackend
 
 MOVING_MSE = 1e-3
@@ -110,7 +110,8 @@ def ranking(
         others = distractors(futures, owners, true_commands, win.episode, k - 1, rng)
         candidates = np.concatenate([true_commands[None], others])
         past = ep.commands[win.past_commands()]
-        ingest_context(backend, ep.frames[win.context_slice()], past, futures.shape[-1], modality)
+        states = frame_states(backend, ep, win.context_slice())
+        ingest_context(backend, ep.frames[win.context_slice()], past, futures.shape[-1], modality, states)
         predicted = backend.predict(candidates, modality, steps=steps, seed=seed, share_noise=True)
         truth = ep.frames[win.last_context + horizon]
         errors = np.mean((to_unit(predicted[:, horizon - 1]) - to_unit(truth)) ** 2, axis=(1, 2, 3))

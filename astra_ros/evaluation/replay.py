@@ -132,17 +132,31 @@ class WindowResult:
     latency_ms: float  # the `model` predict call
 
 
+def frame_states(backend: WorldModelBackend, episode: Any, frames: slice) -> np.ndarray | None:
+    """The joint positions recorded at ``frames`` of an episode, when the backend's model takes them."""
+    if not backend.info.state_dim or getattr(episode, "states", None) is None:
+        return None
+    return episode.states.positions[frames]
+
+
 def ingest_context(
-    backend: WorldModelBackend, frames: np.ndarray, past: np.ndarray, width: int, modality: str
+    backend: WorldModelBackend,
+    frames: np.ndarray,
+    past: np.ndarray,
+    width: int,
+    modality: str,
+    states: np.ndarray | None = None,
 ) -> None:
     """Reset, then ingest ``frames`` (C) with ``past`` (C - 1): ``past[i]`` is the command from frame
-    ``i`` to frame ``i + 1``; the first frame gets zeros of ``width`` (ignored by the backend)."""
+    ``i`` to frame ``i + 1``; the first frame gets zeros of ``width`` (ignored by the backend).
+    ``states`` (C, J): the joint positions measured at each frame (None: unknown)."""
     if len(past) != len(frames) - 1:
         want = len(frames) - 1
         raise ValueError(f"past has {len(past)} commands; expected {want} for {len(frames)} frames")
     backend.reset()
     for i, frame in enumerate(frames):
-        backend.ingest(frame, past[i - 1] if i else np.zeros(width, np.float32), modality)
+        state = None if states is None else states[i]
+        backend.ingest(frame, past[i - 1] if i else np.zeros(width, np.float32), modality, state)
 
 
 def rollout(
@@ -153,13 +167,14 @@ def rollout(
     modality: str,
     steps: int | None = None,
     seed: int | None = 0,
+    states: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
-    """Ingest the context (``ingest_context``) and roll out ``len(future)`` frames, ``future[0]``
-    driving the first one.
+    """Ingest the context (``ingest_context``, with the context frames' ``states``) and roll out
+    ``len(future)`` frames, ``future[0]`` driving the first one.
 
     Returns ``(H, S, S, 3)`` uint8 and the predict() wall time in milliseconds.
     """
-    ingest_context(backend, frames, past, future.shape[-1], modality)
+    ingest_context(backend, frames, past, future.shape[-1], modality, states)
     actions = np.asarray(future, dtype=np.float32)[None]  # (1, H, D)
     start = time.perf_counter()
     out = backend.predict(actions, modality, steps=steps, seed=seed)
@@ -175,18 +190,23 @@ def teacher_forced(
     modality: str,
     steps: int | None = None,
     seed: int | None = 0,
+    states: np.ndarray | None = None,
 ) -> np.ndarray:
     """One-step predictions of frames ``context .. T-1`` of ``frames`` after the true frames before each.
 
     ``frames`` hold the whole window (T = context + horizon), ``commands`` the T - 1 commands
-    between them. Returns ``(H, S, S, 3)``.
+    between them, ``states`` (T, J) the joint positions at each frame (None: unknown). Returns
+    ``(H, S, S, 3)``.
     """
-    ingest_context(backend, frames[:context], commands[: context - 1], commands.shape[-1], modality)
+    context_states = None if states is None else states[:context]
+    ingest_context(
+        backend, frames[:context], commands[: context - 1], commands.shape[-1], modality, context_states
+    )
     out = []
     for t in range(context, len(frames)):
         action = np.asarray(commands[t - 1 : t], dtype=np.float32)[None]  # (1, 1, D)
         out.append(np.asarray(backend.predict(action, modality, steps=steps, seed=seed))[0, 0])
-        backend.ingest(frames[t], commands[t - 1], modality)
+        backend.ingest(frames[t], commands[t - 1], modality, None if states is None else states[t])
     return np.stack(out)
 
 
@@ -300,20 +320,30 @@ def replay(
         if len(windows) == 1:
             shuffled = -future
         preds: dict[str, np.ndarray] = {}
-        preds["model"], latency = rollout(backend, ctx_frames, past, future, modality, steps, seed)
+        states = frame_states(backend, ep, win.context_slice())
+        preds["model"], latency = rollout(backend, ctx_frames, past, future, modality, steps, seed, states)
         scores.latencies_ms.append(latency)
         if model_predictions is not None:
             preds["offline_model"] = preds["model"]
             preds["model"] = model_predictions[(win.episode, win.last_context)][:horizon]
         preds["copy_last"] = np.broadcast_to(ctx_frames[-1], truth.shape).copy()
-        preds["shuffled_commands"], _ = rollout(backend, ctx_frames, past, shuffled, modality, steps, seed)
+        preds["shuffled_commands"], _ = rollout(
+            backend, ctx_frames, past, shuffled, modality, steps, seed, states
+        )
         preds["zero_commands"], _ = rollout(
-            backend, ctx_frames, past, np.zeros_like(future), modality, steps, seed
+            backend, ctx_frames, past, np.zeros_like(future), modality, steps, seed, states
         )
         whole = slice(win.start, win.start + context + horizon)
         between = slice(win.start, win.start + context + horizon - 1)
         preds["teacher_forced"] = teacher_forced(
-            backend, ep.frames[whole], ep.commands[between], context, modality, steps, seed
+            backend,
+            ep.frames[whole],
+            ep.commands[between],
+            context,
+            modality,
+            steps,
+            seed,
+            frame_states(backend, ep, whole),
         )
         for name, pred in preds.items():
             scores.add(name, pred, truth)

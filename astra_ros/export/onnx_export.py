@@ -4,7 +4,8 @@ One graph = ``AstraWorldModel.step`` with its causal state as explicit inputs an
 
 inputs  ``frame``, ``previous`` (B,C,S,S) f32, ``level`` (B,) f32, ``actions`` / ``action_mask`` (B,A) f32,
         ``modality`` (B,) int64, ``cache_keys_L`` / ``cache_values_L`` (B,heads,M*N,head_dim) f32 for
-        each layer L, ``cache_valid`` (B,M) f32, ``rope_cos`` / ``rope_sin`` (B,head_dim/2) f32
+        each layer L, ``cache_valid`` (B,M) f32, ``rope_cos`` / ``rope_sin`` (B,head_dim/2) f32, and
+        for models with ``robot_state`` ``state`` / ``state_mask`` (B,max_joints) f32
 outputs ``output`` (B,C,S,S), ``new_keys`` / ``new_values`` (depth,B,heads,N,head_dim)
 
 The cache is a ring buffer of ``M = max_history`` frame slots whose keys are stored rotated at their
@@ -49,6 +50,7 @@ from astra_ros.runtime.sidecar import (
     GRAPH_OUTPUTS,
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
+    STATE_INPUTS,
     graph_inputs,
     layer_inputs,
 )
@@ -79,8 +81,10 @@ class StepGraph(nn.Module):
         cache_valid,
         rope_cos,
         rope_sin,
+        state=None,
+        state_mask=None,
     ):
-        actions = Actions(actions, action_mask, modality)
+        actions = Actions(actions, action_mask, modality, state, state_mask)
         cache = KVCache(cache_keys, cache_values, cache_valid)
         return tuple(self.model.step(frame, previous, level, actions, cache, rope_cos, rope_sin))
 
@@ -89,7 +93,8 @@ def graph_args(named: dict[str, Any], depth: int) -> tuple[Any, ...]:
     """``StepGraph`` arguments from tensors named as the graph's inputs (per-layer caches grouped)."""
     keys, values = (tuple(named[n] for n in layer_inputs(name, depth)) for name in CACHE_INPUTS)
     host = [named[n] for n in ("frame", "previous", "level", "actions", "action_mask", "modality")]
-    return (*host, keys, values, named["cache_valid"], named["rope_cos"], named["rope_sin"])
+    state = [named[n] for n in STATE_INPUTS if n in named]
+    return (*host, keys, values, named["cache_valid"], named["rope_cos"], named["rope_sin"], *state)
 
 
 def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]]]:
@@ -108,6 +113,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
         "cache_valid": ([b, cfg.max_history], "float32"),
         "rope_cos": ([b, cfg.head_dim // 2], "float32"),
         "rope_sin": ([b, cfg.head_dim // 2], "float32"),
+        **{n: ([b, cfg.max_joints], "float32") for n in STATE_INPUTS},
         "output": ([b, c, s, s], "float32"),
         "new_keys": (entries, "float32"),
         "new_values": (entries, "float32"),
@@ -116,7 +122,7 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
     def entries(names: tuple[str, ...]) -> list[dict[str, Any]]:
         return [{"name": n, "shape": shapes[n][0], "dtype": shapes[n][1]} for n in names]
 
-    return {"inputs": entries(graph_inputs(cfg.depth)), "outputs": entries(GRAPH_OUTPUTS)}
+    return {"inputs": entries(graph_inputs(cfg.depth, cfg.robot_state)), "outputs": entries(GRAPH_OUTPUTS)}
 
 
 def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -135,6 +141,9 @@ def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.n
             x[n] = rng.standard_normal(spec[n]["shape"]).astype(np.float32)
     x["cache_valid"] = (rng.uniform(0, 1, (batch, cfg.max_history)) < 0.7).astype(np.float32)
     x["rope_cos"], x["rope_sin"] = rope_tables(rng.integers(0, 10**6, batch), cfg.head_dim)
+    if cfg.robot_state:
+        x["state"] = rng.uniform(-3, 3, (batch, cfg.max_joints)).astype(np.float32)
+        x["state_mask"] = (rng.uniform(0, 1, (batch, cfg.max_joints)) < 0.7).astype(np.float32)
     return x
 
 
@@ -149,14 +158,14 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     dynamic = None
     if batch is None:
         b = torch.export.Dim("batch", min=1, max=4096)
-        dynamic = graph_args({n: {0: b} for n in graph_inputs(cfg.depth)}, cfg.depth)
+        dynamic = graph_args({n: {0: b} for n in graph_inputs(cfg.depth, cfg.robot_state)}, cfg.depth)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             StepGraph(model.eval()),
             graph_args(example, cfg.depth),
             None,
-            input_names=list(graph_inputs(cfg.depth)),
+            input_names=list(graph_inputs(cfg.depth, cfg.robot_state)),
             output_names=list(GRAPH_OUTPUTS),
             dynamic_shapes=dynamic,
             opset_version=opset,
@@ -225,10 +234,11 @@ def parity_rollout(
         plan = rng.integers(0, cfg.num_discrete, plan.shape).astype(np.float32)
     if modality == "joint_position":  # packed values in [-1, 1] like the other modalities'
         commands, plan = commands / JOINT_POSITION_SCALE, plan / JOINT_POSITION_SCALE
+    states = rng.uniform(-2, 2, (len(observed), torch_backend.info.state_dim)).astype(np.float32)
     videos = {}
     for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
-        for frame, command in zip(observed, commands, strict=True):
-            backend.ingest(frame, command, modality)
+        for frame, command, state in zip(observed, commands, states, strict=True):
+            backend.ingest(frame, command, modality, state if state.size else None)
         videos[name] = backend.predict(plan, modality, seed=7)
     outputs = max(
         float(np.abs(a - b).max()) for a, b in zip(records["torch"], records["onnxruntime"], strict=True)

@@ -71,3 +71,17 @@ def pack_actions(values: np.ndarray, modality: str, cfg: AstraConfig) -> tuple[n
         actions[..., :width] = values * JOINT_POSITION_SCALE if modality == "joint_position" else values
         mask[..., :width] = 1.0
     return actions, mask
+
+
+def state_step(commands: np.ndarray, modality: str, period: np.ndarray | float) -> np.ndarray:
+    """The joint displacement ``(..., D)`` that joint commands ask for over an interval of
+    ``period`` seconds: velocity times the period, or the relative position target itself. The
+    runtime integrates it to dead-reckon the robot state over a rollout."""
+    commands = np.asarray(commands, np.float32)
+    if modality == "joint_velocity":
+        return (commands * np.asarray(period, np.float32)).astype(np.float32)
+    if modality == "joint_position":
+        return commands
+    raise ValueError(
+        f"no joint state follows from {modality!r} commands; expected one of {list(JOINT_MODALITIES)}"
+    )

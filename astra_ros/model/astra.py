@@ -23,7 +23,9 @@ Conditioning per frame: the noise level enters adaLN-Zero modulation (DiT); the 
 through the action-aware adapter (added to the modulated input of self-attention, plus an
 identity-initialised projector after it), produced by a mixture of action experts. With
 ``action_modulation`` the action also adds a zero-initialised term to every block's modulation,
-so it can scale and gate features, not only shift the attention input.
+so it can scale and gate features, not only shift the attention input. With ``robot_state`` the
+frame's measured (or, in a rollout, dead-reckoned) joint positions add a zero-initialised embedding
+to the action's, so the model knows the arm's configuration instead of reading it from pixels.
 """
 
 from __future__ import annotations
@@ -40,11 +42,15 @@ from astra_ros.model.rope import rope_frequencies
 
 
 class Actions(NamedTuple):
-    """Per-frame actions: padded values and mask ``(..., A)``, modality ids ``(...)``."""
+    """Per-frame conditioning: the command as padded values and mask ``(..., A)`` with modality
+    ids ``(...)``, and (models with ``robot_state``) the frame's joint positions in radians padded
+    to ``(..., max_joints)`` with their mask (all zero: state unknown)."""
 
     values: torch.Tensor
     mask: torch.Tensor
     modality: torch.Tensor
+    state: torch.Tensor | None = None
+    state_mask: torch.Tensor | None = None
 
 
 class KVCache(NamedTuple):
@@ -154,6 +160,21 @@ class ActionExperts(nn.Module):
         mean_p = (probs.reshape(-1, probs.shape[-1]) * weight).sum(0) / count
         balance = probs.shape[-1] * (routed * mean_p).sum() / self.top_k
         return out, balance
+
+
+class StateEmbedder(nn.Module):
+    """Robot state -> ``(..., W)``: an MLP over (sin, cos) of each joint angle and its mask.
+
+    Zero output at initialisation, so switching it on leaves a trained model unchanged."""
+
+    def __init__(self, cfg: AstraConfig):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(3 * cfg.max_joints, cfg.width), nn.SiLU(), nn.Linear(cfg.width, cfg.width)
+        )
+
+    def forward(self, state: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([state.sin() * mask, state.cos() * mask, mask], dim=-1))
 
 
 class Attention(nn.Module):
@@ -266,6 +287,7 @@ class AstraWorldModel(nn.Module):
         self.register_buffer("pos_embed", sincos_2d(cfg.image_size // p, w), persistent=False)
         self.noise_embed = NoiseLevelEmbedder(w)
         self.action_embed = ActionExperts(cfg)
+        self.state_embed = StateEmbedder(cfg) if cfg.robot_state else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
         self.initialize_weights()
@@ -289,6 +311,9 @@ class AstraWorldModel(nn.Module):
             nn.init.zeros_(block.action_in.bias)
             nn.init.eye_(block.action_out.weight)
             nn.init.zeros_(block.action_out.bias)
+        if self.state_embed is not None:
+            nn.init.zeros_(self.state_embed.mlp[-1].weight)
+            nn.init.zeros_(self.state_embed.mlp[-1].bias)
         nn.init.zeros_(self.final.adaLN[-1].weight)
         nn.init.zeros_(self.final.adaLN[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
@@ -322,6 +347,8 @@ class AstraWorldModel(nn.Module):
         self, s: torch.Tensor, actions: Actions
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a, balance = self.action_embed(actions)
+        if self.state_embed is not None and actions.state is not None:
+            a = a + self.state_embed(actions.state, actions.state_mask)
         return self.noise_embed(s), a, balance
 
     # -- full sequence (training) ---------------------------------------------------------------

@@ -38,6 +38,8 @@ class AstraConfig:
     action_drop_prob: float = 0.1  # action-free guidance: drop actions in training
     action_modulation: bool = False  # the action also shifts/scales/gates every block (adaLN)
     num_modalities: int = len(MODALITIES)  # the first N of MODALITIES have action tables
+    robot_state: bool = False  # per-frame joint positions (up to max_joints) condition every frame
+    state_drop_prob: float = 0.2  # training: whole windows lose their state (the model runs without)
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)

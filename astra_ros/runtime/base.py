@@ -24,6 +24,7 @@ class ModelInfo:
     joint_names: tuple[str, ...] = ()  # joint order of joint_velocity actions (may be empty)
     frame_period: float = 0.0  # seconds between frames in the training data (0: unknown)
     precision: str = "fp32"
+    state_dim: int = 0  # joints of the robot-state input, in joint_names order (0: the model takes none)
 
 
 def model_info(
@@ -44,6 +45,7 @@ def model_info(
         joint_names=tuple(meta.get("joint_names", ())),
         frame_period=float(meta.get("frame_period", 0.0)),
         precision=precision,
+        state_dim=len(meta.get("joint_names", ())) if getattr(config, "robot_state", False) else 0,
     )
 
 
@@ -115,9 +117,13 @@ class WorldModelBackend(ABC):
         ``info.max_history``)."""
 
     @abstractmethod
-    def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
+    def ingest(
+        self, frame: np.ndarray, action: np.ndarray, modality: str, state: np.ndarray | None = None
+    ) -> None:
         """Observe ``frame``; ``action`` is the command over the interval from the previous ingested
-        frame to this one (checked, then ignored for the first frame after ``reset``)."""
+        frame to this one (checked, then ignored for the first frame after ``reset``). ``state``: the
+        joint positions measured at the frame (rad, ``info.joint_names`` order, ``(info.state_dim,)``);
+        None when unknown. Models without a state input (``state_dim == 0``) ignore it."""
 
     @abstractmethod
     def predict(

@@ -30,7 +30,9 @@ class CopyLastBackend(WorldModelBackend):
     def history_length(self) -> int:
         return len(self._frames)
 
-    def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
+    def ingest(
+        self, frame: np.ndarray, action: np.ndarray, modality: str, state: np.ndarray | None = None
+    ) -> None:
         size = self.info.image_size
         if frame.shape != (size, size, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({size}, {size}, 3) uint8; got {frame.shape} {frame.dtype}")

@@ -24,9 +24,9 @@ from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStrea
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
-    HOST_INPUTS,
     ModelLoadError,
     OnnxModel,
+    host_inputs,
     layer_inputs,
     load_onnx_model,
 )
@@ -128,7 +128,8 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self._types = {i.name: NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         cfg = model.config
         self._layer_names = [layer_inputs(name, cfg.depth) for name in CACHE_INPUTS]
-        missing = {*HOST_INPUTS, *(n for names in self._layer_names for n in names)} - set(self._types)
+        self._host_inputs = host_inputs(cfg.robot_state)
+        missing = {*self._host_inputs, *(n for names in self._layer_names for n in names)} - set(self._types)
         if missing:
             raise ModelLoadError(
                 f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
@@ -213,12 +214,12 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
         kv: PooledKV = cache.kv
         batch, gb = frame.shape[0], self._check_batch(frame, kv)
         binding = self.session.io_binding()
-        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        for name, arr in zip(HOST_INPUTS, inputs, strict=True):
+        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
+        for name, arr in zip(self._host_inputs, inputs, strict=False):
             binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
         buffers: OrtBuffers = kv.buffers.payload
         for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True):

@@ -55,6 +55,9 @@ def _python_log(level: str, text: str, throttled: bool, key: str) -> None:  # no
     getattr(logging.getLogger("astra_ros.session"), level)(text)
 
 
+STATE_BUFFER = 256  # robot states kept for pairing (about 2.5 s of a 100 Hz /joint_states)
+
+
 @dataclass(frozen=True)
 class SessionConfig:
     """The streaming part of the node's parameters: same names and meaning as in
@@ -96,6 +99,7 @@ class Frame:
     reset: str | None  # reset the state before ingesting it: "gap", "jump_back"
     interval_ns: int = 0  # length of the interval ``command`` is the mean over (ending at stamp_ns)
     current: np.ndarray | None = None  # the command in force at stamp_ns (held over the future)
+    state: np.ndarray | None = None  # joint positions at stamp_ns (newest state at or before it)
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class StreamSession:
         self._last_frame_ns: int | None = None  # previous enqueued frame: the action interval starts there
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
+        self._states: deque[tuple[int, np.ndarray]] = deque(maxlen=STATE_BUFFER)  # (stamp, joint positions)
 
         # worker hand-off
         self._queue: deque[Frame] = deque()
@@ -269,6 +274,23 @@ class StreamSession:
         self.count("count.commands")
         return True
 
+    def submit_state(self, stamp_ns: int, positions: np.ndarray) -> None:
+        """Add a measured robot state (joint positions in the model's joint order); each frame gets
+        the newest one at or before its stamp, within ``command_staleness``."""
+        with self._input_lock:
+            if self._states and stamp_ns < self._states[-1][0]:
+                self._states.clear()  # the clock went back: older states belong to another timeline
+            self._states.append((stamp_ns, np.asarray(positions, np.float32).copy()))
+        self.count("count.states")
+
+    def _state_at(self, stamp_ns: int) -> np.ndarray | None:
+        """The newest state at or before ``stamp_ns`` within the staleness limit; caller holds _input_lock."""
+        limit = int(self.config.command_staleness * 1e9)
+        for stamp, positions in reversed(self._states):
+            if stamp <= stamp_ns:
+                return positions if stamp_ns - stamp <= limit else None
+        return None
+
     def submit_plan(self, stamp_ns: int, offsets_ns: list[int], commands: np.ndarray) -> None:
         """Planned future commands (``future_command_policy: planned``); stamp 0 = from each frame."""
         self._plan = (stamp_ns, offsets_ns, commands)  # one reference: atomic for the worker
@@ -327,6 +349,7 @@ class StreamSession:
                 self._carry_reset,
                 stamp_ns - min(start_ns, stamp_ns),
                 current,
+                self._state_at(stamp_ns),
             )
             self._carry_reset = None
             self._last_frame_ns = stamp_ns
@@ -438,9 +461,12 @@ class StreamSession:
         elif horizon > c.imagine_max_horizon:
             problem = "imagine_limits", f"horizon={horizon}; expected at most {c.imagine_max_horizon}"
         elif (need := self.imagine_bytes(batch, horizon)) > c.imagine_memory_mb * 2**20:
-            problem = "imagine_memory", (
-                f"num_candidates={batch} x horizon={horizon} needs about {need / 2**20:.0f} MB; "
-                f"expected at most imagine_memory_mb={c.imagine_memory_mb:g}"
+            problem = (
+                "imagine_memory",
+                (
+                    f"num_candidates={batch} x horizon={horizon} needs about {need / 2**20:.0f} MB; "
+                    f"expected at most imagine_memory_mb={c.imagine_memory_mb:g}"
+                ),
             )
         if problem is not None:
             self.reject(*problem)
@@ -509,7 +535,7 @@ class StreamSession:
                     self._reset_state()
                     self.count(f"reset.{frame.reset}")
                 started = time.perf_counter()
-                self.backend.ingest(frame.rgb, frame.command, c.modality)
+                self.backend.ingest(frame.rgb, frame.command, c.modality, frame.state)
                 ingest_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
                     self._ingest_ms.add(ingest_ms)
@@ -601,4 +627,3 @@ def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> boo
             heir.interval_ns = span
     queue.append(frame)
     return dropped
-

@@ -25,6 +25,7 @@ HOST_INPUTS = (  # fed from numpy at every step
     "rope_cos",
     "rope_sin",
 )
+STATE_INPUTS = ("state", "state_mask")  # models with a robot-state input only: (B, max_joints) f32
 CACHE_INPUTS = ("cache_keys", "cache_values")  # the key/value ring buffers, bound where they live
 ENTRY_OUTPUTS = ("new_keys", "new_values")  # the step's own frame, stored into a ring slot by the host
 GRAPH_OUTPUTS = ("output", *ENTRY_OUTPUTS)
@@ -39,9 +40,14 @@ def layer_inputs(cache: str, depth: int) -> tuple[str, ...]:
     return tuple(f"{cache}_{layer}" for layer in range(depth))
 
 
-def graph_inputs(depth: int) -> tuple[str, ...]:
+def host_inputs(robot_state: bool) -> tuple[str, ...]:
+    """The inputs fed from numpy at every step, in the order backends pass them."""
+    return (*HOST_INPUTS, *STATE_INPUTS) if robot_state else HOST_INPUTS
+
+
+def graph_inputs(depth: int, robot_state: bool = False) -> tuple[str, ...]:
     keys, values = (layer_inputs(name, depth) for name in CACHE_INPUTS)
-    return (*HOST_INPUTS[:6], *keys, *values, *HOST_INPUTS[6:])
+    return (*HOST_INPUTS[:6], *keys, *values, *host_inputs(robot_state)[6:])
 
 
 class ModelLoadError(ValueError):

@@ -8,6 +8,12 @@ over the interval after it, as in training. The newest observed frame therefore 
 its command is known: the next ``ingest`` writes it with that call's action, and ``predict`` writes
 it per candidate with the candidate's first command.
 
+Robot state (models with ``robot_state``): each frame is written with the joint positions measured
+at it (``ingest``'s ``state``); a prediction dead-reckons them, every predicted frame getting the
+previous frame's state plus the displacement its command asks for (``model.actions.state_step``:
+velocity times the model's frame period, or the relative position target). Unknown states are
+masked, as in training's state dropout.
+
 Noise: every draw comes from a generator seeded by ``(seed, stream, position)``: the context noise
 of the frame written at cache position ``p`` from ``(backend seed, 0, p)``, a prediction's noise
 from ``(seed, 1, p)`` (``seed`` = predict's argument, else the backend's). The same window with the
@@ -22,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from astra_ros.model.actions import modality_id, pack_actions
+from astra_ros.model.actions import JOINT_MODALITIES, modality_id, pack_actions, state_step
 from astra_ros.model.config import NO_ACTION, AstraConfig
 from astra_ros.model.flow import noisy, sample_next_frame, to_model_space
 from astra_ros.model.rope import rope_tables
@@ -30,6 +36,7 @@ from astra_ros.runtime.base import ModelInfo, Rollout, WorldModelBackend
 
 KV = Any  # backend-specific key/value ring buffers
 Entries = Any  # backend-specific keys/values of one frame, as returned by a step
+State = tuple[np.ndarray, np.ndarray]  # robot state and mask, each (B, max_joints) float32
 
 
 @dataclass
@@ -106,11 +113,13 @@ class StreamingBackend(WorldModelBackend):
         modality: np.ndarray,
         cache: Cache,
         rope: tuple[np.ndarray, np.ndarray],
+        state: State,
     ) -> tuple[np.ndarray, Entries]:
         """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, the previous frame as
         written into the cache ``(B, C, S, S)``, actions and mask ``(B, A)``, modality ``(B,)`` int64,
-        rope cos/sin ``(B, head_dim / 2)`` -> output ``(B, C, S, S)`` and the frame's keys/values
-        (valid until the next step). Must not modify ``cache``."""
+        rope cos/sin ``(B, head_dim / 2)``, robot state and mask ``(B, max_joints)`` (ignored by
+        models without ``robot_state``) -> output ``(B, C, S, S)`` and the frame's keys/values (valid
+        until the next step). Must not modify ``cache``."""
 
     @abstractmethod
     def _store(self, kv: KV, entries: Entries, slot: int) -> None:
@@ -130,6 +139,7 @@ class StreamingBackend(WorldModelBackend):
         cache position only)."""
         self._cache = self._empty_cache(1)
         self._pending: np.ndarray | None = None  # newest observed frame, not yet written (1, C, S, S)
+        self._pending_state: State = self._no_state(1)  # its measured robot state
         self._written = np.zeros(  # the newest written frame as written: the pending one's previous
             (1, self.config.channels, self.config.image_size, self.config.image_size), np.float32
         )
@@ -139,19 +149,30 @@ class StreamingBackend(WorldModelBackend):
         written = int(self._cache.valid[0].sum())
         return min(written + (self._pending is not None), self.history_limit)
 
-    def ingest(self, frame: np.ndarray, action: np.ndarray, modality: str) -> None:
+    def ingest(
+        self, frame: np.ndarray, action: np.ndarray, modality: str, state: np.ndarray | None = None
+    ) -> None:
         size = self.config.image_size
         if frame.shape != (size, size, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be ({size}, {size}, 3) uint8; got {frame.shape} {frame.dtype}")
         actions, mask = pack_actions(np.asarray(action)[None], modality, self.config)
+        measured = self._measured_state(state)
         if self._pending is not None:
             rng = np.random.default_rng((self.seed, 0, self._cache.position))
             noise = rng.standard_normal(self._pending.shape, dtype=np.float32)
             modality_ids = np.array([modality_id(modality)])
             self._written = self._write(
-                self._pending, self._written, actions, mask, modality_ids, self._cache, noise
+                self._pending,
+                self._written,
+                actions,
+                mask,
+                modality_ids,
+                self._cache,
+                noise,
+                self._pending_state,
             )
         self._pending = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
+        self._pending_state = measured
 
     def predict(
         self,
@@ -183,6 +204,47 @@ class StreamingBackend(WorldModelBackend):
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _no_state(self, batch: int) -> State:
+        zeros = np.zeros((batch, self.config.max_joints), np.float32)
+        return zeros, zeros.copy()
+
+    def _measured_state(self, state: np.ndarray | None) -> State:
+        """``ingest``'s ``state`` checked and padded (unknown: masked)."""
+        if state is None or not self.config.robot_state:
+            return self._no_state(1)
+        state = np.asarray(state, np.float32).reshape(-1)
+        want = self.info.state_dim
+        if state.shape[0] != want:
+            raise ValueError(
+                f"state has {state.shape[0]} joint positions; expected {want} ({list(self.info.joint_names)})"
+            )
+        if not np.all(np.isfinite(state)):
+            raise ValueError("state contains NaN or inf")
+        values, mask = self._no_state(1)
+        values[0, :want], mask[0, :want] = state, 1.0
+        return values, mask
+
+    def _reckoned_states(self, actions: np.ndarray, modality: str) -> list[State]:
+        """Robot states of the pending frame and of each predicted frame, ``horizon + 1`` entries of
+        ``(B, max_joints)``: the measured state plus the displacements the commands ask for; masked
+        when the state or the displacement is unknown."""
+        batch, horizon, width = actions.shape
+        values, mask = (np.repeat(x, batch, axis=0) for x in self._pending_state)
+        reckonable = (
+            modality in JOINT_MODALITIES
+            and width == self.info.state_dim
+            and (modality != "joint_velocity" or self.info.frame_period > 0)
+        )
+        out = [(values, mask)]
+        for h in range(horizon):
+            if reckonable:
+                values = values.copy()
+                values[:, :width] += state_step(actions[:, h], modality, self.info.frame_period)
+            else:
+                mask = np.zeros_like(mask)
+            out.append((values, mask))
+        return out
+
     def _sample(
         self,
         cache: Cache,
@@ -193,6 +255,7 @@ class StreamingBackend(WorldModelBackend):
         modality: np.ndarray,
         noise: np.ndarray,
         steps: int,
+        state: State,
     ) -> np.ndarray:
         """Denoise the frames that follow ``base`` (as written into ``cache``: ``previous``) against
         ``cache``, which is not modified, from ``noise`` (broadcast over the batch); -> clean frames
@@ -200,7 +263,7 @@ class StreamingBackend(WorldModelBackend):
         level = np.ones(base.shape[0], np.float32)
 
         def network(x: np.ndarray, s: float) -> np.ndarray:
-            return self._guided(x, previous, s * level, actions, mask, modality, cache)
+            return self._guided(x, previous, s * level, actions, mask, modality, cache, state)
 
         noise = np.broadcast_to(noise, base.shape).copy()
         cfg = self.config
@@ -216,13 +279,14 @@ class StreamingBackend(WorldModelBackend):
         modality: np.ndarray,
         cache: Cache,
         noise: np.ndarray,
+        state: State,
     ) -> np.ndarray:
         """Write clean frames with the command over the interval after them into ``cache`` (in
         place) at the context noise level, ``noise`` broadcast over the batch; returns the frames
         as written (the next step's ``previous``)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
-        entries = self._step(x, previous, level, actions, mask, modality, cache, self._rope(cache))[1]
+        entries = self._step(x, previous, level, actions, mask, modality, cache, self._rope(cache), state)[1]
         self._store(cache.kv, entries, cache.slot)
         cache.valid[:, cache.slot] = 1.0
         cache.position += 1
@@ -245,13 +309,14 @@ class StreamingBackend(WorldModelBackend):
         mask: np.ndarray,
         modality: np.ndarray,
         cache: Cache,
+        state: State,
     ) -> np.ndarray:
         rope = self._rope(cache)
-        cond = self._step(x, previous, level, actions, mask, modality, cache, rope)[0]
+        cond = self._step(x, previous, level, actions, mask, modality, cache, rope, state)[0]
         if self.guidance_scale == 1.0:
             return cond
         free = np.full_like(modality, NO_ACTION)
-        uncond = self._step(x, previous, level, actions, mask, free, cache, rope)[0]
+        uncond = self._step(x, previous, level, actions, mask, free, cache, rope, state)[0]
         return uncond + self.guidance_scale * (cond - uncond)
 
 
@@ -287,6 +352,7 @@ class CachedRollout(Rollout):
         self._noise_shape = (1 if share_noise else batch,) + backend._pending.shape[1:]
         size = backend.config.image_size
         self._video = np.empty((batch, self.horizon, size, size, 3), np.uint8)
+        self._states = backend._reckoned_states(actions, modality)  # each frame's, the pending one's first
         self._cache: Cache | None = backend._tile_cache(live, batch)
         self._written = np.repeat(backend._written, batch, axis=0)
         self._frame = np.repeat(backend._pending, batch, axis=0)
@@ -307,10 +373,12 @@ class CachedRollout(Rollout):
         """Predicted frame ``h`` of every candidate."""
         b, cache, modality = self._backend, self._cache, self._modality
         a, m = self._packed[:, h], self._mask[:, h]
+        state, following = self._states[h], self._states[h + 1]
         context = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
-        self._written = b._write(self._frame, self._written, a, m, modality, cache, context)
+        self._written = b._write(self._frame, self._written, a, m, modality, cache, context, state)
         start = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
-        self._frame = b._sample(cache, self._written, self._frame, a, m, modality, start, self._steps)
+        steps = self._steps
+        self._frame = b._sample(cache, self._written, self._frame, a, m, modality, start, steps, following)
         self._video[:, h] = np.round((self._frame.transpose(0, 2, 3, 1) + 1.0) * 127.5).astype(np.uint8)
 
     def result(self) -> np.ndarray:

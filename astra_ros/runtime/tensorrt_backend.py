@@ -29,9 +29,9 @@ from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStrea
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
-    HOST_INPUTS,
     ModelLoadError,
     OnnxModel,
+    host_inputs,
     layer_inputs,
 )
 
@@ -187,7 +187,8 @@ class TensorRTBackend(PooledStreamingBackend):
         self._cache_dtype = self._dtypes[self._layer]
         # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool, one
         # allocation (depth, B, ...) per ring whose layers are the graph's cache_keys_L inputs.
-        io_names = (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)
+        self._host_inputs = host_inputs(config.robot_state)
+        io_names = (*self._host_inputs, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
         self._pool = BufferPool(
             lambda b: tuple(self._malloc(config.depth * self._nbytes(self._layer, b)) for _ in CACHE_INPUTS),
@@ -283,17 +284,17 @@ class TensorRTBackend(PooledStreamingBackend):
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
         kv: PooledKV = cache.kv
         batch = self._check_batch(frame, kv)
-        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        for name, arr in zip(HOST_INPUTS, inputs, strict=True):
+        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
+        for name, arr in zip(self._host_inputs, inputs, strict=False):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
-        addresses = {name: self._io[name] for name in (*HOST_INPUTS, "output", *ENTRY_OUTPUTS)}
+        addresses = {name: self._io[name] for name in (*self._host_inputs, "output", *ENTRY_OUTPUTS)}
         layer_bytes = self._nbytes(self._layer, batch)
         for names, ring in zip(self._layer_names, kv.buffers.payload, strict=True):
             addresses.update((name, ring + layer * layer_bytes) for layer, name in enumerate(names))
-        shapes = {name: self._shape(name, batch) for name in HOST_INPUTS}
+        shapes = {name: self._shape(name, batch) for name in self._host_inputs}
         shapes.update((name, self._shape(name, batch)) for names in self._layer_names for name in names)
         self.runtime.execute(self.handle, shapes, addresses)
         out = np.empty(self._shape("output", batch), self._dtypes["output"])

@@ -64,7 +64,7 @@ class TorchBackend(StreamingBackend):
         )
 
     @torch.inference_mode()
-    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope):
+    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope, state):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
@@ -73,7 +73,7 @@ class TorchBackend(StreamingBackend):
             tensor(frame),
             tensor(previous),
             tensor(level),
-            Actions(tensor(actions), tensor(mask), tensor(modality)),
+            Actions(tensor(actions), tensor(mask), tensor(modality), *(tensor(x) for x in state)),
             kv,
             *(tensor(x) for x in rope),
         )

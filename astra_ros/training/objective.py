@@ -99,7 +99,35 @@ def drop_actions(actions: Actions, prob: float, generator: torch.Generator) -> A
     """Action-free guidance: whole samples lose their target actions with probability ``prob``."""
     drop = torch.rand(actions.modality.shape[0], generator=generator, device=generator.device) < prob
     modality = torch.where(drop[:, None], torch.full_like(actions.modality, NO_ACTION), actions.modality)
-    return Actions(actions.values, actions.mask, modality)
+    return actions._replace(modality=modality)
+
+
+def add_states(
+    context: Actions,
+    target: Actions,
+    batch: dict[str, torch.Tensor],
+    drop_prob: float,
+    generator: torch.Generator,
+) -> tuple[Actions, Actions]:
+    """Give each frame its robot state as the runtime does: measured up to a frame ``r`` drawn per
+    batch (the newest observed frame), dead-reckoned after it (``r``'s state plus the commanded
+    displacements since, ``model.actions.state_step``). Whole samples lose the state with
+    probability ``drop_prob``. Context frame ``k`` gets frame ``k``'s state, target ``k`` frame
+    ``k + 1``'s."""
+    state, mask, delta = batch["state"], batch["state_mask"], batch["state_delta"]  # (B, T, J)
+    b, t = state.shape[:2]
+    device = generator.device
+    r = int(torch.randint(0, t - 1, (1,), generator=generator, device=device))
+    travelled = torch.cumsum(delta, 1) - torch.cumsum(delta, 1)[:, r - 1 : r] if r else torch.cumsum(delta, 1)
+    reckoned = state[:, r : r + 1] + torch.cat([torch.zeros_like(travelled[:, :1]), travelled[:, :-1]], 1)
+    after = (torch.arange(t, device=state.device) > r)[None, :, None]
+    state = torch.where(after, reckoned, state)
+    keep = torch.rand(b, generator=generator, device=device) >= drop_prob
+    mask = mask * keep[:, None, None].to(mask.dtype)
+    return (
+        context._replace(state=state[:, :-1], state_mask=mask[:, :-1]),
+        target._replace(state=state[:, 1:], state_mask=mask[:, 1:]),
+    )
 
 
 @torch.no_grad()
@@ -145,6 +173,10 @@ def training_loss(
     frames = frames_to_model(batch["frames"])  # (B, T, C, S, S)
     b, t = frames.shape[:2]
     context_actions, target_actions = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
+    if cfg.robot_state:
+        context_actions, target_actions = add_states(
+            context_actions, target_actions, batch, cfg.state_drop_prob, generator
+        )
     device = generator.device
     rolled = bool(torch.rand(1, generator=generator, device=device) < settings.rollout_prob)
     if rolled:
