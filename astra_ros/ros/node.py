@@ -31,12 +31,14 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from astra_ros.data.compressed import compressed_to_rgb
 from astra_ros.data.images import ImageFormatError, resize_to_model
 from astra_ros.msg import PredictedFrames
+from astra_ros.ros import commands
 from astra_ros.ros.conversions import (
     InputError,
     command_stamp_to_ns,
@@ -133,13 +135,10 @@ class WorldModelNode(LifecycleNode):
         self.backend = load_world_model(s)
         info = self.backend.info
         self.modality = s.modality
-        self.joint_order: tuple[str, ...] | None = ()  # None: learnt from the first JointState
-        if self.modality == "joint_velocity":
-            if s.joint_names and info.joint_names and set(s.joint_names) != set(info.joint_names):
-                raise StartupError(
-                    f"joint_names={list(s.joint_names)}; expected the model's joints {list(info.joint_names)}"
-                )
-            self.joint_order = tuple(info.joint_names or s.joint_names) or None
+        try:  # None: learnt from the first JointState
+            self.joint_order = commands.model_joint_order(s.modality, s.joint_names, s.command_type, info)
+        except ValueError as err:
+            raise StartupError(str(err)) from err
         width = None if self.joint_order is None else command_width(self.modality, self.joint_order)
         # Predicted stamps reach (imagine_max_horizon + 1) model steps past an image; a step is at most
         # the larger of max_image_gap (else the timeline resets) and the frame period.
@@ -169,6 +168,9 @@ class WorldModelNode(LifecycleNode):
         subs = self._subscriptions_active
         if s.command_type == "joint_state":
             subs.append(subscribe(JointState, "joint_commands", self._on_joint_state, command_qos))
+        elif s.command_type in ("float64_multi_array", "joint_trajectory"):
+            kind = Float64MultiArray if s.command_type == "float64_multi_array" else JointTrajectory
+            subs.append(subscribe(kind, "joint_commands", self._on_joint_command, command_qos))
         elif s.command_type == "twist":
             subs.append(subscribe(Twist, "cmd_vel", self._on_twist, command_qos))
         else:
@@ -179,6 +181,8 @@ class WorldModelNode(LifecycleNode):
         else:
             images = subscribe(Image, "image", self._on_image, image_qos)
         subs.append(images)
+        if s.state_topic and (info.state_dim or self.modality == "joint_position"):
+            subs.append(subscribe(JointState, s.state_topic, self._on_state, command_qos))
         if s.future_command_policy == "planned":
             subs.append(subscribe(JointTrajectory, "planned_commands", self._on_plan, command_qos))
         config = HealthConfig.from_settings(s, info.frame_period)
@@ -281,9 +285,10 @@ class WorldModelNode(LifecycleNode):
             except InputError as err:
                 self.session.reject(err.reason, str(err))
                 return
-            if not msg.name or len(msg.name) != len(msg.velocity) or len(set(msg.name)) != len(msg.name):
-                problem = f"cannot learn the joint order from names {list(msg.name)} with {len(msg.velocity)}"
-                self.session.reject("joint_names", f"{problem} velocities; set the joint_names parameter")
+            values = commands.joint_state_field(msg, self.modality)
+            if not msg.name or len(msg.name) != len(values) or len(set(msg.name)) != len(msg.name):
+                problem = f"cannot learn the joint order from names {list(msg.name)} with {len(values)}"
+                self.session.reject("joint_names", f"{problem} values; set the joint_names parameter")
                 return
             self.joint_order = tuple(msg.name)
             self.session.start_commands(command_width(self.modality, self.joint_order))
@@ -291,14 +296,41 @@ class WorldModelNode(LifecycleNode):
                 truncate_for_log(f"joint order learnt from the first JointState: {list(self.joint_order)}")
             )
         try:
+            values, what = commands.joint_state_field(msg, self.modality), f"JointState {self.modality}"
             command = joint_state_to_command(
-                msg.name, msg.velocity, self.joint_order, self.settings.max_command_magnitude
+                msg.name, values, self.joint_order, self.settings.max_command_magnitude, what
             )
             stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
         self.session.submit_command(stamp_ns, command)
+
+    def _on_joint_command(self, msg: Float64MultiArray | JointTrajectory) -> None:
+        s, now = self.settings, self._now_ns()
+        self._health.command(stamp_to_ns(msg.header.stamp) if isinstance(msg, JointTrajectory) else now)
+        try:
+            if isinstance(msg, JointTrajectory):
+                args = (self.modality, self.joint_order, now, self._future_tolerance_ns)
+                stamp_ns, command = commands.trajectory_to_command(msg, *args, s.max_command_magnitude)
+            else:
+                args = (s.joint_names, self.joint_order, s.max_command_magnitude)
+                stamp_ns, command = now, commands.multi_array_to_command(msg, *args)
+        except InputError as err:
+            self.session.reject(err.reason, str(err))
+            return
+        self.session.submit_command(stamp_ns, command)
+
+    def _on_state(self, msg: JointState) -> None:
+        order = self.backend.info.joint_names or self.joint_order
+        try:
+            stamp_ns, positions = commands.joint_state_to_state(
+                msg, order, self._now_ns(), self._future_tolerance_ns
+            )
+        except InputError as err:
+            self.session.reject(err.reason, str(err))
+            return
+        self.session.submit_state(stamp_ns, positions)
 
     def _on_twist(self, msg: Twist) -> None:
         now = self._now_ns()

@@ -18,7 +18,8 @@ from astra_ros.data.pairing import DEFAULT_POLICY, STALE_COMMAND_POLICIES, STALE
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
-COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
+COMMAND_TYPES = ("joint_state", "float64_multi_array", "joint_trajectory", "twist", "twist_stamped")
+JOINT_COMMAND_MODALITIES = ("joint_velocity", "joint_position")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -155,16 +156,36 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "command_type",
         "joint_state",
-        "Command input: joint_state on 'joint_commands' (velocity field), twist or "
-        "twist_stamped on 'cmd_vel'.",
+        "Command input on 'joint_commands': joint_state (sensor_msgs/JointState, the velocity or "
+        "position field by command_modality), float64_multi_array (std_msgs/Float64MultiArray of "
+        "ros2_control's forward command controllers, values in joint_names order, layout ignored) or "
+        "joint_trajectory (trajectory_msgs/JointTrajectory: the first point's velocities or positions, "
+        "in force at header stamp + time_from_start); or twist / twist_stamped on 'cmd_vel'.",
         choices=COMMAND_TYPES,
+        launch=True,
+    ),
+    ParamSpec(
+        "command_modality",
+        "joint_velocity",
+        "What joint commands are: joint_velocity (rad/s) or joint_position (absolute targets in rad; "
+        "the model gets them relative to the robot state from state_topic, and the stale command "
+        "policy must be hold or skip: a position controller holds its last target). Ignored for twist.",
+        choices=JOINT_COMMAND_MODALITIES,
         launch=True,
     ),
     ParamSpec(
         "joint_names",
         [],
-        "Model joint order for joint_state commands; empty = the model's own order, else the "
-        "names of the first valid message.",
+        "Joint order: of the values of float64_multi_array commands (required there; the model's "
+        "joints by name); of the model when it records none (joint_state: empty = the names of the "
+        "first valid message). Must name the model's joints when it records them.",
+    ),
+    ParamSpec(
+        "state_topic",
+        "joint_states",
+        "sensor_msgs/JointState topic of the measured joint positions (mapped by name to the model's "
+        "joint order, extra joints ignored), subscribed when the model takes a robot state or "
+        "command_modality is joint_position; '' = none.",
     ),
     ParamSpec(
         "command_staleness",
@@ -229,7 +250,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_command_magnitude",
         10.0,
-        "Largest |value| of a command component (rad/s, m/s) in commands, plans and Imagine actions; "
+        "Largest |value| of a command component (rad/s, m/s, rad for position targets) in commands, "
+        "plans and Imagine actions; "
         "beyond it the message is rejected (rejected.command_magnitude). The shipped model was trained "
         "on |joint velocity| <= 3.5 rad/s.",
         min=0.0,
@@ -377,7 +399,9 @@ class Settings:
     imagine_max_horizon: int
     imagine_memory_mb: float
     command_type: str
+    command_modality: str
     joint_names: tuple[str, ...]
+    state_topic: str
     command_staleness: float
     stale_command_policy: str
     frame_period: float
@@ -404,7 +428,7 @@ class Settings:
 
     @property
     def modality(self) -> str:
-        return "joint_velocity" if self.command_type == "joint_state" else "twist"
+        return "twist" if self.command_type.startswith("twist") else self.command_modality
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Settings:
@@ -457,6 +481,16 @@ class Settings:
         if len(set(self.joint_names)) != len(self.joint_names) or any(not n for n in self.joint_names):
             raise SettingsError(
                 f"parameter joint_names={list(self.joint_names)}; expected distinct non-empty names"
+            )
+        if self.command_type == "float64_multi_array" and not self.joint_names:
+            raise SettingsError(
+                "parameter joint_names=[] with command_type='float64_multi_array'; expected the "
+                "controller's joints in the order of the command values"
+            )
+        if self.modality == "joint_position" and self.stale_command_policy == "zero":
+            raise SettingsError(
+                "parameter stale_command_policy='zero' with command_modality='joint_position'; expected "
+                "'hold' or 'skip' (a zero position target is not 'no command': the controller holds its last)"
             )
 
 

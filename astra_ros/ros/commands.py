@@ -1,0 +1,133 @@
+"""Joint commands and robot states from ros2_control's message types -> numpy, for the node.
+
+Command types (parameter ``command_type``; the values are velocities or absolute position targets
+by ``command_modality``), each converted to the model's joint order:
+
+- ``joint_state``: ``sensor_msgs/JointState``, the velocity or position field by name
+  (``conversions.joint_state_to_command``; extra joints are ignored).
+- ``float64_multi_array``: ``std_msgs/Float64MultiArray`` as ros2_control's forward command
+  controllers take it (JointGroupVelocityController, JointGroupPositionController): ``data`` holds
+  one value per joint in the order of the ``joint_names`` parameter; the layout is ignored; the
+  message has no stamp, so it is in force from its arrival (node clock).
+- ``joint_trajectory``: ``trajectory_msgs/JointTrajectory`` (joint_trajectory_controller): the first
+  point's velocities or positions by joint name (an unknown joint rejects the message), in force at
+  header stamp (0: now) + the point's time_from_start.
+
+Robot state: ``sensor_msgs/JointState`` positions by name (extra joints are ignored: /joint_states
+carries every joint of the robot), stamped by its header (0: now). Errors are ``InputError`` whose
+``reason`` is the ``rejected.<reason>`` counter key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
+
+from astra_ros.model.actions import JOINT_MODALITIES
+from astra_ros.ros.conversions import (
+    bounded,
+    command_stamp_to_ns,
+    duration_to_ns,
+    stamp_to_ns,
+    values_by_name,
+)
+from astra_ros.ros.input_limits import InputError, check_stamp_ns, truncate_for_log
+from astra_ros.runtime.base import ModelInfo
+
+
+def model_joint_order(
+    modality: str, joint_names: Sequence[str], command_type: str, info: ModelInfo
+) -> tuple[str, ...] | None:
+    """The model's joint order for joint commands: its own, else the ``joint_names`` parameter;
+    ``()`` for twist; None: learnt from the first JointState command. Raises ValueError when
+    ``joint_names`` names other joints than the model, or no order is known for a type that
+    cannot learn one."""
+    if modality not in JOINT_MODALITIES:
+        return ()
+    if joint_names and info.joint_names and set(joint_names) != set(info.joint_names):
+        raise ValueError(
+            f"joint_names={list(joint_names)}; expected the model's joints {list(info.joint_names)}"
+        )
+    order = tuple(info.joint_names or joint_names) or None
+    if order is None and command_type != "joint_state":
+        raise ValueError(
+            f"command_type={command_type!r}: the model records no joint names; expected the joint order "
+            "in the joint_names parameter"
+        )
+    return order
+
+
+def joint_state_field(msg: JointState, modality: str) -> Sequence[float]:
+    """The JointState field that holds ``modality``'s commands: positions or velocities."""
+    return msg.position if modality == "joint_position" else msg.velocity
+
+
+def multi_array_to_command(
+    msg: Float64MultiArray,
+    value_names: Sequence[str],
+    joint_order: Sequence[str],
+    max_magnitude: float = float("inf"),
+) -> np.ndarray:
+    """Float64MultiArray ``data`` (one value per ``value_names`` joint) -> values in ``joint_order``."""
+    data = np.asarray(msg.data, np.float64)
+    if data.shape != (len(value_names),):
+        raise InputError(
+            "joint_count",
+            truncate_for_log(
+                f"Float64MultiArray has {data.size} values; expected {len(value_names)}, one per joint of "
+                f"joint_names {list(value_names)}"
+            ),
+        )
+    index = {name: i for i, name in enumerate(value_names)}
+    return bounded(data[[index[name] for name in joint_order]], "Float64MultiArray", max_magnitude)
+
+
+def trajectory_to_command(
+    msg: JointTrajectory,
+    modality: str,
+    joint_order: Sequence[str],
+    now_ns: int,
+    future_tolerance_ns: int,
+    max_magnitude: float = float("inf"),
+) -> tuple[int, np.ndarray]:
+    """JointTrajectory -> (stamp ns at which the first point is in force, its values in ``joint_order``).
+
+    The header stamp is checked like any command stamp (``conversions.command_stamp_to_ns``), the
+    stamp plus time_from_start for the int32 range.
+    """
+    if not msg.points:
+        raise InputError("trajectory_empty", "JointTrajectory has no points; expected at least one")
+    point = msg.points[0]
+    field = "positions" if modality == "joint_position" else "velocities"
+    what = f"JointTrajectory point 0 {field}"
+    values = values_by_name(msg.joint_names, getattr(point, field), joint_order, what, extra_joints=False)
+    command = bounded(values, what, max_magnitude)
+    stamp_ns = command_stamp_to_ns(msg.header.stamp, now_ns, future_tolerance_ns)
+    in_force_ns = check_stamp_ns(stamp_ns + duration_to_ns(point.time_from_start), "command", 0, 0)
+    return in_force_ns, command
+
+
+def joint_state_to_state(
+    msg: JointState, joint_order: Sequence[str], now_ns: int, future_tolerance_ns: int
+) -> tuple[int, np.ndarray]:
+    """/joint_states -> (stamp ns, joint positions (D,) float32 in ``joint_order``); reasons ``state_*``."""
+    if not joint_order:
+        raise InputError(
+            "state_joint_order",
+            "robot state before the joint order is known; expected the model's joint names, the "
+            "joint_names parameter or a first JointState command",
+        )
+    stamp_ns = stamp_to_ns(msg.header.stamp)
+    stamp_ns = check_stamp_ns(stamp_ns, "state", now_ns, future_tolerance_ns) if stamp_ns else now_ns
+    what = "JointState position"
+    positions = values_by_name(msg.name, msg.position, joint_order, what, prefix="state_")
+    if not np.all(np.isfinite(positions)):
+        raise InputError(
+            "state_non_finite",
+            truncate_for_log(f"{what} contains NaN or inf: {positions.tolist()}; expected finite values"),
+        )
+    return stamp_ns, positions.astype(np.float32)
