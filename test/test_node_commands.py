@@ -62,6 +62,8 @@ def joint_state(names, positions=(), velocities=(), stamp_ns=NOW) -> JointState:
 def test_float64_multi_array_values_in_joint_names_order_to_the_model_order():
     out = commands.multi_array_to_command(multi_array([3.0, 1.0, 2.0]), ("c", "a", "b"), ORDER, 10.0)
     assert out.dtype == np.float32 and out.tolist() == [1.0, 2.0, 3.0]
+    stamp, out = commands.joint_command(multi_array([3, 1, 2]), "joint_position", "cab", ORDER, NOW, 0)
+    assert stamp == NOW and out.tolist() == [1.0, 2.0, 3.0]  # no stamp: in force from its arrival
     names = ("c", "a", "b")
     for values, reason in (
         ([1.0, 2.0], "joint_count"),
@@ -82,8 +84,8 @@ def test_joint_trajectory_first_point_by_name_in_force_at_stamp_plus_time_from_s
     )
     stamp, position = commands.trajectory_to_command(msg, "joint_position", ORDER, NOW, TOLERANCE)
     assert stamp == NOW + 10**8 and position.tolist() == [1.0, 2.0, 3.0]
-    stamp, velocity = commands.trajectory_to_command(msg, "joint_velocity", ORDER, NOW, TOLERANCE)
-    assert np.allclose(velocity, [0.1, 0.2, 0.3])
+    stamp, velocity = commands.joint_command(msg, "joint_velocity", (), ORDER, NOW, TOLERANCE)
+    assert stamp == NOW + 10**8 and np.allclose(velocity, [0.1, 0.2, 0.3])
     unstamped = trajectory(ORDER, positions=[0, 0, 0], stamp_ns=0, from_start_ns=5)
     assert commands.trajectory_to_command(unstamped, "joint_position", ORDER, NOW, TOLERANCE)[0] == NOW + 5
 

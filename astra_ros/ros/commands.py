@@ -111,6 +111,22 @@ def trajectory_to_command(
     return in_force_ns, command
 
 
+def joint_command(
+    msg: Float64MultiArray | JointTrajectory,
+    modality: str,
+    value_names: Sequence[str],
+    joint_order: Sequence[str],
+    now_ns: int,
+    future_tolerance_ns: int,
+    max_magnitude: float = float("inf"),
+) -> tuple[int, np.ndarray]:
+    """A float64_multi_array (in force from ``now_ns``) or joint_trajectory command -> (stamp ns,
+    values in ``joint_order``)."""
+    if isinstance(msg, JointTrajectory):
+        return trajectory_to_command(msg, modality, joint_order, now_ns, future_tolerance_ns, max_magnitude)
+    return now_ns, multi_array_to_command(msg, value_names, joint_order, max_magnitude)
+
+
 def joint_state_to_state(
     msg: JointState, joint_order: Sequence[str], now_ns: int, future_tolerance_ns: int
 ) -> tuple[int, np.ndarray]:

@@ -308,25 +308,21 @@ class WorldModelNode(LifecycleNode):
 
     def _on_joint_command(self, msg: Float64MultiArray | JointTrajectory) -> None:
         s, now = self.settings, self._now_ns()
-        self._health.command(stamp_to_ns(msg.header.stamp) if isinstance(msg, JointTrajectory) else now)
+        self._health.command(isinstance(msg, JointTrajectory) and stamp_to_ns(msg.header.stamp) or now)
         try:
-            if isinstance(msg, JointTrajectory):
-                args = (self.modality, self.joint_order, now, self._future_tolerance_ns)
-                stamp_ns, command = commands.trajectory_to_command(msg, *args, s.max_command_magnitude)
-            else:
-                args = (s.joint_names, self.joint_order, s.max_command_magnitude)
-                stamp_ns, command = now, commands.multi_array_to_command(msg, *args)
+            stamp_ns, command = commands.joint_command(
+                msg, self.modality, s.joint_names, self.joint_order, now, self._future_tolerance_ns,
+                s.max_command_magnitude,
+            )
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
         self.session.submit_command(stamp_ns, command)
 
     def _on_state(self, msg: JointState) -> None:
-        order = self.backend.info.joint_names or self.joint_order
+        order, now = self.backend.info.joint_names or self.joint_order, self._now_ns()
         try:
-            stamp_ns, positions = commands.joint_state_to_state(
-                msg, order, self._now_ns(), self._future_tolerance_ns
-            )
+            stamp_ns, positions = commands.joint_state_to_state(msg, order, now, self._future_tolerance_ns)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
