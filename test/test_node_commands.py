@@ -185,12 +185,20 @@ def test_model_joint_order_and_the_settings_rules():
         Settings.from_values({"command_type": "twist", "command_modality": "joint_position"}).modality
         == "twist"
     )
+    assert Settings.from_values({"state_topic": "/robot/joint_states"}).state_topic == "/robot/joint_states"
+    assert Settings.from_values({"state_topic": ""}).state_topic == ""
+    for bad in ("joint states", "2joints", "a//b", "a/"):
+        with pytest.raises(SettingsError, match=f"state_topic='{bad}'; expected a ROS topic name"):
+            Settings.from_values({"state_topic": bad})
     with pytest.raises(SettingsError, match="joint_names=\\[\\] with command_type='float64_multi_array'"):
         Settings.from_values({"command_type": "float64_multi_array"})
     with pytest.raises(
         SettingsError, match="stale_command_policy='zero' with command_modality='joint_position'"
     ):
         Settings.from_values({"command_modality": "joint_position"})
+    no_state = {"command_modality": "joint_position", "stale_command_policy": "hold", "state_topic": ""}
+    with pytest.raises(SettingsError, match="state_topic='' with command_modality='joint_position'"):
+        Settings.from_values(no_state)
 
 
 def test_relative_targets_subtract_the_state_then_the_previous_target():

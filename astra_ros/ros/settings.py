@@ -10,6 +10,7 @@ is stale). This module does not import rclpy at import time, so tools can read t
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ JOINT_COMMAND_MODALITIES = ("joint_velocity", "joint_position")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+TOPIC_NAME = re.compile(r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")  # ROS 2 topic names
 COPY_LAST = "copy_last"  # model_path value that selects the model-free CopyLastBackend (bring-up)
 
 
@@ -251,9 +253,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "max_command_magnitude",
         10.0,
         "Largest |value| of a command component (rad/s, m/s, rad for position targets) in commands, "
-        "plans and Imagine actions; "
-        "beyond it the message is rejected (rejected.command_magnitude). The shipped model was trained "
-        "on |joint velocity| <= 3.5 rad/s.",
+        "plans and Imagine actions; beyond it the message is rejected (rejected.command_magnitude). "
+        "The shipped model was trained on |joint velocity| <= 3.5 rad/s.",
         min=0.0,
         max=1e6,
     ),
@@ -482,10 +483,20 @@ class Settings:
             raise SettingsError(
                 f"parameter joint_names={list(self.joint_names)}; expected distinct non-empty names"
             )
+        if self.state_topic and not TOPIC_NAME.fullmatch(self.state_topic):
+            raise SettingsError(
+                f"parameter state_topic={self.state_topic!r}; expected a ROS topic name (letters, digits, "
+                "'_' and '/', no part starting with a digit) or '' for none"
+            )
         if self.command_type == "float64_multi_array" and not self.joint_names:
             raise SettingsError(
                 "parameter joint_names=[] with command_type='float64_multi_array'; expected the "
                 "controller's joints in the order of the command values"
+            )
+        if self.modality == "joint_position" and not self.state_topic:
+            raise SettingsError(
+                "parameter state_topic='' with command_modality='joint_position'; expected the joint "
+                "states topic: the model takes position targets relative to the measured positions"
             )
         if self.modality == "joint_position" and self.stale_command_policy == "zero":
             raise SettingsError(
