@@ -23,6 +23,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
 from astra_ros.ros.conversions import ns_to_stamp  # noqa: E402
+from astra_ros.srv import Imagine  # noqa: E402
 
 COMMAND_TOPIC = "forward_position_controller/commands"
 PARAMS = {
@@ -100,6 +101,11 @@ def test_float64_multi_array_targets_and_joint_states_drive_predictions_bad_ones
                 # the absolute target in force at the image (float32): one sent with it or before (in force
                 # from its arrival, which can lag on a loaded machine)
                 assert any(np.allclose(held[0], target(k), atol=1e-6) for k in range(index + 1)), held[0]
+            request = Imagine.Request(modality="joint_position", joint_names=list(reversed(COPY_LAST_JOINTS)))
+            request.num_candidates, request.horizon, request.action_dim = 2, 3, 7
+            request.actions = [0.2] * 42  # absolute targets: relative to the newest frame's state
+            response = driver.call(driver.imagine, request)
+            assert response.success and len(response.frames) == 6, response.error
             log = proc.output()
             assert "rejected (joint_count)" in log and "rejected (state_non_finite)" in log
         finally:
