@@ -114,6 +114,20 @@ def generate_launch_description():
             "twist. Allowed: joint_velocity | joint_position.",
         ),
         DeclareLaunchArgument(
+            "state_topic",
+            default_value="joint_states",
+            description="sensor_msgs/JointState topic of the measured joint positions (mapped "
+            "by name to the model's joint order, extra joints ignored), "
+            "subscribed when the model takes a robot state or command_modality is "
+            "joint_position; '' = none.",
+        ),
+        DeclareLaunchArgument(
+            "stale_command_policy",
+            default_value="zero",
+            description="Action for an image with no command in force: zero, hold the last "
+            "one, or skip the image. Allowed: zero | hold | skip.",
+        ),
+        DeclareLaunchArgument(
             "image_transport",
             default_value="raw",
             description="raw: sensor_msgs/Image on 'image'; compressed: "
@@ -206,7 +220,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "joint_commands",
             default_value="joint_commands",
-            description="JointState commands",
+            description="Joint commands (JointState, Float64MultiArray or JointTrajectory)",
         ),
         DeclareLaunchArgument(
             "cmd_vel",
@@ -240,6 +254,8 @@ def generate_launch_description():
                 "future_command_policy": LaunchConfiguration("future_command_policy"),
                 "command_type": LaunchConfiguration("command_type"),
                 "command_modality": LaunchConfiguration("command_modality"),
+                "state_topic": LaunchConfiguration("state_topic"),
+                "stale_command_policy": LaunchConfiguration("stale_command_policy"),
                 "image_transport": LaunchConfiguration("image_transport"),
                 "max_image_pixels": LaunchConfiguration("max_image_pixels"),
                 "image_qos_reliability": LaunchConfiguration("image_qos_reliability"),

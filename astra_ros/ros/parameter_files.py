@@ -23,7 +23,7 @@ REGENERATE = "python -m astra_ros.ros.parameter_files --write"
 SPECS = PARAMETERS + BUILTINS
 TOPICS = {  # remappable topics of the node: launch argument -> description
     "image": "Camera image topic",
-    "joint_commands": "JointState commands",
+    "joint_commands": "Joint commands (JointState, Float64MultiArray or JointTrajectory)",
     "cmd_vel": "Twist / TwistStamped commands",
     "planned_commands": "JointTrajectory of planned commands",
 }

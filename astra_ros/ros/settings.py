@@ -188,6 +188,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "sensor_msgs/JointState topic of the measured joint positions (mapped by name to the model's "
         "joint order, extra joints ignored), subscribed when the model takes a robot state or "
         "command_modality is joint_position; '' = none.",
+        launch=True,
     ),
     ParamSpec(
         "command_staleness",
@@ -203,6 +204,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Action for an image with no command in force: zero, hold the last one, or skip the image.",
         choices=STALE_COMMAND_POLICIES,
         read_only=False,
+        launch=True,
     ),
     # time and state
     ParamSpec(
