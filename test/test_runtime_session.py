@@ -278,3 +278,25 @@ def test_a_dropped_joint_position_frame_hands_its_start_state_on_and_imagine_nee
         assert rec.counts()["rejected.imagine_missing_state"] == 1
     finally:
         rec.session.close()
+
+
+def test_planned_joint_position_targets_become_steps_from_the_state_then_from_each_target():
+    position = {"command_modality": "joint_position", "stale_command_policy": "hold"}
+    rec = Recorder(future_command_policy="planned", **position)
+    predicted, backend = [], rec.session.backend
+    predict = backend.predict
+    backend.predict = lambda actions, *a, **k: predicted.append(actions.copy()) or predict(actions, *a, **k)
+    try:
+        targets = np.array([[1.0], [1.5], [1.25]], np.float32).repeat(WIDTH, axis=1)
+        rec.session.submit_plan(0, [0, PERIOD, 2 * PERIOD], targets)  # 0: from each frame, one per step
+        for i in range(3):
+            stamp = BASE + i * PERIOD
+            rec.session.submit_command(stamp, np.full(WIDTH, 0.5, np.float32))
+            rec.session.submit_state(stamp, np.full(WIDTH, 0.25, np.float32))
+            rec.session.submit(np.zeros((64, 64, 3), np.uint8), stamp)
+            assert rec.session.wait_idle(10)
+        last = rec.predictions[-1]
+        assert last.policy == "planned" and np.allclose(last.actions[:, 0], [1.0, 1.5, 1.25])
+        np.testing.assert_allclose(predicted[-1][0, :, 0], [1.0 - 0.25, 0.5, -0.25])
+    finally:
+        rec.session.close()
