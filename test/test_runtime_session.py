@@ -221,6 +221,24 @@ def test_reset_never_waits_for_a_busy_backend(rec):
     assert rec.counts()["reset.service"] == 1
 
 
+def test_each_frame_gets_the_newest_joint_state_at_or_before_its_stamp_within_the_staleness(rec):
+    seen: list[np.ndarray | None] = []
+    ingest = rec.session.backend.ingest
+
+    def recording(frame, action, modality, state=None):
+        seen.append(state)
+        ingest(frame, action, modality, state)
+
+    rec.session.backend.ingest = recording
+    rec.session.submit_state(BASE - 2_000_000, np.full(WIDTH, 1.0))
+    rec.session.submit_state(BASE + PERIOD // 2, np.full(WIDTH, 2.0))  # after frame 0, before frame 1
+    rec.feed(0, 2)
+    staleness = int(rec.session.config.command_staleness * 1e9)
+    rec.feed(0, 1, start_ns=BASE + PERIOD // 2 + staleness + PERIOD)  # the newest state is too old now
+    assert [None if s is None else float(s[0]) for s in seen] == [1.0, 2.0, None]
+    assert rec.counts()["count.states"] == 2
+
+
 def test_joint_position_targets_reach_the_backend_relative_to_the_paired_state():
     rec = Recorder(command_modality="joint_position", stale_command_policy="hold")
     ingested, predicted = [], []

@@ -234,10 +234,11 @@ def parity_rollout(
         plan = rng.integers(0, cfg.num_discrete, plan.shape).astype(np.float32)
     if modality == "joint_position":  # packed values in [-1, 1] like the other modalities'
         commands, plan = commands / JOINT_POSITION_SCALE, plan / JOINT_POSITION_SCALE
+    states = rng.uniform(-2, 2, (len(observed), torch_backend.info.state_dim)).astype(np.float32)
     videos = {}
     for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
-        for frame, command in zip(observed, commands, strict=True):
-            backend.ingest(frame, command, modality)
+        for frame, command, state in zip(observed, commands, states, strict=True):
+            backend.ingest(frame, command, modality, state if state.size else None)
         videos[name] = backend.predict(plan, modality, seed=7)
     outputs = max(
         float(np.abs(a - b).max()) for a, b in zip(records["torch"], records["onnxruntime"], strict=True)
