@@ -3,9 +3,10 @@
     ros2 launch astra_ros astra_world_model.launch.py namespace:=robot image:=/camera/image_raw \
         model_path:=/path/to/model.onnx use_sim_time:=true
 
-Rendered from PARAMETERS in astra_ros/ros/settings.py by `python -m astra_ros.ros.parameter_files --write`
-(do not edit by hand). Each parameter argument's default equals the YAML value, so a launch without
-arguments runs the YAML as is; arguments override it (later entries in ``parameters`` win).
+Rendered from PARAMETERS in astra_ros/ros/settings.py
+by `python -m astra_ros.ros.parameter_files --write` (do not edit by hand). Each parameter argument's default
+equals the YAML value, so a launch without arguments runs the YAML as is; arguments override it
+(later entries in ``parameters`` win).
 """
 
 # ruff: noqa: I001  (the local launch/ folder makes ruff take the ROS `launch` package for first-party)

@@ -692,8 +692,7 @@ def main(argv: list[str] | None = None) -> int:
     params = dict(FUZZ_PARAMS, max_image_pixels=args.max_image_pixels, prediction_rate=args.prediction_rate)
     joints, command_types = COPY_LAST_JOINTS, ["joint_state", "twist", "float64_multi_array"]
     if args.model_path != "copy_last":
-        from astra_ros.ros.node import load_world_model
-        from astra_ros.ros.settings import Settings
+        from astra_ros.ros.settings import Settings, load_world_model
 
         info = load_world_model(Settings.from_values({"model_path": args.model_path})).info
         joints = list(info.joint_names) or COPY_LAST_JOINTS

@@ -20,8 +20,8 @@ from astra_ros.ros.conversions import (
     trajectory_to_plan,
 )
 from astra_ros.ros.input_limits import InputError
-from astra_ros.ros.settings import Settings, SettingsError
-from astra_ros.runtime.copy_last import CopyLastBackend
+from astra_ros.ros.process import StartupError
+from astra_ros.ros.settings import Settings, SettingsError, joint_order
 
 NOW = 1_700_000_000 * 1_000_000_000
 TOLERANCE = 500_000_000
@@ -64,6 +64,7 @@ def test_float64_multi_array_values_in_joint_names_order_to_the_model_order():
     assert out.dtype == np.float32 and out.tolist() == [1.0, 2.0, 3.0]
     stamp, out = commands.joint_command(multi_array([3, 1, 2]), "joint_position", "cab", ORDER, NOW, 0)
     assert stamp == NOW and out.tolist() == [1.0, 2.0, 3.0]  # no stamp: in force from its arrival
+    assert commands.header_stamp_ns(multi_array([1.0])) == 0
     names = ("c", "a", "b")
     for values, reason in (
         ([1.0, 2.0], "joint_count"),
@@ -108,6 +109,13 @@ def test_joint_trajectory_first_point_by_name_in_force_at_stamp_plus_time_from_s
 
 def test_joint_state_commands_read_the_field_of_the_modality():
     msg = joint_state(("c", "b", "a"), positions=[3.0, 2.0, 1.0], velocities=[0.3, 0.2, 0.1])
+    stamp, position = commands.joint_command(msg, "joint_position", (), ORDER, NOW, TOLERANCE)
+    assert stamp == NOW == commands.header_stamp_ns(msg) and position.tolist() == [1.0, 2.0, 3.0]
+    stamp, velocity = commands.joint_command(msg, "joint_velocity", (), ORDER, NOW, TOLERANCE)
+    assert np.allclose(velocity, [0.1, 0.2, 0.3])
+    future = joint_state(ORDER, velocities=[0, 0, 0], stamp_ns=NOW + 10**9)
+    args = ("joint_velocity", (), ORDER, NOW, TOLERANCE)
+    assert reason_of(commands.joint_command, future, *args) == "command_stamp_future"
     assert list(commands.joint_state_field(msg, "joint_position")) == [3.0, 2.0, 1.0]
     assert list(commands.joint_state_field(msg, "joint_velocity")) == pytest.approx([0.3, 0.2, 0.1])
     values = commands.joint_state_field(msg, "joint_position")
@@ -158,19 +166,20 @@ def test_plans_and_published_actions_carry_positions_for_joint_position():
     assert list(velocity.points[0].velocities) == [1, 2, 3] and not velocity.points[0].positions
 
 
-def test_model_joint_order_and_the_settings_rules():
-    info = CopyLastBackend().info  # records no joint names
-    named = type(info)(**{**info.__dict__, "joint_names": ORDER})
-    assert commands.model_joint_order("twist", (), "twist", named) == ()
-    assert (
-        commands.model_joint_order("joint_position", ("c", "b", "a"), "float64_multi_array", named) == ORDER
-    )
-    assert commands.model_joint_order("joint_velocity", ("c", "a"), "float64_multi_array", info) == ("c", "a")
-    assert commands.model_joint_order("joint_velocity", (), "joint_state", info) is None  # learnt later
-    with pytest.raises(ValueError, match="expected the model's joints"):
-        commands.model_joint_order("joint_velocity", ("a", "x"), "joint_state", named)
-    with pytest.raises(ValueError, match="command_type='joint_trajectory'.*joint_names parameter"):
-        commands.model_joint_order("joint_position", (), "joint_trajectory", info)
+def test_joint_order_of_each_command_type_and_the_settings_rules():
+    def order(model_joints=(), **values):
+        hold = {"stale_command_policy": "hold"} if values.get("command_modality") == "joint_position" else {}
+        return joint_order(Settings.from_values({**hold, **values}), model_joints)
+
+    assert order(ORDER, command_type="twist") == ()
+    multi_array = {"command_type": "float64_multi_array", "joint_names": ["c", "b", "a"]}
+    assert order(ORDER, command_modality="joint_position", **multi_array) == ORDER  # the model's order
+    assert order(**multi_array) == ("c", "b", "a")  # the model records none
+    assert order() is None  # joint_state: learnt from the first message
+    with pytest.raises(StartupError, match="expected the model's joints"):
+        order(ORDER, joint_names=["a", "x"])
+    with pytest.raises(StartupError, match="command_type='joint_trajectory'.*joint_names parameter"):
+        order(command_type="joint_trajectory", command_modality="joint_position")
 
     position = Settings.from_values(
         {

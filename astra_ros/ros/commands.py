@@ -27,38 +27,23 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from astra_ros.model.actions import JOINT_MODALITIES
 from astra_ros.ros.conversions import (
     bounded,
     command_stamp_to_ns,
     duration_to_ns,
+    joint_state_to_command,
     stamp_to_ns,
     values_by_name,
 )
 from astra_ros.ros.input_limits import InputError, check_stamp_ns, truncate_for_log
-from astra_ros.runtime.base import ModelInfo
 
-
-def model_joint_order(
-    modality: str, joint_names: Sequence[str], command_type: str, info: ModelInfo
-) -> tuple[str, ...] | None:
-    """The model's joint order for joint commands: its own, else the ``joint_names`` parameter;
-    ``()`` for twist; None: learnt from the first JointState command. Raises ValueError when
-    ``joint_names`` names other joints than the model, or no order is known for a type that
-    cannot learn one."""
-    if modality not in JOINT_MODALITIES:
-        return ()
-    if joint_names and info.joint_names and set(joint_names) != set(info.joint_names):
-        raise ValueError(
-            f"joint_names={list(joint_names)}; expected the model's joints {list(info.joint_names)}"
-        )
-    order = tuple(info.joint_names or joint_names) or None
-    if order is None and command_type != "joint_state":
-        raise ValueError(
-            f"command_type={command_type!r}: the model records no joint names; expected the joint order "
-            "in the joint_names parameter"
-        )
-    return order
+JointCommand = JointState | Float64MultiArray | JointTrajectory
+JOINT_COMMAND_TYPES: dict[str, type] = {
+    "joint_state": JointState,
+    "float64_multi_array": Float64MultiArray,
+    "joint_trajectory": JointTrajectory,
+}
+"""The message of each joint ``command_type`` (all on the node's ``joint_commands`` topic)."""
 
 
 def joint_state_field(msg: JointState, modality: str) -> Sequence[float]:
@@ -111,8 +96,13 @@ def trajectory_to_command(
     return in_force_ns, command
 
 
+def header_stamp_ns(msg: JointCommand) -> int:
+    """The header stamp of a joint command in ns; 0 for the unstamped Float64MultiArray."""
+    return 0 if isinstance(msg, Float64MultiArray) else stamp_to_ns(msg.header.stamp)
+
+
 def joint_command(
-    msg: Float64MultiArray | JointTrajectory,
+    msg: JointCommand,
     modality: str,
     value_names: Sequence[str],
     joint_order: Sequence[str],
@@ -120,8 +110,13 @@ def joint_command(
     future_tolerance_ns: int,
     max_magnitude: float = float("inf"),
 ) -> tuple[int, np.ndarray]:
-    """A float64_multi_array (in force from ``now_ns``) or joint_trajectory command -> (stamp ns,
-    values in ``joint_order``)."""
+    """A joint command of any ``JOINT_COMMAND_TYPES`` -> (stamp ns, values in ``joint_order``);
+    a Float64MultiArray is in force from ``now_ns``."""
+    if isinstance(msg, JointState):
+        what = f"JointState {modality}"
+        values = joint_state_field(msg, modality)
+        command = joint_state_to_command(msg.name, values, joint_order, max_magnitude, what)
+        return command_stamp_to_ns(msg.header.stamp, now_ns, future_tolerance_ns), command
     if isinstance(msg, JointTrajectory):
         return trajectory_to_command(msg, modality, joint_order, now_ns, future_tolerance_ns, max_magnitude)
     return now_ns, multi_array_to_command(msg, value_names, joint_order, max_magnitude)

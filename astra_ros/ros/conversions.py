@@ -85,9 +85,11 @@ def rgb_to_compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, codec
 
 
 def image_to_model(
-    msg: Image, size: int, max_pixels: int, now_ns: int, future_tolerance_ns: int, reserve_ns: int
+    msg: Image | CompressedImage,
+    size: int, max_pixels: int, now_ns: int, future_tolerance_ns: int, reserve_ns: int
 ) -> tuple[int, np.ndarray]:
-    """Validated image -> (stamp ns, (size, size, 3) uint8 RGB); raises InputError with its reason.
+    """Validated image (raw or compressed) -> (stamp ns, (size, size, 3) uint8 RGB); raises InputError
+    with its reason.
 
     The stamp (int32 range with ``reserve_ns`` to spare for the predicted stamps, at most
     ``future_tolerance_ns`` after ``now_ns``) and the frame_id length are checked before the pixels;
@@ -128,6 +130,16 @@ def command_stamp_to_ns(stamp: Time, now_ns: int, future_tolerance_ns: int) -> i
     if stamp_ns == 0:
         return now_ns
     return check_stamp_ns(stamp_ns, "command", now_ns, future_tolerance_ns)
+
+
+def learn_joint_order(names: Sequence[str], values: Sequence[float]) -> tuple[str, ...]:
+    """The joint order of a JointState's names (the first one's, when neither the model nor the
+    joint_names parameter gives it); raises InputError when the names cannot give one."""
+    names = check_names(list(names), "JointState")
+    if not names or len(names) != len(values) or len(set(names)) != len(names):
+        problem = f"cannot learn the joint order from names {names} with {len(values)}"
+        raise InputError("joint_names", f"{problem} values; set the joint_names parameter")
+    return tuple(names)
 
 
 def values_by_name(

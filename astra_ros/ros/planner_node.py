@@ -23,8 +23,6 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import rclpy
@@ -38,68 +36,16 @@ from sensor_msgs.msg import Image, JointState
 
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.planning.closed_loop import ClosedLoop
-from astra_ros.planning.costs import COSTS, named_cost
-from astra_ros.planning.planner import METHODS, Planner, PlannerConfig, default_elites
+from astra_ros.planning.costs import named_cost
+from astra_ros.planning.planner import Planner, PlannerConfig, default_elites
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
 from astra_ros.ros.isolation import default_discovery
-from astra_ros.ros.settings import BACKENDS, COPY_LAST, ParamSpec, descriptor, resolve_model_path
+from astra_ros.ros.planner_settings import PlannerSettings, declare
+from astra_ros.ros.settings import COPY_LAST, resolve_model_path
 
 NODE_NAME = "astra_planner"
 MAX_IMAGE_PIXELS = 2**23  # as the world-model node's max_image_pixels default: checked before decoding
 DEFAULT_FRAME_PERIOD = 1.0 / 15.0  # a model that does not state its frame period
-
-PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "engines/astra_small.onnx", f"World model file, or '{COPY_LAST}'."),
-    ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS),
-    ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50),
-    ParamSpec("method", "mppi", "Planner.", choices=METHODS),
-    ParamSpec("cost", "mse", "Cost of the predicted frames against the goal.", choices=tuple(sorted(COSTS))),
-    ParamSpec("candidates", 64, "Command sequences per planning iteration.", min=1, max=4096),
-    ParamSpec("horizon", 8, "Planned frames (one command each).", min=1, max=64),
-    ParamSpec("iterations", 1, "Sampling iterations per plan.", min=1, max=100),
-    ParamSpec("sampling_std", 0.5, "Sampling std as a fraction of max_velocity.", min=0.001, max=10.0),
-    ParamSpec("smoothness", 0.0, "Weight of the command-change penalty.", min=0.0, max=1e6),
-    ParamSpec("max_velocity", 2.0, "Command bound: |command| <= this, per component.", min=1e-6, max=1e6),
-    ParamSpec(
-        "control_rate", 0.0, "Command publish rate in Hz (0 = the model's frame rate).", min=0.0, max=1000.0
-    ),
-    ParamSpec("min_history", 2, "Frames the model needs before the first plan.", min=1, max=256),
-    ParamSpec("joint_names", [], "Joint names of the commands (empty = the model's)."),
-    ParamSpec("seed", 0, "Planner seed.", min=0, max=2**31 - 1),
-)
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    model_path: str
-    backend: str
-    denoising_steps: int
-    method: str
-    cost: str
-    candidates: int
-    horizon: int
-    iterations: int
-    sampling_std: float
-    smoothness: float
-    max_velocity: float
-    control_rate: float
-    min_history: int
-    joint_names: tuple[str, ...]
-    seed: int
-
-
-def declare(node: Node) -> PlannerSettings:
-    """Declare ``PARAMETERS`` on ``node`` and read them (ranges and choices checked by rclpy)."""
-    from rclpy.parameter import Parameter
-
-    values: dict[str, Any] = {}
-    for spec in PARAMETERS:
-        default = Parameter.Type.STRING_ARRAY if spec.default == [] else spec.default
-        node.declare_parameter(spec.name, default, descriptor(spec))
-        value = node.get_parameter(spec.name).value
-        values[spec.name] = tuple(value or ()) if spec.default == [] else value
-    return PlannerSettings(**values)
-
 
 class PlannerNode(Node):
     def __init__(self, parameter_overrides: list | None = None):

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astra_ros.data.pairing import DEFAULT_POLICY, STALE_COMMAND_POLICIES, STALENESS_S
+from astra_ros.ros.process import StartupError
+
+if TYPE_CHECKING:
+    from rclpy.qos import QoSProfile
+
+    from astra_ros.runtime.base import WorldModelBackend
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16")  # what runtime.loader accepts
@@ -41,7 +48,7 @@ class ParamSpec:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = True  # False: may change while the node runs (``ros2 param set``), validated
-    launch: bool = False  # an argument of launch/astra_world_model.launch.py
+    launch: bool = False  # an argument of the node's launch file (launch/<node>.launch.py)
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -446,6 +453,14 @@ class Settings:
         settings.validate()
         return settings
 
+    def updated(self, changes: dict[str, Any]) -> Settings:
+        """These settings with the live parameter ``changes`` applied, validated; raises SettingsError
+        naming the parameters that are read at start (all but the live ones) or the bad value."""
+        fixed = [name for name in changes if name not in SPECS or SPECS[name].read_only]
+        if fixed:
+            raise SettingsError(f"{fixed} are read at start; restart to change")
+        return Settings.from_values({**{name: getattr(self, name) for name in SPECS}, **changes})
+
     def backend_options(self) -> dict[str, Any]:
         """Keyword options of ``runtime.loader.load_backend`` (unset ones left to the backend)."""
         options: dict[str, Any] = dict(
@@ -610,6 +625,50 @@ def resolve_model_path(model_path: str) -> str:
         if (root / path).exists():
             return str((root / path).resolve())
     return str(path)
+
+
+def load_world_model(settings: Settings) -> WorldModelBackend:
+    """The backend named by the settings (``runtime.loader``; 'copy_last' needs no model file);
+    raises StartupError naming the file and the backend."""
+    from astra_ros.runtime.loader import load_backend
+
+    path = resolve_model_path(settings.model_path)
+    try:
+        return load_backend(path, settings.backend, **settings.backend_options())
+    except (ValueError, OSError) as err:  # ModelLoadError is a ValueError
+        raise StartupError(f"model_path={path!r} backend={settings.backend!r}: {err}") from err
+
+
+def joint_order(settings: Settings, model_joints: Sequence[str]) -> tuple[str, ...] | None:
+    """The commands' joint order: () for Twist; the model's joints (``joint_names``, when set, must
+    name the same joints), else ``joint_names``; None: to be learnt from the first JointState (the
+    other joint command types cannot learn it: StartupError)."""
+    if settings.modality not in JOINT_COMMAND_MODALITIES:
+        return ()
+    names = settings.joint_names
+    if names and model_joints and set(names) != set(model_joints):
+        raise StartupError(f"joint_names={list(names)}; expected the model's joints {list(model_joints)}")
+    order = tuple(model_joints or names) or None
+    if order is None and settings.command_type != "joint_state":
+        raise StartupError(
+            f"command_type={settings.command_type!r}: the model records no joint names; expected the "
+            "joint order in the joint_names parameter"
+        )
+    return order
+
+
+def qos(depth: int, reliability: str) -> QoSProfile:
+    """The QoS of a ``*_qos_depth`` / ``*_qos_reliability`` parameter pair (keep last ``depth``,
+    volatile as the sensor-data profile)."""
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+    reliabilities = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=reliabilities[reliability],
+        durability=qos_profile_sensor_data.durability,
+    )
 
 
 def field_names() -> tuple[str, ...]:
