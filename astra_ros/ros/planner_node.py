@@ -3,7 +3,9 @@
 Threads (one executor, one worker):
 - The executor runs the callbacks. ``image`` and ``goal_image`` only convert (RGB at model size)
   and hand over: the newest camera frame (with the command that was in force while it was
-  captured) and the goal; an unreadable image is dropped, counted and logged (throttled). The
+  captured, and for robot-state models the newest ``joint_states`` positions) and the goal; an
+  unreadable image or a JointState without the model's joints is dropped, counted and logged
+  (throttled). The
   control timer (``control_rate``, 0 = the model's frame rate) publishes the current plan's command
   for now (``ClosedLoop.command_at``: zeros before a plan, after its horizon and with no goal) as
   ``JointState`` velocities on ``joint_commands`` (``joint_velocity`` models) or ``Twist`` on
@@ -39,6 +41,7 @@ from astra_ros.planning.closed_loop import ClosedLoop
 from astra_ros.planning.costs import named_cost
 from astra_ros.planning.planner import Planner, PlannerConfig, default_elites
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
+from astra_ros.ros.input_limits import truncate_for_log
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.planner_settings import PlannerSettings, declare
 from astra_ros.ros.settings import COPY_LAST, resolve_model_path
@@ -46,6 +49,7 @@ from astra_ros.ros.settings import COPY_LAST, resolve_model_path
 NODE_NAME = "astra_planner"
 MAX_IMAGE_PIXELS = 2**23  # as the world-model node's max_image_pixels default: checked before decoding
 DEFAULT_FRAME_PERIOD = 1.0 / 15.0  # a model that does not state its frame period
+
 
 class PlannerNode(Node):
     def __init__(self, parameter_overrides: list | None = None):
@@ -76,7 +80,8 @@ class PlannerNode(Node):
         planner = Planner(self.model, self.modality, -bound, bound, named_cost(s.cost), config)
         self.loop = ClosedLoop(planner, round(period * 1e9), s.min_history)
         self._lock = threading.Condition()
-        self._frames: deque[tuple[np.ndarray, np.ndarray, int]] = deque(maxlen=64)  # rgb, command, stamp
+        self._frames: deque[tuple[np.ndarray, np.ndarray, int, np.ndarray | None]] = deque(maxlen=64)
+        self._state: np.ndarray | None = None  # newest joint positions (robot-state models only)
         self._goal: np.ndarray | None = None
         self._goal_changed = False
         self._in_force = np.zeros(width, np.float32)
@@ -86,6 +91,10 @@ class PlannerNode(Node):
         self._last_cost = float("nan")
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         self.create_subscription(Image, "goal_image", self._on_goal, 1)
+        if info.state_dim:
+            self.create_subscription(
+                JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data
+            )
         if self.modality == "joint_velocity":
             self._command_pub = self.create_publisher(JointState, "joint_commands", 10)
         else:
@@ -128,8 +137,27 @@ class PlannerNode(Node):
         with self._lock:
             if len(self._frames) == self._frames.maxlen:
                 self._counts["dropped.frame_queue_full"] += 1
-            self._frames.append((rgb, self._in_force.copy(), stamp_to_ns(msg.header.stamp)))
+            self._frames.append((rgb, self._in_force.copy(), stamp_to_ns(msg.header.stamp), self._state))
             self._lock.notify()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        """The model's joints' positions by name; a message without them all (or not finite) is dropped."""
+        index = {name: i for i, name in enumerate(msg.name)}
+        names = self.model.info.joint_names
+        try:
+            positions = np.array([msg.position[index[n]] for n in names], np.float32)
+        except (KeyError, IndexError):
+            positions = None
+        if positions is None or not np.all(np.isfinite(positions)):
+            with self._lock:
+                self._counts["rejected.joint_state"] += 1
+            self.get_logger().warning(
+                truncate_for_log(f"dropped a JointState: expected finite positions of {list(names)}"),
+                throttle_duration_sec=5.0,
+            )
+            return
+        with self._lock:
+            self._state = positions
 
     def _on_goal(self, msg: Image) -> None:
         rgb = self._rgb(msg, "goal")
@@ -172,8 +200,8 @@ class PlannerNode(Node):
                 goal, changed = self._goal, self._goal_changed
                 self._goal_changed = False
             try:
-                for rgb, command, _ in frames:
-                    self.loop.observe(rgb, command)
+                for rgb, command, _, state in frames:
+                    self.loop.observe(rgb, command, state)
                 if changed:
                     self.loop.new_goal()
                 started = time.perf_counter()
