@@ -4,11 +4,9 @@ predictions of the next frames.
 A managed (lifecycle) node: ``configure`` loads the model and starts a ``StreamSession``
 (``runtime/session.py``: queue, worker, decimation, accounting, statistics); ``activate`` creates the
 subscriptions and enables the publishers; ``deactivate`` removes the subscriptions and clears the
-causal state; ``cleanup`` releases the model. ``autostart`` (default) configures and activates at
-start. The callbacks only convert, validate and hand over: messages in, numpy into the session,
-each ``Prediction`` out as ``PredictedFrames`` (``ros/messages.py``); threads: docs/node.md. Data
-stamps are copied from the image (never ``now()``); the node clock (``use_sim_time`` honoured) is
-only used for latency, stamp ages and unstamped Twist commands.
+causal state; ``cleanup`` releases the model (``autostart``, the default, does the first two at start).
+Callbacks only convert, validate and hand over; each ``Prediction`` goes out as ``PredictedFrames``
+(``ros/messages.py``); threads: docs/node.md. Data stamps are copied from the image, never ``now()``.
 """
 
 from __future__ import annotations
@@ -240,14 +238,13 @@ class WorldModelNode(LifecycleNode):
         self.session.submit_command(stamp_ns, command)
 
     def _on_plan(self, msg: JointTrajectory) -> None:
+        joints, limit = self.joint_order or (), self.settings.max_command_magnitude
         try:
-            offsets, commands = trajectory_to_plan(
-                msg, self.modality, self.joint_order or (), self.settings.max_command_magnitude
-            )
+            offsets, planned = trajectory_to_plan(msg, self.modality, joints, limit)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
-        self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, commands)
+        self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, planned)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
