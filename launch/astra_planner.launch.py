@@ -3,7 +3,10 @@
     ros2 launch astra_ros astra_planner.launch.py image:=/camera/image_raw goal_image:=/goal \
         joint_commands:=/joint_commands model_path:=/path/to/model.onnx
 
-Each argument's default equals the YAML value; arguments override it.
+Rendered from PARAMETERS in astra_ros/ros/planner_settings.py
+by `python -m astra_ros.ros.parameter_files --write` (do not edit by hand). Each parameter argument's default
+equals the YAML value, so a launch without arguments runs the YAML as is; arguments override it
+(later entries in ``parameters`` win).
 """
 
 # ruff: noqa: I001  (the local launch/ folder makes ruff take the ROS `launch` package for first-party)
@@ -27,19 +30,69 @@ def generate_launch_description():
             description="YAML with an astra_planner: ros__parameters: block",
         ),
         DeclareLaunchArgument(
-            "model_path", default_value="engines/astra_small.onnx", description="World model"
+            "model_path",
+            default_value="engines/astra_small.onnx",
+            description="World model file, or 'copy_last'.",
         ),
-        DeclareLaunchArgument("method", default_value="mppi", description="cem | mppi"),
-        DeclareLaunchArgument("cost", default_value="mse", description="mse | edge"),
-        DeclareLaunchArgument("candidates", default_value="64", description="Candidates per iteration"),
-        DeclareLaunchArgument("horizon", default_value="8", description="Planned frames"),
-        DeclareLaunchArgument("max_velocity", default_value="2.0", description="Command bound per component"),
-        DeclareLaunchArgument("control_rate", default_value="0.0", description="Hz (0 = the model's rate)"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="Use /clock"),
-        DeclareLaunchArgument("image", default_value="image", description="Camera image topic"),
-        DeclareLaunchArgument("goal_image", default_value="goal_image", description="Goal image topic"),
-        DeclareLaunchArgument("joint_commands", default_value="joint_commands", description="JointState out"),
-        DeclareLaunchArgument("cmd_vel", default_value="cmd_vel", description="Twist out (twist models)"),
+        DeclareLaunchArgument(
+            "method",
+            default_value="mppi",
+            description="Planner. Allowed: cem | mppi.",
+        ),
+        DeclareLaunchArgument(
+            "cost",
+            default_value="mse",
+            description="Cost of the predicted frames against the goal. Allowed: edge | mse.",
+        ),
+        DeclareLaunchArgument(
+            "candidates",
+            default_value="64",
+            description="Command sequences per planning iteration. Allowed: [1, 4096].",
+        ),
+        DeclareLaunchArgument(
+            "horizon",
+            default_value="8",
+            description="Planned frames (one command each). Allowed: [1, 64].",
+        ),
+        DeclareLaunchArgument(
+            "max_velocity",
+            default_value="2.0",
+            description="Command bound: |command| <= this, per component (rad/s for "
+            "joint_velocity models; m/s and rad/s for twist models). Allowed: "
+            "[1e-06, 1000000].",
+        ),
+        DeclareLaunchArgument(
+            "control_rate",
+            default_value="0.0",
+            description="Command publish rate in Hz (0 = the model's frame rate). Allowed: "
+            "[0, 1000].",
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time",
+            default_value="false",
+            description="Run the control timer on /clock and stamp commands with it (true "
+            "with `ros2 bag play --clock`).",
+        ),
+        DeclareLaunchArgument(
+            "image",
+            default_value="image",
+            description="Camera image topic",
+        ),
+        DeclareLaunchArgument(
+            "goal_image",
+            default_value="goal_image",
+            description="Goal image topic",
+        ),
+        DeclareLaunchArgument(
+            "joint_commands",
+            default_value="joint_commands",
+            description="JointState commands out (joint_velocity models)",
+        ),
+        DeclareLaunchArgument(
+            "cmd_vel",
+            default_value="cmd_vel",
+            description="Twist commands out (twist models)",
+        ),
     ]
     node = Node(
         package="astra_ros",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from astra_ros.ros.settings import SPECS, Settings
+from astra_ros.ros.settings import SPECS, Settings, load_world_model
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.session import SessionConfig
 
@@ -23,8 +23,6 @@ COPY_LAST_JOINTS = [f"joint_{i}" for i in range(7)]
 
 def session_config(**params: Any) -> tuple[WorldModelBackend, SessionConfig]:
     """A copy-last backend and the session config of the node's ``Settings`` with ``params``."""
-    from astra_ros.ros.node import load_world_model
-
     settings = Settings.from_values({"model_path": "copy_last", "joint_names": COPY_LAST_JOINTS, **params})
     return load_world_model(settings), SessionConfig.from_settings(settings)
 

@@ -13,12 +13,12 @@ from sensor_msgs.msg import CompressedImage
 from astra_ros.data import compressed
 from astra_ros.data.compressed import (
     CompressedImageError,
-    camera_like_frame,
     compressed_to_rgb,
     encode_rgb,
     image_header,
     parse_format,
 )
+from astra_ros.data.compressed_bench import camera_like_frame
 from astra_ros.data.images import ImageFormatError
 
 FRAME = camera_like_frame(120, 160)

@@ -9,6 +9,7 @@ from astra_ros.ros.input_limits import (
     MAX_FRAME_ID_LENGTH,
     InputError,
     JumpConfirmation,
+    ThrottledLog,
     check_frame_id,
     check_names,
     check_stamp_ns,
@@ -30,6 +31,40 @@ def test_truncate_for_log_bounds_any_text():
     assert truncate_for_log("short", 10) == "short"
     cut = truncate_for_log("x" * 339_000, 300)
     assert len(cut) <= 300 and cut.endswith("more characters]") and "338" in cut
+
+
+def test_throttled_log_lines_pass_once_per_period_per_key():
+    lines, now, period = [], [100.0], [10.0]
+
+    class Logger:
+        def info(self, text):
+            lines.append(("info", text))
+
+        def warning(self, text):
+            lines.append(("warning", text))
+
+        def error(self, text):
+            lines.append(("error", text))
+
+    log = ThrottledLog(Logger(), lambda: period[0], clock=lambda: now[0])
+    for _ in range(3):
+        log("warning", "bad image", True, "rejected.image_encoding")
+        log("warning", "bad command", True, "rejected.command_magnitude")
+        log("info", "always", False)
+    assert lines == [
+        ("warning", "bad image"),
+        ("warning", "bad command"),
+        ("info", "always"),
+        ("info", "always"),
+        ("info", "always"),
+    ]
+    now[0] += 9.9
+    log("warning", "bad image", True, "rejected.image_encoding")
+    period[0] = 5.0  # a live log_throttle_period change applies to the next line
+    log("error", "worker failed", True)
+    log("error", "worker failed", True)  # the key defaults to the level
+    log("warning", "bad command", True, "rejected.command_magnitude")
+    assert lines[5:] == [("error", "worker failed"), ("warning", "bad command")]
 
 
 def test_stamps_must_fit_int32_with_the_reserve_and_not_lead_the_clock():

@@ -317,3 +317,25 @@ def test_joint_position_keeps_the_shipped_models_modality_ids_and_tables():
     values, mask = pack_actions(np.full(3, 0.01), "joint_position", AstraConfig.preset("tiny"))
     np.testing.assert_allclose(values[:3], 0.01 * JOINT_POSITION_SCALE)
     assert mask.sum() == 3
+
+
+def test_shipped_fp16_checkpoint_is_half_the_size_and_loads_back_to_float32(tmp_path):
+    from astra_ros.model.checkpoint import main
+
+    torch.manual_seed(0)
+    cfg = AstraConfig.preset("tiny")
+    model = AstraWorldModel(cfg)
+    full = tmp_path / "full.pt"
+    save_checkpoint(full, Checkpoint(cfg, model.state_dict(), {"joint_names": ["a"]}, optimizer={"x": 1}))
+    main([str(full), str(tmp_path / "half.pt"), "--fp16"])
+    half = load_checkpoint(tmp_path / "half.pt")
+    assert (
+        half.optimizer is None
+        and half.meta["weights_dtype"] == "float16"
+        and half.meta["joint_names"] == ["a"]
+    )
+    assert (tmp_path / "half.pt").stat().st_size < 0.6 * full.stat().st_size
+    rebuilt = half.build_model()
+    assert all(p.dtype == torch.float32 for p in rebuilt.parameters())
+    for name, p in rebuilt.state_dict().items():
+        assert torch.allclose(p, model.state_dict()[name], rtol=1e-3, atol=1e-4), name

@@ -26,7 +26,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from astra_ros.data.compressed import camera_like_frame, compressed_to_rgb, encode_rgb  # noqa: E402
+from astra_ros.data.compressed import compressed_to_rgb, encode_rgb  # noqa: E402
+from astra_ros.data.compressed_bench import camera_like_frame  # noqa: E402
 from astra_ros.data.images import resize_to_model  # noqa: E402
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
 from astra_ros.srv import Imagine  # noqa: E402

@@ -52,3 +52,35 @@ def test_yaml_launch_and_doc_carry_every_parameter_and_its_default():
     assert {"model_path", "backend", "horizon", "prediction_rate", "use_sim_time"} <= {
         p.name for p in specs if p.launch
     }
+
+
+def test_planner_settings_yaml_and_launch_follow_its_parameters():
+    from astra_ros.ros import planner_settings
+    from astra_ros.ros.parameter_files import PLANNER, render_yaml
+
+    assert [(f.name, f.type) for f in fields(planner_settings.PlannerSettings)] == [
+        (p.name, ANNOTATIONS[type(p.default)]) for p in planner_settings.PARAMETERS
+    ]
+    assert {PLANNER.yaml_path, PLANNER.launch_path} <= set(RENDERERS)
+    params = yaml.safe_load((REPO / "config/astra_planner.yaml").read_text())
+    specs = planner_settings.PARAMETERS + planner_settings.BUILTINS
+    assert params["astra_planner"]["ros__parameters"] == {p.name: p.default for p in specs}
+    assert render_yaml(PLANNER) == (REPO / PLANNER.yaml_path).read_text()
+    launch, doc = render_launch(PLANNER), render_markdown().split("# Parameters of astra_planner")[1]
+    for spec in specs:
+        assert f"| `{spec.name}` |" in doc
+        assert (f'"{spec.name}": LaunchConfiguration("{spec.name}")' in launch) == spec.launch, spec.name
+    assert 'executable="astra_planner"' in launch
+    assert '("goal_image", LaunchConfiguration("goal_image"))' in launch
+
+
+def test_a_stale_planner_file_is_found(tmp_path):
+    from astra_ros.ros.parameter_files import PLANNER
+
+    for path in RENDERERS:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / path, tmp_path / path)
+    launch = tmp_path / PLANNER.launch_path
+    launch.write_text(launch.read_text().replace('default_value="64"', 'default_value="32"'))
+    (tmp_path / PLANNER.yaml_path).unlink()
+    assert stale_files(tmp_path) == [PLANNER.yaml_path, PLANNER.launch_path]

@@ -237,7 +237,7 @@ def test_imports_stay_torch_free():
 
 
 def test_inference_threads_reach_the_onnxruntime_session():
-    from astra_ros.ros.node import load_world_model
+    from astra_ros.ros.settings import load_world_model
 
     one = load_world_model(Settings.from_values({"inference_threads": 1}))
     assert one.session.get_session_options().intra_op_num_threads == 1

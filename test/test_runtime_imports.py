@@ -1,5 +1,5 @@
-"""The runtime's module graph: every module imports on its own, and no import (deferred ones inside
-functions included) closes a cycle."""
+"""The module graph: every runtime module imports on its own, and no import (deferred ones inside
+functions included) closes a cycle, in the runtime or anywhere in the package."""
 
 from __future__ import annotations
 
@@ -13,6 +13,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "astra_ros"
 RUNTIME_MODULES = sorted(f"astra_ros.runtime.{p.stem}" for p in (PACKAGE / "runtime").glob("*.py"))
+PACKAGE_MODULES = sorted(
+    ".".join(p.relative_to(REPO).with_suffix("").parts)
+    for p in PACKAGE.rglob("*.py")
+    if p.name != "__init__.py"
+)
 
 
 def module_path(name: str) -> Path | None:
@@ -75,6 +80,12 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_runtime_module_graph_has_no_cycle():
     assert find_cycle(import_graph(RUNTIME_MODULES)) is None
+
+
+def test_the_package_module_graph_has_no_cycle():
+    graph = import_graph(PACKAGE_MODULES)
+    assert {"astra_ros.ros.node", "astra_ros.data.images", "astra_ros.bench"} <= set(graph)
+    assert find_cycle(graph) is None
 
 
 def test_the_cycle_finder_sees_a_deferred_cycle():

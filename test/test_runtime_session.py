@@ -244,6 +244,87 @@ def test_each_frame_gets_the_newest_joint_state_at_or_before_its_stamp_within_th
     assert rec.counts()["count.states"] == 2
 
 
+def test_joint_position_targets_reach_the_backend_relative_to_the_paired_state():
+    rec = Recorder(command_modality="joint_position", stale_command_policy="hold")
+    ingested, predicted = [], []
+    backend = rec.session.backend
+    ingest, predict = backend.ingest, backend.predict
+    backend.ingest = lambda frame, action, *a: ingested.append(action.copy()) or ingest(frame, action, *a)
+    backend.predict = lambda actions, *a, **k: predicted.append(actions.copy()) or predict(actions, *a, **k)
+    session = rec.session
+    try:
+        image = np.zeros((64, 64, 3), np.uint8)
+        assert session.submit(image, BASE) == "dropped"  # no target yet: not a zero target
+        session.submit_command(BASE, np.full(WIDTH, 1.0, np.float32))
+        assert session.submit(image, BASE + PERIOD) == "dropped"  # no robot state
+        counts = rec.counts()
+        assert counts["dropped.missing_command"] == 1 and counts["dropped.missing_state"] == 1
+        for i in range(2, 6):  # target i and state i at image i: the interval to image i holds target i-1
+            stamp = BASE + i * PERIOD
+            session.submit_command(stamp, np.full(WIDTH, 1.0 + i, np.float32))
+            session.submit_state(stamp, np.full(WIDTH, 0.1 * i, np.float32))
+            assert session.submit(image, stamp) == "queued"
+            assert session.wait_idle(10)
+        # first frame after the reset: the target in force at it minus its state; then target i-1 - state i-1
+        np.testing.assert_allclose([a[0] for a in ingested], [3.0 - 0.2, 3.0 - 0.2, 4.0 - 0.3, 5.0 - 0.4])
+        last = rec.predictions[-1]
+        np.testing.assert_allclose(last.actions, 6.0)  # published: the absolute target held
+        np.testing.assert_allclose(predicted[-1][0, :, 0], [6.0 - 0.5, 0.0, 0.0])  # held: no further motion
+
+        candidates = np.stack([np.full((2, WIDTH), 5.5, np.float32), np.full((2, WIDTH), 7.0, np.float32)])
+        candidates[1, 1] = 8.0
+        session.imagine(candidates, "joint_position")
+        np.testing.assert_allclose(predicted[-1][:, :, 0], [[5.0, 0.0], [6.5, 1.0]])
+    finally:
+        session.close()
+
+
+def test_a_dropped_joint_position_frame_hands_its_start_state_on_and_imagine_needs_a_state():
+    rec = Recorder(command_modality="joint_position", stale_command_policy="hold", ingest_queue_size=1)
+    try:
+        with rec.session._backend_lock:  # the worker is held: the queue overflows
+            for i in range(3):
+                stamp = BASE + i * PERIOD
+                rec.session.submit_command(stamp, np.full(WIDTH, 1.0 + i, np.float32))
+                rec.session.submit_state(stamp, np.full(WIDTH, 0.1 * i, np.float32))
+                rec.session.submit(np.zeros((64, 64, 3), np.uint8), stamp)
+            (heir,) = rec.session._queue
+        # frames 1 and 2 merged into one interval [0, 2): mean target 1.5, relative to state 0
+        assert heir.interval_ns == 2 * PERIOD and np.allclose(heir.model_command(), 1.5 - 0.0)
+    finally:
+        rec.session.close()
+    rec = Recorder()  # joint_velocity, no states
+    try:
+        rec.feed(0, 3)
+        with pytest.raises(ImagineRefused, match="joint_position targets need the robot state"):
+            rec.session.imagine(np.zeros((1, 2, WIDTH), np.float32), "joint_position")
+        assert rec.counts()["rejected.imagine_missing_state"] == 1
+    finally:
+        rec.session.close()
+
+
+def test_planned_joint_position_targets_become_steps_from_the_state_then_from_each_target():
+    position = {"command_modality": "joint_position", "stale_command_policy": "hold"}
+    rec = Recorder(future_command_policy="planned", **position)
+    predicted, backend = [], rec.session.backend
+    predict = backend.predict
+    backend.predict = lambda actions, *a, **k: predicted.append(actions.copy()) or predict(actions, *a, **k)
+    try:
+        targets = np.array([[1.0], [1.5], [1.25]], np.float32).repeat(WIDTH, axis=1)
+        rec.session.submit_plan(0, [0, PERIOD, 2 * PERIOD], targets)  # 0: from each frame, one per step
+        for i in range(3):
+            stamp = BASE + i * PERIOD
+            rec.session.submit_command(stamp, np.full(WIDTH, 0.5, np.float32))
+            rec.session.submit_state(stamp, np.full(WIDTH, 0.25, np.float32))
+            rec.session.submit(np.zeros((64, 64, 3), np.uint8), stamp)
+            assert rec.session.wait_idle(10)
+        last = rec.predictions[-1]
+        assert last.policy == "planned" and np.allclose(last.actions[:, 0], [1.0, 1.5, 1.25])
+        np.testing.assert_allclose(predicted[-1][0, :, 0], [1.0 - 0.25, 0.5, -0.25])
+    finally:
+        rec.session.close()
+
+
 class GatedBackend(StreamingBackend):
     """A model-free StreamingBackend (a step outputs zeros) whose Imagine steps (batch > 1) stop at
     ``gate`` twice at the start of each predicted frame: once to say that the Imagine holds the

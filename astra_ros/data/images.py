@@ -31,19 +31,14 @@ from rosbags.image import image_to_cvimage as _rb_image_to_cvimage
 from rosbags.image.image import convert_color as _rb_convert_color
 from rosbags.image.image import to_cvtype as _rb_to_cvtype
 
+from astra_ros.data.compressed import MAX_PIXELS, compressed_to_rgb
+from astra_ros.data.image_errors import ImageFormatError
+
 __all__ = ["ImageFormatError", "image_message_to_rgb", "resize_to_model"]
 
 
 YUV422_ENCODINGS = ("uyvy", "yuv422", "yuyv", "yuv422_yuy2")  # two pixels share one U and V: even width
 NV_ENCODINGS = ("nv12", "nv21")  # 4:2:0, a half-height UV plane: even width and height
-
-
-class ImageFormatError(ValueError):
-    """An image message that cannot be converted to RGB; ``reason`` is the counter key."""
-
-    def __init__(self, message: str, reason: str = "image_encoding"):
-        super().__init__(message)
-        self.reason = reason
 
 
 def _is_compressed(msg: Any) -> bool:
@@ -101,8 +96,6 @@ def _check_pixels(height: int, width: int, max_pixels: int | None, what: str) ->
 
 def _compressed_to_rgb(msg: Any, max_pixels: int | None) -> np.ndarray:
     """One CompressedImage decoder for bags and the node: ``astra_ros.data.compressed``."""
-    from astra_ros.data.compressed import MAX_PIXELS, compressed_to_rgb  # it imports this module
-
     return compressed_to_rgb(msg, MAX_PIXELS if max_pixels is None else max_pixels)
 
 

@@ -1,7 +1,12 @@
-"""Single-file checkpoints: config, weights, optional optimizer state and training metadata."""
+"""Single-file checkpoints: config, weights, optional optimizer state and training metadata.
+
+``python -m astra_ros.model.checkpoint IN OUT --fp16`` writes the file to ship: the weights only,
+stored in float16 (half the size; loading casts them back to float32, which the model computes in).
+"""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,3 +75,26 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(
         config, payload["model"], payload.get("meta") or {}, payload.get("optimizer"), payload.get("trainer")
     )
+
+
+def shipped(checkpoint: Checkpoint, fp16: bool) -> Checkpoint:
+    """The weights and metadata only (no optimizer or trainer state), optionally stored in float16."""
+    weights = {k: v.half() if fp16 and v.is_floating_point() else v for k, v in checkpoint.model.items()}
+    meta = {**checkpoint.meta, "weights_dtype": "float16" if fp16 else "float32"}
+    return Checkpoint(checkpoint.config, weights, meta)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write a checkpoint's weights as the file to ship.")
+    parser.add_argument("checkpoint", help="input .pt (a run's model.pt or checkpoint.pt)")
+    parser.add_argument("out", help="output .pt")
+    parser.add_argument("--fp16", action="store_true", help="store the weights in float16")
+    args = parser.parse_args(argv)
+    try:
+        save_checkpoint(args.out, shipped(load_checkpoint(args.checkpoint), args.fp16))
+    except CheckpointError as err:
+        parser.exit(1, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,7 @@ QUICK = dict(goals=2, candidates=6, horizon=3, execute=2, frames=4, context=2)
 class Goal:
     frames: np.ndarray  # (context, S, S, 3) history, the last one at the start state
     past: np.ndarray  # (context - 1, 7) per-frame actions between the history frames
+    positions: np.ndarray  # (context, 7) joint positions at the history frames
     start: SimState
     goal_frame: np.ndarray  # (S, S, 3)
     goal_ee: np.ndarray  # (3,)
@@ -84,6 +85,7 @@ def make_goals(
             Goal(
                 np.stack(images[:context]),
                 np.asarray(actions[: context - 1], np.float32),
+                np.stack([s.positions for s in states[:context]]),
                 states[start],
                 images[end],
                 ee[end],
@@ -119,7 +121,8 @@ def run_episode(
     if model is not None:
         model.reset()
         for i, frame in enumerate(goal.frames):
-            model.ingest(frame, goal.past[i - 1] if i else np.zeros(len(KUKA_VMAX), np.float32), MODALITY)
+            command = goal.past[i - 1] if i else np.zeros(len(KUKA_VMAX), np.float32)
+            model.ingest(frame, command, MODALITY, goal.positions[i] if model.info.state_dim else None)
         if isinstance(model, SimulatorModel):
             model.sync(env.state())
         planner.reset(previous=goal.past[-1] if len(goal.past) else None)
@@ -140,7 +143,9 @@ def run_episode(
         for command in commands[:run]:
             env.step(command, env.frame_period)
             if model is not None:
-                model.ingest(env.render(), command, MODALITY)
+                model.ingest(
+                    env.render(), command, MODALITY, env.state().positions if model.info.state_dim else None
+                )
         if isinstance(model, SimulatorModel):
             model.sync(env.state())
         if planner is not None:

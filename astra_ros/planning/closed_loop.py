@@ -34,9 +34,10 @@ class ClosedLoop:
         self.current = None
         self.planner.reset()
 
-    def observe(self, frame: np.ndarray, command_before: np.ndarray) -> None:
-        """Ingest ``frame`` with the command in force from the previous frame to it."""
-        self.planner.model.ingest(frame, command_before, self.planner.modality)
+    def observe(self, frame: np.ndarray, command_before: np.ndarray, state: np.ndarray | None = None) -> None:
+        """Ingest ``frame`` with the command in force from the previous frame to it and the joint
+        positions measured at it (None: unknown)."""
+        self.planner.model.ingest(frame, command_before, self.planner.modality, state)
 
     def replan(self, goal: np.ndarray, stamp_ns: int) -> Plan | None:
         """Plan from the newest observed frame (stamped ``stamp_ns``); None while the model holds

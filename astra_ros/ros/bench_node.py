@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from astra_ros.ros.conversions import command_width
-from astra_ros.ros.node import load_world_model
-from astra_ros.ros.settings import SPECS, Settings
+from astra_ros.ros.settings import SPECS, Settings, load_world_model
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.session import Prediction, SessionConfig, StreamSession
 

@@ -3,6 +3,8 @@
 Every time is an integer of nanoseconds. ``InputError`` carries the diagnostics counter key
 (``rejected.<reason>``); the node drops the message, counts it and logs it throttled.
 
+``ThrottledLog`` bounds the rate of log lines: the session's rejections are logged throttled.
+
 Image timeline jumps (a forward gap or a backwards jump larger than ``max_image_gap``) reset
 the causal state, so one stray frame must not be able to cause one: ``JumpConfirmation`` takes a
 jump only when ``JUMP_CONFIRM_FRAMES`` frames in a row lie on the new timeline (each within
@@ -13,6 +15,11 @@ another clock, interleaved with the real one, is rejected frame by frame and nev
 """
 
 from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
 
 INT32_MAX_NS = (2**31 - 1) * 1_000_000_000 + 999_999_999
 """The newest stamp a ``builtin_interfaces/Time`` (int32 seconds) can hold."""
@@ -40,6 +47,29 @@ def truncate_for_log(text: str, limit: int = LOG_LIMIT) -> str:
     return text[: max(limit - len(tail), 0)] + tail
 
 
+class ThrottledLog:
+    """The session's ``log(level, text, throttled, key)`` on a logger (rclpy's, or any with
+    ``info`` / ``warning`` / ``error``): throttled lines of one ``key`` (default: the level) at most
+    once per ``period()`` seconds (rclpy's own throttle cannot change its period between calls)."""
+
+    def __init__(self, logger: Any, period: Callable[[], float], clock: Callable[[], float] = time.monotonic):
+        self._logger, self._period, self._clock = logger, period, clock
+        self._logged_at: dict[str, float] = {}
+
+    def __call__(self, level: str, text: str, throttled: bool, key: str = "") -> None:
+        if throttled:
+            key, now = key or level, self._clock()
+            if now - self._logged_at.get(key, -math.inf) < self._period():
+                return
+            self._logged_at[key] = now
+        if level == "error":  # rclpy ties a severity to each call site: one line per level
+            self._logger.error(text)
+        elif level == "warning":
+            self._logger.warning(text)
+        else:
+            self._logger.info(text)
+
+
 def check_stamp_ns(
     stamp_ns: int, what: str, now_ns: int, future_tolerance_ns: int, reserve_ns: int = 0
 ) -> int:
@@ -62,6 +92,15 @@ def check_stamp_ns(
             f"expected at most future_stamp_tolerance={future_tolerance_ns / 1e9:g} s",
         )
     return stamp_ns
+
+
+def stamp_reserve_ns(
+    imagine_max_horizon: int, max_image_gap: float, frame_period: float, model_frame_period: float
+) -> int:
+    """How far past an image the stamps derived from it reach: predicted stamps go
+    ``imagine_max_horizon + 1`` model steps ahead, and a step is at most the larger of
+    ``max_image_gap`` (else the timeline resets) and the frame period (counted as at least 1 s)."""
+    return int((imagine_max_horizon + 1) * max(max_image_gap, frame_period, model_frame_period, 1.0) * 1e9)
 
 
 def check_frame_id(frame_id: str, what: str) -> str:

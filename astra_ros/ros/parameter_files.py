@@ -1,7 +1,8 @@
-"""The files that follow from ``settings.PARAMETERS``: the shipped YAML, the world-model launch file
-and docs/parameters.md.
+"""The files that follow from the nodes' parameter specs (``settings.PARAMETERS`` of the world-model
+node, ``planner_settings.PARAMETERS`` of the planner): each node's shipped YAML and launch file, and
+docs/parameters.md.
 
-    python -m astra_ros.ros.parameter_files --write   # regenerate all three after changing PARAMETERS
+    python -m astra_ros.ros.parameter_files --write   # regenerate them after changing a PARAMETERS
     python -m astra_ros.ros.parameter_files --check   # exit 1 naming the stale files (also a test)
 """
 
@@ -10,23 +11,69 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from astra_ros.ros import planner_settings
 from astra_ros.ros.settings import BUILTINS, PARAMETERS, ParamSpec
 
 REPO = Path(__file__).resolve().parents[2]
-YAML_PATH = Path("config/astra_world_model.yaml")
-LAUNCH_PATH = Path("launch/astra_world_model.launch.py")
 MARKDOWN_PATH = Path("docs/parameters.md")
 REGENERATE = "python -m astra_ros.ros.parameter_files --write"
-SPECS = PARAMETERS + BUILTINS
-TOPICS = {  # remappable topics of the node: launch argument -> description
-    "image": "Camera image topic",
-    "joint_commands": "JointState commands",
-    "cmd_vel": "Twist / TwistStamped commands",
-    "planned_commands": "JointTrajectory of planned commands",
-}
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    """One node's parameter spec and what its YAML and launch file say around it."""
+
+    name: str  # node and executable
+    source: str  # the module with its PARAMETERS
+    specs: tuple[ParamSpec, ...]  # PARAMETERS, then rclpy's BUILTINS
+    topics: dict[str, str]  # remappable topics: launch argument -> description
+    starts: tuple[str, ...]  # the YAML's "Start with" commands
+    usage: str  # the launch file's example command line
+
+    @property
+    def yaml_path(self) -> Path:
+        return Path(f"config/{self.name}.yaml")
+
+    @property
+    def launch_path(self) -> Path:
+        return Path(f"launch/{self.name}.launch.py")
+
+
+WORLD_MODEL = NodeFiles(
+    name="astra_world_model",
+    source="astra_ros/ros/settings.py",
+    specs=PARAMETERS + BUILTINS,
+    topics={
+        "image": "Camera image topic",
+        "joint_commands": "Joint commands (JointState, Float64MultiArray or JointTrajectory)",
+        "cmd_vel": "Twist / TwistStamped commands",
+        "planned_commands": "JointTrajectory of planned commands",
+    },
+    starts=(
+        "astra-ros-run --params config/astra_world_model.yaml",
+        "ros2 launch astra_ros astra_world_model.launch.py",
+    ),
+    usage="namespace:=robot image:=/camera/image_raw \\\n"
+    "        model_path:=/path/to/model.onnx use_sim_time:=true",
+)
+PLANNER = NodeFiles(
+    name="astra_planner",
+    source="astra_ros/ros/planner_settings.py",
+    specs=planner_settings.PARAMETERS + planner_settings.BUILTINS,
+    topics={
+        "image": "Camera image topic",
+        "goal_image": "Goal image topic",
+        "joint_commands": "JointState commands out (joint_velocity models)",
+        "cmd_vel": "Twist commands out (twist models)",
+    },
+    starts=("ros2 launch astra_ros astra_planner.launch.py",),
+    usage="image:=/camera/image_raw goal_image:=/goal \\\n"
+    "        joint_commands:=/joint_commands model_path:=/path/to/model.onnx",
+)
 
 
 def _number(value: float) -> str:
@@ -56,17 +103,18 @@ def launch_default(spec: ParamSpec) -> str:
     return spec.default if isinstance(spec.default, str) else yaml_value(spec.default)
 
 
-def render_yaml() -> str:
+def render_yaml(node: NodeFiles = WORLD_MODEL) -> str:
+    first, *others = node.starts
     lines = [
-        "# Parameters of the astra_world_model node, rendered from PARAMETERS in",
-        f"# astra_ros/ros/settings.py by `{REGENERATE}`",
+        f"# Parameters of the {node.name} node, rendered from PARAMETERS in",
+        f"# {node.source} by `{REGENERATE}`",
         "# (do not edit by hand; docs/parameters.md explains each).",
-        "# Start with:  astra-ros-run --params config/astra_world_model.yaml",
-        "#         or:  ros2 launch astra_ros astra_world_model.launch.py",
-        "astra_world_model:",
+        f"# Start with:  {first}",
+        *(f"#         or:  {command}" for command in others),
+        f"{node.name}:",
         "  ros__parameters:",
     ]
-    for spec in SPECS:
+    for spec in node.specs:
         comment = f"  # {allowed(spec)}" if allowed(spec) else ""
         lines.append(f"    {spec.name}: {yaml_value(spec.default)}{comment}")
     return "\n".join(lines) + "\n"
@@ -91,14 +139,14 @@ def _argument(name: str, default: str, description: str) -> list[str]:
     return ["        DeclareLaunchArgument(", *body, *described[:-1], described[-1] + ",", "        ),"]
 
 
-LAUNCH_HEAD = '''"""Launch the astra_world_model node with config/astra_world_model.yaml.
+LAUNCH_HEAD = '''"""Launch the {name} node with config/{name}.yaml.
 
-    ros2 launch astra_ros astra_world_model.launch.py namespace:=robot image:=/camera/image_raw \\
-        model_path:=/path/to/model.onnx use_sim_time:=true
+    ros2 launch astra_ros {name}.launch.py {usage}
 
-Rendered from PARAMETERS in astra_ros/ros/settings.py by `{regenerate}`
-(do not edit by hand). Each parameter argument's default equals the YAML value, so a launch without
-arguments runs the YAML as is; arguments override it (later entries in ``parameters`` win).
+Rendered from PARAMETERS in {source}
+by `{regenerate}` (do not edit by hand). Each parameter argument's default
+equals the YAML value, so a launch without arguments runs the YAML as is; arguments override it
+(later entries in ``parameters`` win).
 """
 
 # ruff: noqa: I001  (the local launch/ folder makes ruff take the ROS `launch` package for first-party)
@@ -117,17 +165,17 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "params_file",
             default_value=PathJoinSubstitution(
-                [FindPackageShare("astra_ros"), "config", "astra_world_model.yaml"]
+                [FindPackageShare("astra_ros"), "config", "{name}.yaml"]
             ),
-            description="YAML with an astra_world_model: ros__parameters: block",
+            description="YAML with an {name}: ros__parameters: block",
         ),
 '''
 
 LAUNCH_TAIL = '''    ]
     node = Node(
         package="astra_ros",
-        executable="astra_world_model",
-        name="astra_world_model",
+        executable="{name}",
+        name="{name}",
         namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[
@@ -148,18 +196,36 @@ def _described(spec: ParamSpec) -> str:
     return f"{spec.description} Allowed: {allowed(spec)}." if allowed(spec) else spec.description
 
 
-def render_launch() -> str:
-    launched = [spec for spec in SPECS if spec.launch]
+def render_launch(node: NodeFiles = WORLD_MODEL) -> str:
+    launched = [spec for spec in node.specs if spec.launch]
     arguments = [line for s in launched for line in _argument(s.name, launch_default(s), _described(s))]
-    arguments += [line for topic, text in TOPICS.items() for line in _argument(topic, topic, text)]
+    arguments += [line for topic, text in node.topics.items() for line in _argument(topic, topic, text)]
     parameters = "\n".join(f'                "{s.name}": LaunchConfiguration("{s.name}"),' for s in launched)
-    remappings = "\n".join(f'            ("{topic}", LaunchConfiguration("{topic}")),' for topic in TOPICS)
-    return (
-        LAUNCH_HEAD.format(regenerate=REGENERATE)
-        + "\n".join(arguments)
-        + "\n"
-        + LAUNCH_TAIL.format(parameters=parameters, remappings=remappings)
-    )
+    remappings = "\n".join(f'            ("{t}", LaunchConfiguration("{t}")),' for t in node.topics)
+    head = LAUNCH_HEAD.format(name=node.name, usage=node.usage, source=node.source, regenerate=REGENERATE)
+    tail = LAUNCH_TAIL.format(name=node.name, parameters=parameters, remappings=remappings)
+    return head + "\n".join(arguments) + "\n" + tail
+
+
+def _table(specs: tuple[ParamSpec, ...]) -> list[str]:
+    lines = [
+        "| name | type | default | allowed | live | launch | description |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    types = {bool: "bool", int: "int", float: "float", str: "string", list: "string[]"}
+    for spec in specs:
+        default = yaml_value(spec.default)
+        row = [
+            f"`{spec.name}`",
+            types[type(spec.default)],
+            f"`{default}`",
+            allowed(spec).replace("|", "\\|"),
+            "" if spec.read_only else "yes",
+            "yes" if spec.launch else "",
+            spec.description.replace("|", "\\|"),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 def render_markdown() -> str:
@@ -173,26 +239,27 @@ def render_markdown() -> str:
         "(`astra-ros-run --params ...`), with `-p name:=value`, or, for those marked *launch*, as",
         "arguments of `ros2 launch astra_ros astra_world_model.launch.py`.",
         "",
-        "| name | type | default | allowed | live | launch | description |",
-        "|---|---|---|---|---|---|---|",
+        *_table(WORLD_MODEL.specs),
+        "",
+        "# Parameters of astra_planner",
+        "",
+        f"Rendered from `PARAMETERS` in `{PLANNER.source}` by `{REGENERATE}`;",
+        "do not edit by hand. All are read at start. Set them in `config/astra_planner.yaml`, with",
+        "`-p name:=value`, or, for those marked *launch*, as arguments of",
+        "`ros2 launch astra_ros astra_planner.launch.py`.",
+        "",
+        *_table(PLANNER.specs),
     ]
-    types = {bool: "bool", int: "int", float: "float", str: "string", list: "string[]"}
-    for spec in SPECS:
-        default = yaml_value(spec.default)
-        row = [
-            f"`{spec.name}`",
-            types[type(spec.default)],
-            f"`{default}`",
-            allowed(spec).replace("|", "\\|"),
-            "" if spec.read_only else "yes",
-            "yes" if spec.launch else "",
-            spec.description.replace("|", "\\|"),
-        ]
-        lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
-RENDERERS = {YAML_PATH: render_yaml, LAUNCH_PATH: render_launch, MARKDOWN_PATH: render_markdown}
+RENDERERS = {
+    WORLD_MODEL.yaml_path: render_yaml,
+    WORLD_MODEL.launch_path: render_launch,
+    MARKDOWN_PATH: render_markdown,
+    PLANNER.yaml_path: lambda: render_yaml(PLANNER),
+    PLANNER.launch_path: lambda: render_launch(PLANNER),
+}
 
 
 def stale_files(root: Path = REPO) -> list[Path]:

@@ -3,7 +3,9 @@
 Threads (one executor, one worker):
 - The executor runs the callbacks. ``image`` and ``goal_image`` only convert (RGB at model size)
   and hand over: the newest camera frame (with the command that was in force while it was
-  captured) and the goal; an unreadable image is dropped, counted and logged (throttled). The
+  captured, and for robot-state models the newest ``joint_states`` positions) and the goal; an
+  unreadable image or a JointState without the model's joints is dropped, counted and logged
+  (throttled). The
   control timer (``control_rate``, 0 = the model's frame rate) publishes the current plan's command
   for now (``ClosedLoop.command_at``: zeros before a plan, after its horizon and with no goal) as
   ``JointState`` velocities on ``joint_commands`` (``joint_velocity`` models) or ``Twist`` on
@@ -23,8 +25,6 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import rclpy
@@ -38,67 +38,19 @@ from sensor_msgs.msg import Image, JointState
 
 from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize_to_model
 from astra_ros.planning.closed_loop import ClosedLoop
-from astra_ros.planning.costs import COSTS, named_cost
-from astra_ros.planning.planner import METHODS, Planner, PlannerConfig, default_elites
+from astra_ros.planning.costs import named_cost
+from astra_ros.planning.planner import Planner, PlannerConfig, default_elites
+from astra_ros.ros.commands import joint_state_to_state
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
+from astra_ros.ros.input_limits import InputError
 from astra_ros.ros.isolation import default_discovery
-from astra_ros.ros.settings import BACKENDS, COPY_LAST, ParamSpec, descriptor, resolve_model_path
+from astra_ros.ros.planner_settings import PlannerSettings, declare
+from astra_ros.ros.settings import COPY_LAST, resolve_model_path
 
 NODE_NAME = "astra_planner"
+STATE_FUTURE_TOLERANCE_NS = 500_000_000  # a joint state stamped further ahead of the clock is refused
 MAX_IMAGE_PIXELS = 2**23  # as the world-model node's max_image_pixels default: checked before decoding
 DEFAULT_FRAME_PERIOD = 1.0 / 15.0  # a model that does not state its frame period
-
-PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "engines/astra_small.onnx", f"World model file, or '{COPY_LAST}'."),
-    ParamSpec("backend", "auto", "Inference backend.", choices=BACKENDS),
-    ParamSpec("denoising_steps", 1, "Denoising steps per predicted frame.", min=1, max=50),
-    ParamSpec("method", "mppi", "Planner.", choices=METHODS),
-    ParamSpec("cost", "mse", "Cost of the predicted frames against the goal.", choices=tuple(sorted(COSTS))),
-    ParamSpec("candidates", 64, "Command sequences per planning iteration.", min=1, max=4096),
-    ParamSpec("horizon", 8, "Planned frames (one command each).", min=1, max=64),
-    ParamSpec("iterations", 1, "Sampling iterations per plan.", min=1, max=100),
-    ParamSpec("sampling_std", 0.5, "Sampling std as a fraction of max_velocity.", min=0.001, max=10.0),
-    ParamSpec("smoothness", 0.0, "Weight of the command-change penalty.", min=0.0, max=1e6),
-    ParamSpec("max_velocity", 2.0, "Command bound: |command| <= this, per component.", min=1e-6, max=1e6),
-    ParamSpec(
-        "control_rate", 0.0, "Command publish rate in Hz (0 = the model's frame rate).", min=0.0, max=1000.0
-    ),
-    ParamSpec("min_history", 2, "Frames the model needs before the first plan.", min=1, max=256),
-    ParamSpec("joint_names", [], "Joint names of the commands (empty = the model's)."),
-    ParamSpec("seed", 0, "Planner seed.", min=0, max=2**31 - 1),
-)
-
-
-@dataclass(frozen=True)
-class PlannerSettings:
-    model_path: str
-    backend: str
-    denoising_steps: int
-    method: str
-    cost: str
-    candidates: int
-    horizon: int
-    iterations: int
-    sampling_std: float
-    smoothness: float
-    max_velocity: float
-    control_rate: float
-    min_history: int
-    joint_names: tuple[str, ...]
-    seed: int
-
-
-def declare(node: Node) -> PlannerSettings:
-    """Declare ``PARAMETERS`` on ``node`` and read them (ranges and choices checked by rclpy)."""
-    from rclpy.parameter import Parameter
-
-    values: dict[str, Any] = {}
-    for spec in PARAMETERS:
-        default = Parameter.Type.STRING_ARRAY if spec.default == [] else spec.default
-        node.declare_parameter(spec.name, default, descriptor(spec))
-        value = node.get_parameter(spec.name).value
-        values[spec.name] = tuple(value or ()) if spec.default == [] else value
-    return PlannerSettings(**values)
 
 
 class PlannerNode(Node):
@@ -130,7 +82,8 @@ class PlannerNode(Node):
         planner = Planner(self.model, self.modality, -bound, bound, named_cost(s.cost), config)
         self.loop = ClosedLoop(planner, round(period * 1e9), s.min_history)
         self._lock = threading.Condition()
-        self._frames: deque[tuple[np.ndarray, np.ndarray, int]] = deque(maxlen=64)  # rgb, command, stamp
+        self._frames: deque[tuple[np.ndarray, np.ndarray, int, np.ndarray | None]] = deque(maxlen=64)
+        self._state: np.ndarray | None = None  # newest joint positions (robot-state models only)
         self._goal: np.ndarray | None = None
         self._goal_changed = False
         self._in_force = np.zeros(width, np.float32)
@@ -140,6 +93,10 @@ class PlannerNode(Node):
         self._last_cost = float("nan")
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         self.create_subscription(Image, "goal_image", self._on_goal, 1)
+        if info.state_dim:
+            self.create_subscription(
+                JointState, "joint_states", self._on_joint_state, qos_profile_sensor_data
+            )
         if self.modality == "joint_velocity":
             self._command_pub = self.create_publisher(JointState, "joint_commands", 10)
         else:
@@ -182,8 +139,24 @@ class PlannerNode(Node):
         with self._lock:
             if len(self._frames) == self._frames.maxlen:
                 self._counts["dropped.frame_queue_full"] += 1
-            self._frames.append((rgb, self._in_force.copy(), stamp_to_ns(msg.header.stamp)))
+            self._frames.append((rgb, self._in_force.copy(), stamp_to_ns(msg.header.stamp), self._state))
             self._lock.notify()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        """The model's joints' positions by name (``commands.joint_state_to_state``); a bad message
+        is dropped, counted and logged (throttled)."""
+        now = self.get_clock().now().nanoseconds
+        try:
+            _, positions = joint_state_to_state(
+                msg, self.model.info.joint_names, now, STATE_FUTURE_TOLERANCE_NS
+            )
+        except InputError as err:
+            with self._lock:
+                self._counts[f"rejected.{err.reason}"] += 1
+            self.get_logger().warning(f"dropped a JointState: {err}", throttle_duration_sec=5.0)
+            return
+        with self._lock:
+            self._state = positions
 
     def _on_goal(self, msg: Image) -> None:
         rgb = self._rgb(msg, "goal")
@@ -226,8 +199,8 @@ class PlannerNode(Node):
                 goal, changed = self._goal, self._goal_changed
                 self._goal_changed = False
             try:
-                for rgb, command, _ in frames:
-                    self.loop.observe(rgb, command)
+                for rgb, command, _, state in frames:
+                    self.loop.observe(rgb, command, state)
                 if changed:
                     self.loop.new_goal()
                 started = time.perf_counter()

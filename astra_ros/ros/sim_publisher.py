@@ -5,6 +5,8 @@ Publishes, in simulated time starting at ``record_sim.START_NS``:
 - ``/clock`` (rosgraph_msgs/Clock) at every command tick (30 Hz), before the data of that tick;
 - ``/joint_commands`` (sensor_msgs/JointState, ``velocity`` in rad/s, joints
   ``lbr_iiwa_joint_1..7``) at 30 Hz;
+- ``/joint_states`` (sensor_msgs/JointState, ``position`` and ``velocity`` of the same joints) at
+  30 Hz, the state each command is applied from (what ``astra-record-sim`` records);
 - ``/camera/image_raw`` (sensor_msgs/Image rgb8, ``--size`` pixels) at 15 Hz, or with
   ``--image-transport compressed`` ``/camera/image_raw/compressed`` (sensor_msgs/CompressedImage,
   ``--image-codec`` jpeg or png, as image_transport's ``compressed`` plugin writes it).
@@ -31,12 +33,13 @@ from astra_ros.data.record_sim import (
     JOINT_TOPIC,
     KUKA_COMMAND_EVERY,
     START_NS,
+    STATE_TOPIC,
     _BagOut,
     check_out_path,
     kuka_command,
     kuka_episode,
 )
-from astra_ros.sim.kuka import CAMERA_EVERY, PHYSICS_HZ, KukaEnv
+from astra_ros.sim.kuka import CAMERA_EVERY, PHYSICS_HZ, KukaEnv, SimState
 from astra_ros.sim.kuka import JOINT_NAMES as KUKA_JOINTS
 
 NS = 1_000_000_000
@@ -45,7 +48,8 @@ NS = 1_000_000_000
 class KukaStream:
     """Steps the KUKA simulator tick by tick with astra-record-sim's command process.
 
-    ``tick()`` returns ``(t_ns, command or None, image or None)`` for the next physics tick.
+    ``tick()`` returns ``(t_ns, command or None, image or None, state or None)`` for the next
+    physics tick; a command tick also returns the state the command is applied from.
     """
 
     def __init__(self, size: int = 64, seed: int = 0) -> None:
@@ -55,17 +59,18 @@ class KukaStream:
         self.command = np.zeros(len(KUKA_JOINTS))
         self.k = 0
 
-    def tick(self) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    def tick(self) -> tuple[int, np.ndarray | None, np.ndarray | None, SimState | None]:
         k = self.k
         t_ns = START_NS + (k * NS) // PHYSICS_HZ
-        command = image = None
+        command = image = state = None
         if k % KUKA_COMMAND_EVERY == 0:
+            state = self.sim.state()
             command = self.command = kuka_command(self.sim, self.proc)
         if k % CAMERA_EVERY == 0:
             image = self.sim.render()
         self.sim.step(self.command, self.sim.physics_period)
         self.k += 1
-        return t_ns, command, image
+        return t_ns, command, image, state
 
     def close(self) -> None:
         self.sim.close()
@@ -89,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-codec", choices=CODECS, default="jpeg", help="codec of --image-transport compressed"
     )
     p.add_argument("--command-topic", default=JOINT_TOPIC)
+    p.add_argument("--state-topic", default=STATE_TOPIC, help="joint positions and velocities")
     p.add_argument(
         "--wait-for-subscribers",
         type=int,
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     image_topic = f"{args.image_topic}/compressed" if compressed else args.image_topic
     image_pub = node.create_publisher(CompressedImage if compressed else Image, image_topic, reliable)
     cmd_pub = node.create_publisher(JointState, args.command_topic, reliable)
+    state_pub = node.create_publisher(JointState, args.state_topic, reliable)
     stream = KukaStream(args.size, args.seed)
     bag = None
     if args.bag:
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         wall0 = time.monotonic()
         end_ns = START_NS + int(args.seconds * NS) if args.seconds > 0 else None
         while not stopped():
-            t_ns, command, image = stream.tick()
+            t_ns, command, image, state = stream.tick()
             if end_ns is not None and t_ns >= end_ns:
                 break
             if command is None and image is None:
@@ -161,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             if wait > 0:
                 time.sleep(wait)
             clock_pub.publish(Clock(clock=ns_to_stamp(t_ns)))
+            if state is not None:
+                msg = JointState()
+                msg.header.stamp = ns_to_stamp(t_ns)
+                msg.name = list(KUKA_JOINTS)
+                msg.position = [float(v) for v in state.positions]
+                msg.velocity = [float(v) for v in state.velocities]
+                state_pub.publish(msg)
             if command is not None:
                 msg = JointState()
                 msg.header.stamp = ns_to_stamp(t_ns)

@@ -16,6 +16,13 @@ predict and ``imagine`` run under one backend lock, so the live cache is never u
 backend's ``start_rollout``, which keeps its own copy of the cache) and lets the worker's waiting
 frames go first between chunks, so live predictions go on during a long Imagine.
 
+Modality ``joint_position``: commands (and plans, and Imagine candidates) are absolute joint position
+targets; the backend gets them relative to the robot state (``model.actions.relative_targets``): a
+frame's command is the mean target over its interval minus the state at the interval's start, a
+future step's the target minus the one before (the first: minus the newest frame's state). A frame
+without both states is dropped (``dropped.missing_state``), and one before the first target
+(``dropped.missing_command``: no target is not a zero target). ``Prediction.actions`` stay absolute.
+
 Counters (``stats().counts``) are keyed ``count.*``, ``dropped.*``, ``rejected.*``,
 ``command_fallback.*`` and ``reset.*``; every submitted frame ends in exactly one of them or in a
 prediction. All stamps are integers of nanoseconds in the caller's clock.
@@ -34,6 +41,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from astra_ros.data.pairing import CommandBuffer, plan_means
+from astra_ros.model.actions import relative_targets
 from astra_ros.ros.input_limits import JUMP_CONFIRM_FRAMES, JumpConfirmation, truncate_for_log
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.timing import (
@@ -100,6 +108,13 @@ class Frame:
     interval_ns: int = 0  # length of the interval ``command`` is the mean over (ending at stamp_ns)
     current: np.ndarray | None = None  # the command in force at stamp_ns (held over the future)
     state: np.ndarray | None = None  # joint positions at stamp_ns (newest state at or before it)
+    relative_to: np.ndarray | None = None  # joint_position: the state at the interval's start
+
+    def model_command(self) -> np.ndarray:
+        """``command`` as the backend takes it (joint_position: relative to ``relative_to``)."""
+        if self.relative_to is None:
+            return self.command
+        return relative_targets(self.command[None, None], self.relative_to)[0, 0]
 
 
 @dataclass(frozen=True)
@@ -108,7 +123,7 @@ class Prediction:
 
     newest: Frame  # the newest ingested frame: stamps, frame_id and time step of the output
     frames: np.ndarray  # (H, S, S, 3) uint8
-    actions: np.ndarray  # (H, D) commands the prediction was conditioned on
+    actions: np.ndarray  # (H, D) commands the prediction was conditioned on (joint_position: absolute)
     policy: str  # "hold_last" or "planned"
     rollout_id: int
     state_reset: bool  # first prediction after a reset
@@ -159,8 +174,8 @@ class StreamSession:
         info = backend.info
         if config.modality not in info.modalities:
             raise ValueError(
-                f"modality {config.modality!r} (from command_type); the model ({info.model_id}) "
-                f"supports {list(info.modalities)}"
+                f"modality {config.modality!r} (from command_type, command_modality); the model "
+                f"({info.model_id}) supports {list(info.modalities)}"
             )
         self.history_cap = min(config.max_history or info.max_history, info.max_history)
         if config.min_history > self.history_cap:
@@ -336,6 +351,13 @@ class StreamSession:
             if paired.command is None:
                 self.count(f"dropped.{paired.fallback or 'missing_command'}")
                 return "dropped"
+            state, relative_to = self._state_at(stamp_ns), None
+            if self.config.modality == "joint_position":  # absolute targets: none is not zero
+                relative_to = self._state_at(min(start_ns, stamp_ns))
+                missing = paired.fallback == "missing_command"
+                if missing or state is None or relative_to is None:
+                    self.count(f"dropped.missing_{'command' if missing else 'state'}")
+                    return "dropped"
             due = due_for_prediction(stamp_ns, self._last_due_ns, self.config.prediction_rate)
             if due:
                 self._last_due_ns = stamp_ns
@@ -349,7 +371,8 @@ class StreamSession:
                 self._carry_reset,
                 stamp_ns - min(start_ns, stamp_ns),
                 current,
-                self._state_at(stamp_ns),
+                state,
+                relative_to,
             )
             self._carry_reset = None
             self._last_frame_ns = stamp_ns
@@ -410,6 +433,7 @@ class StreamSession:
                     f"not warm: {history} frames in the cache; expected at least min_history="
                     f"{self.config.min_history}"
                 )
+            actions = self._model_actions(actions, modality, newest)
             with self._refused_by_backend():
                 steps = self.config.denoising_steps
                 rollout = self.backend.start_rollout(actions, modality, steps, seed, share_noise)
@@ -535,7 +559,7 @@ class StreamSession:
                     self._reset_state()
                     self.count(f"reset.{frame.reset}")
                 started = time.perf_counter()
-                self.backend.ingest(frame.rgb, frame.command, c.modality, frame.state)
+                self.backend.ingest(frame.rgb, frame.model_command(), c.modality, frame.state)
                 ingest_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
                     self._ingest_ms.add(ingest_ms)
@@ -550,7 +574,10 @@ class StreamSession:
                 actions, policy = self._future_commands(newest)
                 started = time.perf_counter()
                 frames = self.backend.predict(
-                    actions[None], c.modality, steps=c.denoising_steps, seed=c.seed + self._rollout_id
+                    self._model_actions(actions[None], c.modality, newest),
+                    c.modality,
+                    steps=c.denoising_steps,
+                    seed=c.seed + self._rollout_id,
                 )
                 predict_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
@@ -572,6 +599,21 @@ class StreamSession:
                 self._outside_ms.add(latency_ms - backend_ms)
                 self._prediction_rate.tick(time.monotonic())
                 self._counts["count.predictions"] += 1
+
+    def _model_actions(self, actions: np.ndarray, modality: str, newest: Frame) -> np.ndarray:
+        """``(B, H, D)`` commands as the backend takes them: joint_position targets relative to the
+        newest frame's state (refused and counted without one), the others unchanged."""
+        if modality != "joint_position" or actions.ndim != 3:
+            return actions
+        if newest.state is None or newest.state.shape[0] != actions.shape[2]:
+            have = "no robot state" if newest.state is None else f"{newest.state.shape[0]} joint positions"
+            problem = (
+                f"joint_position targets need the robot state at the newest frame; it has {have} "
+                f"(expected {actions.shape[2]}, from state_topic)"
+            )
+            self.reject("imagine_missing_state", problem)
+            raise ImagineRefused(problem)
+        return relative_targets(actions, newest.state)
 
     def _future_commands(self, newest: Frame) -> tuple[np.ndarray, str]:
         horizon = self.config.horizon
@@ -625,5 +667,6 @@ def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> boo
                 (oldest.command * oldest.interval_ns + heir.command * heir.interval_ns) / span
             ).astype(np.float32)
             heir.interval_ns = span
+            heir.relative_to = oldest.relative_to
     queue.append(frame)
     return dropped
