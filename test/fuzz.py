@@ -235,6 +235,10 @@ class Fuzzer:
         return msg
 
     def imagine(self, **fields: Any):
+        return self.call(self.driver.imagine, self.imagine_request(**fields))
+
+    def imagine_request(self, **fields: Any):
+        """A valid Imagine request (2 candidates x 3 frames) with ``fields`` set."""
         from astra_ros.srv import Imagine
 
         width = len(self.joints)
@@ -248,7 +252,7 @@ class Fuzzer:
         )
         for key, item in fields.items():
             setattr(request, key, item)
-        return self.call(self.driver.imagine, request)
+        return request
 
     def call(self, client, request, timeout: float = 20.0):
         """A service call answered while the valid stream goes on."""
@@ -446,6 +450,16 @@ def _imagine_large(f: Fuzzer) -> None:
     assert growth_mb < 50, f"RSS {growth_mb:.0f} MB above its level before the Imagine call"
 
 
+def _imagine_concurrent(f: Fuzzer) -> None:
+    """12 valid Imagine calls at once: every one answered, successfully."""
+    futures = [f.driver.imagine.call_async(f.imagine_request(seed=i + 1)) for i in range(12)]
+    f.pump(lambda: all(future.done() for future in futures), 60.0)
+    answers = [future.result() for future in futures if future.done()]
+    assert len(answers) == len(futures), f"{len(answers)} of {len(futures)} concurrent Imagine calls answered"
+    failed = [a.error for a in answers if not a.success]
+    assert not failed, f"{len(failed)} concurrent Imagine calls failed: {failed[0]}"
+
+
 def _reset_storm(f: Fuzzer) -> None:
     from std_srvs.srv import Trigger
 
@@ -617,6 +631,7 @@ KINDS: tuple[Kind, ...] = (
         {"imagine_joint_names": 1},
     ),
     Kind("imagine_16x64_valid", "imagine", _imagine_large),
+    Kind("imagine_12_concurrent", "imagine", _imagine_concurrent),
     # services
     Kind("reset_storm_sequential", "services", _reset_storm, resets=20, max_log_lines=25),
     Kind("reset_burst_300", "services", _reset_burst, resets=300),

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from harness import COPY_LAST_JOINTS, session_config
 
+from astra_ros.model.config import AstraConfig
+from astra_ros.runtime.base import ModelInfo
 from astra_ros.runtime.session import ImagineRefused, Prediction, StreamSession
+from astra_ros.runtime.streaming import StreamingBackend
 
 BASE = 1_700_000_000 * 1_000_000_000
 PERIOD = 33_333_333
@@ -318,3 +323,76 @@ def test_planned_joint_position_targets_become_steps_from_the_state_then_from_ea
         np.testing.assert_allclose(predicted[-1][0, :, 0], [1.0 - 0.25, 0.5, -0.25])
     finally:
         rec.session.close()
+
+
+class GatedBackend(StreamingBackend):
+    """A model-free StreamingBackend (a step outputs zeros) whose Imagine steps (batch > 1) stop at
+    ``gate`` twice at the start of each predicted frame: once to say that the Imagine holds the
+    backend, once to go on. ``imagined`` counts the Imagine frames begun."""
+
+    def __init__(self):
+        cfg = AstraConfig.preset("tiny", sampling_steps=1)
+        info = ModelInfo("gated", "gated/-/fp32", cfg.image_size, cfg.max_history, ("joint_velocity",))
+        self.gate = threading.Barrier(2, timeout=30)
+        self.imagine_steps = self.imagined = 0
+        super().__init__(info, cfg)
+
+    def _empty_kv(self, batch):
+        return None
+
+    def _tile_kv(self, kv, batch):
+        return None
+
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
+        if frame.shape[0] > 1:
+            if self.imagine_steps % 2 == 0:  # a frame's write; its one denoising step follows
+                self.imagined += 1
+                self.gate.wait()
+                self.gate.wait()
+            self.imagine_steps += 1
+        return np.zeros_like(frame), None
+
+    def _store(self, kv, entries, slot):
+        pass
+
+
+def test_live_predictions_go_on_between_the_chunks_of_a_long_imagine():
+    backend = GatedBackend()
+    _, config = session_config(
+        prediction_rate=0.0, frame_period=0.0, horizon=2, denoising_steps=1, imagine_max_horizon=64
+    )
+    progress: list[int] = []  # per live prediction: the Imagine frames begun by then
+    session = StreamSession(backend, config, lambda p: progress.append(backend.imagined), WIDTH)
+    size, period = backend.info.image_size, 66_666_667  # a 15 Hz camera
+
+    def frame(i: int) -> None:
+        stamp = BASE + i * period
+        session.submit_command(stamp - 1_000_000, np.zeros(WIDTH, np.float32))
+        session.submit(np.full((size, size, 3), i, np.uint8), stamp, "camera")
+
+    try:
+        for i in range(3):
+            frame(i)
+            assert session.wait_idle(10)
+        assert len(progress) == 2  # min_history 2: from the second frame on
+        progress.clear()
+        horizon = 6
+        result: list = []
+        imagine = threading.Thread(
+            target=lambda: result.append(
+                session.imagine(np.zeros((3, horizon, WIDTH), np.float32), "joint_velocity")
+            )
+        )
+        imagine.start()
+        for h in range(horizon):
+            backend.gate.wait()  # the Imagine holds the backend at the start of its frame h
+            frame(3 + h)  # a live frame arrives meanwhile
+            backend.gate.wait()
+        imagine.join(30)
+        assert session.wait_idle(10)
+        assert result and result[0].frames.shape == (3, horizon, size, size, 3)
+        assert result[0].newest.stamp_ns == BASE + 2 * period  # continued from the state at the call
+        assert progress == list(range(1, horizon + 1))  # each live frame predicted before the next chunk
+        assert session.stats().counts["count.predictions"] == 2 + horizon
+    finally:
+        session.close()

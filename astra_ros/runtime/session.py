@@ -12,7 +12,9 @@ One worker thread ingests EVERY queued frame, in order, so the causal history st
 if any of those frames was due, it predicts once from the newest state (latest frame wins; the
 other due frames are counted as ``superseded``) and hands a ``Prediction`` to the callback. Ingest,
 predict and ``imagine`` run under one backend lock, so the live cache is never used concurrently;
-``predict`` leaves it unchanged.
+``predict`` leaves it unchanged. ``imagine`` takes the lock per chunk of its rollout (the
+backend's ``start_rollout``, which keeps its own copy of the cache) and lets the worker's waiting
+frames go first between chunks, so live predictions go on during a long Imagine.
 
 Modality ``joint_position``: commands (and plans, and Imagine candidates) are absolute joint position
 targets; the backend gets them relative to the robot state (``model.actions.relative_targets``): a
@@ -32,7 +34,8 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -165,7 +168,9 @@ class StreamSession:
         command_width: int | None = None,
         clock: Callable[[], int] = time.time_ns,
         log: Log = _python_log,
+        imagine_chunk: int = 1,
     ):
+        """``imagine_chunk``: Imagine frames (of every candidate) rolled out per hold of the backend."""
         info = backend.info
         if config.modality not in info.modalities:
             raise ValueError(
@@ -179,6 +184,7 @@ class StreamSession:
             )
         self.backend = backend
         self.config = config
+        self.imagine_chunk = imagine_chunk
         self._on_prediction = on_prediction
         self._clock = clock
         self._log = log
@@ -205,6 +211,7 @@ class StreamSession:
         self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._busy = False
+        self._worker_rounds = 0  # worker loop passes (a step or an idle wait each)
         self._stop = False
         self._reset_requested = False  # a reset() waiting for the backend (applied before its next use)
         self._backend_lock = threading.Lock()
@@ -413,7 +420,8 @@ class StreamSession:
     ) -> Imagined:
         """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
         ``seed`` 0 = the session's seed + rollout id; ``share_noise``: one noise for every candidate.
-        Raises ImagineRefused."""
+        The rollout runs ``imagine_chunk`` frames at a time under the backend lock; live frames
+        waiting in between go first. Raises ImagineRefused."""
         self._check_imagine_size(actions)
         seed = int(seed) or self.config.seed + self._rollout_id
         with self._backend_lock:
@@ -426,14 +434,36 @@ class StreamSession:
                     f"{self.config.min_history}"
                 )
             actions = self._model_actions(actions, modality, newest)
-            try:
+            with self._refused_by_backend():
                 steps = self.config.denoising_steps
-                frames = self.backend.predict(actions, modality, steps, seed, share_noise)
-            except (ValueError, MemoryError) as err:
-                self.reject("imagine_backend", f"{type(err).__name__}: {err}")
-                raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
+                rollout = self.backend.start_rollout(actions, modality, steps, seed, share_noise)
+        try:
+            while not rollout.done:
+                self._let_live_frames_pass()
+                with self._backend_lock, self._refused_by_backend():
+                    rollout.advance(self.imagine_chunk)
+        finally:
+            with self._backend_lock:
+                rollout.close()
         self.count("count.imagine")
-        return Imagined(frames, newest)
+        return Imagined(rollout.result(), newest)
+
+    @contextmanager
+    def _refused_by_backend(self) -> Iterator[None]:
+        """Turn the backend's refusal of an Imagine (bad shape, out of memory) into ImagineRefused."""
+        try:
+            yield
+        except (ValueError, MemoryError) as err:
+            self.reject("imagine_backend", f"{type(err).__name__}: {err}")
+            raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
+
+    def _let_live_frames_pass(self) -> None:
+        """Between Imagine chunks: while live frames are queued or being ingested, wait for the worker
+        to finish its step (the live stream goes first; the Imagine still advances a chunk per step)."""
+        with self._cond:
+            if self._queue or self._busy:
+                seen = self._worker_rounds
+                self._cond.wait_for(lambda: self._worker_rounds != seen or self._stop)
 
     def imagine_bytes(self, batch: int, horizon: int) -> int:
         """Memory an Imagine of ``batch`` x ``horizon`` needs, estimated: the frames three times (the
@@ -499,6 +529,7 @@ class StreamSession:
         while True:
             with self._cond:
                 self._busy = False
+                self._worker_rounds += 1
                 self._cond.notify_all()
                 while not self._queue and not self._stop and not self._reset_requested:
                     self._cond.wait()
