@@ -6,6 +6,10 @@
 - ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
   onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
   predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
+- ``plan``: one planning step (``predict`` of 1/16/64/256 candidates x horizon 8) on ONNX Runtime CPU
+  for today's fp32 graph, fp32 with the write-only graph for context writes, and int8 (added to a
+  copy of the model when its sidecar has none), as ratios against the first; then intra-op threads
+  (1 vs 2) for a 64-candidate plan and a 1-candidate live prediction.
 - ``node``: the streaming session (the node's engine, no ROS) against the bare backend
   (``astra_ros.ros.bench_node``).
 
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1, min_seconds: float = 0.0) -> float:
@@ -270,6 +275,7 @@ def warm_step(backend: Any) -> Callable[[], Any]:
         np.zeros(1, np.int64),
         backend._cache,
         backend._rope(backend._cache),
+        backend._no_state(1),
     )
     return lambda: backend._step(*args_step)
 
@@ -403,6 +409,144 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
     return "\n".join(lines)
 
 
+# -- plan -----------------------------------------------------------------------------------------
+
+# (row name, precision, write-only graph for context writes); the first row is today's fp32 graph
+PLAN_VARIANTS = (
+    ("onnxruntime fp32 (full step for writes)", "fp32", False),
+    ("onnxruntime fp32 + write-only", "fp32", True),
+    ("onnxruntime int8 + write-only", "int8", True),
+)
+
+
+def with_int8(onnx: Path, workdir: Path, threads: int) -> Path:
+    """``onnx`` when its sidecar records an int8 graph, else a copy in ``workdir`` with one added the
+    way ``astra-export --precisions fp32 int8`` adds it."""
+    import json
+    import shutil
+
+    from astra_ros.export.onnx_export import int8_graph, sidecar_path, write_json_atomic
+    from astra_ros.runtime.sidecar import load_onnx_model
+
+    model = load_onnx_model(onnx)
+    if "int8" in model.precisions:
+        return onnx
+    copy = workdir / onnx.name
+    shutil.copy(onnx, copy)
+    payload = json.loads(model.sidecar.read_text())
+    payload.setdefault("graphs", {})["int8"] = int8_graph(copy, model.config, [1], threads)
+    write_json_atomic(sidecar_path(copy), payload)
+    return copy
+
+
+def warm_backend(backend: Any, joints: int) -> None:
+    """Fill ``backend``'s cache with random frames (the newest stays pending)."""
+    cfg = backend.config
+    rng = np.random.default_rng(0)
+    for _ in range(cfg.max_history + 1):
+        frame = rng.integers(0, 256, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+        backend.ingest(frame, rng.uniform(-1, 1, joints).astype(np.float32), "joint_velocity")
+
+
+def alternating_ms(
+    calls: dict[str, Callable[[], Any]], warm: dict[str, Callable[[], Any]], rounds: int
+) -> dict[str, float]:
+    """Median ms of each call over ``rounds`` rounds; in each round every call runs once, right after
+    its ``warm`` call (cheap, untimed: wakes its thread pool), so a slow spell of the shared machine
+    lands on every row rather than on one side of a ratio."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            warm[name]()
+            t = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def run_plan_bench(args: argparse.Namespace) -> str:
+    with tempfile.TemporaryDirectory(prefix="astra_bench_plan_") as tmp:
+        return _plan_bench(args, Path(tmp))
+
+
+def _plan_bench(args: argparse.Namespace, workdir: Path) -> str:
+    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from astra_ros.runtime.sidecar import load_onnx_model
+
+    onnx = with_int8(Path(args.onnx), workdir, args.threads[0])
+    model = load_onnx_model(onnx)
+    joints = len(model.meta.get("joint_names") or ()) or 7
+    rng = np.random.default_rng(1)
+    one = rng.uniform(-1, 1, (1, 1, joints)).astype(np.float32)
+
+    def open_backend(precision: str, write_only: bool, threads: int) -> Any:
+        backend = OnnxRuntimeBackend(model, threads=threads, precision=precision, write_only=write_only)
+        warm_backend(backend, joints)
+        return backend
+
+    def predict(backend: Any, plan: np.ndarray) -> Callable[[], Any]:
+        return lambda: backend.predict(plan, "joint_velocity", steps=args.steps, seed=0)
+
+    threads = args.threads[0]
+    backends = {name: open_backend(p, w, threads) for name, p, w in PLAN_VARIANTS}
+    warm = {name: predict(b, one) for name, b in backends.items()}
+    base = PLAN_VARIANTS[0][0]
+    ms: dict[int, dict[str, float]] = {}
+    for n in tqdm(args.candidates, desc="plan: candidates", disable=args.no_progress):
+        plan = rng.uniform(-1, 1, (n, args.horizon, joints)).astype(np.float32)
+        ms[n] = alternating_ms({name: predict(b, plan) for name, b in backends.items()}, warm, args.repeats)
+    header = ["backend / precision"]
+    for n in args.candidates:
+        header += [f"{n} cand. ms", f"{n} cand. vs fp32"]
+    rows = []
+    for name in backends:
+        row: list[Any] = [name]
+        for n in args.candidates:
+            row += [ms[n][name], f"{ms[n][name] / ms[n][base]:.2f}"]
+        rows.append(row)
+    lines = [
+        f"## Plan: one planning step = predict() of N candidates x horizon {args.horizon}, "
+        f"{args.steps or model.config.sampling_steps} denoising step(s), {onnx.name}, {threads} thread(s), "
+        f"cache full; medians of {args.repeats} alternating rounds",
+        "",
+        table(header, rows),
+        "",
+        "vs fp32: time / the same step on today's fp32 graph (every context write through the full step).",
+    ]
+    lines += ["", *threads_table(args, model, open_backend, predict, rng, joints)]
+    return "\n".join(lines)
+
+
+def threads_table(
+    args: argparse.Namespace,
+    model: Any,
+    open_backend: Callable[..., Any],
+    predict: Callable[..., Callable[[], Any]],
+    rng: np.random.Generator,
+    joints: int,
+) -> list[str]:
+    """Intra-op threads of each precision (write-only graph) for a planning batch and a live predict."""
+    planning = rng.uniform(-1, 1, (args.thread_candidates, args.horizon, joints)).astype(np.float32)
+    live = rng.uniform(-1, 1, (1, args.horizon, joints)).astype(np.float32)
+    one = live[:, :1]
+    rows = []
+    for precision in [p for _, p, w in PLAN_VARIANTS if w]:
+        backends = {t: open_backend(precision, True, t) for t in args.threads}
+        warm = {t: predict(b, one) for t, b in backends.items()}
+        for what, plan in (
+            (f"{args.thread_candidates} x {args.horizon} plan", planning),
+            (f"1 x {args.horizon} live", live),
+        ):
+            got = alternating_ms({t: predict(b, plan) for t, b in backends.items()}, warm, args.repeats)
+            first = got[args.threads[0]]
+            rows.append([precision, what, *(f"{got[t]:.0f} ({got[t] / first:.2f})" for t in args.threads)])
+    return [
+        f"## Plan: intra-op threads (ms, ratio to {args.threads[0]} thread(s)), write-only graph",
+        "",
+        table(["precision", "predict", *(f"{t} thread(s)" for t in args.threads)], rows),
+    ]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="astra-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -422,6 +566,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     r.add_argument("--horizon", type=int, default=4)
     r.add_argument("--repeats", type=int, default=5)
+    pl = sub.add_parser("plan", help="planning-step time per precision and graph, intra-op threads")
+    pl.add_argument(
+        "--onnx", default="engines/astra_small.onnx", help="exported model (int8 added if missing)"
+    )
+    pl.add_argument("--candidates", type=int, nargs="+", default=[1, 16, 64, 256])
+    pl.add_argument("--horizon", type=int, default=8)
+    pl.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    pl.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="first: the plan table's")
+    pl.add_argument("--thread-candidates", type=int, default=64, help="planning batch of the threads table")
+    pl.add_argument("--repeats", type=int, default=3, help="alternating rounds per measurement")
+    pl.add_argument("--no-progress", action="store_true")
     sub.add_parser("node", help="streaming session latency (astra_ros.ros.bench_node)", add_help=False)
     return p
 
@@ -438,9 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("onnxscript", "onnx_ir", "torch.onnx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(np.atleast_1d(args.threads))))
     command = f"astra-bench {' '.join(argv)}"
-    text = run_model_bench(args) if args.command == "model" else run_runtime_bench(args)
+    run = {"model": run_model_bench, "runtime": run_runtime_bench, "plan": run_plan_bench}[args.command]
+    text = run(args)
     print(f"`{command}`\n\n{text}")
     return 0
 

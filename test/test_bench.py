@@ -67,3 +67,26 @@ def test_the_imagine_benchmark_measures_the_live_predictions_around_one_imagine(
     assert row["chunk"] == 2 and row["queue_full"] == 0
     assert 0 <= row["max_pause_s"] <= row["imagine_s"]  # pauses tile the Imagine's time
     assert row["p50_before"] > 0  # frames before the Imagine were predicted (min_history 2)
+
+
+def test_the_plan_benchmark_times_every_precision_against_todays_graph_and_leaves_the_model_alone(capsys):
+    """One run prints the fp32 / write-only / int8 rows with ratios to the first and the threads table;
+    the int8 graph it needs goes into a copy, not next to the model."""
+    import json
+
+    from runtime_fixtures import tiny_onnx
+
+    from astra_ros.bench import PLAN_VARIANTS, main
+
+    onnx = tiny_onnx()
+    before = sorted(p.name for p in onnx.parent.iterdir())
+    sidecar = onnx.with_suffix(".json").read_text()
+    argv = ["plan", "--onnx", str(onnx), "--candidates", "2", "3", "--horizon", "2", "--threads", "1", "2"]
+    assert main([*argv, "--repeats", "1", "--thread-candidates", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| onnx")}
+    assert list(rows) == [name for name, _, _ in PLAN_VARIANTS]
+    assert rows[PLAN_VARIANTS[0][0]].count("| 1.00 |") == 2  # today's graph is the ratios' reference
+    assert "| int8 | 2 x 2 plan |" in out and "| fp32 | 1 x 2 live |" in out
+    assert sorted(p.name for p in onnx.parent.iterdir()) == before
+    assert onnx.with_suffix(".json").read_text() == sidecar and not json.loads(sidecar)["graphs"]

@@ -50,7 +50,9 @@ def test_sidecar_records_everything_the_runtime_needs():
     parity = sidecar["parity"]
     assert parity["passed"] is True and parity["tolerance"] == 1e-3
     assert parity["random_max_abs_diff"] < 1e-4 and parity["rollout_max_abs_diff"] < 1e-4
-    assert parity["rollout_steps"] >= 40  # ingests + 20 predicted frames (denoise + write each)
+    assert parity["rollout_entries_max_abs_diff"] < 1e-4  # the writes ran the write-only graph
+    assert parity["rollout_steps"] == 20  # 20 predicted frames x 1 denoising step
+    assert parity["rollout_writes"] == 5 + 20  # max_history + 2 ingests (the newest pending), 20 frames
     assert parity["rollout_frames_max_abs_diff"] <= 1 / 255 + 1e-9
 
 

@@ -193,7 +193,8 @@ def recording(backend):
 
     def wrapped(*args):
         out, entries = step(*args)
-        outputs.append(out.copy())
+        if out is not None:  # a denoising step (context writes return keys/values only)
+            outputs.append(out.copy())
         return out, entries
 
     backend._step = wrapped

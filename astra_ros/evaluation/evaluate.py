@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizon", type=int, default=16, help="frames rolled out per window")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or tensorrt")
+    p.add_argument(
+        "--precision", default=None, help="fp32, fp16 or int8 (an .onnx with an int8 graph); default: auto"
+    )
     p.add_argument("--context-noise", type=float, default=None)
     p.add_argument("--guidance-scale", type=float, default=None)
     p.add_argument("--max-windows", type=int, default=None, help="sample this many windows evenly")
@@ -152,6 +155,7 @@ def open_inputs(args: argparse.Namespace) -> tuple[WorldModelBackend, list[Any]]
         steps=args.steps,
         context_noise=args.context_noise,
         guidance_scale=args.guidance_scale,
+        precision=args.precision,
     )
     if args.frame_period is None and backend.info.frame_period > 0:
         args.frame_period = backend.info.frame_period  # LeRobot frames at the model's training rate
@@ -259,6 +263,8 @@ def start_node(args: argparse.Namespace, log_path: Path, extra: list[str] | None
     }
     if args.steps is not None:
         params["denoising_steps"] = args.steps
+    if args.precision is not None:
+        params["precision"] = args.precision
     if args.context_noise is not None:
         params["context_noise"] = args.context_noise
     if args.guidance_scale is not None:

@@ -18,9 +18,14 @@ in two parts instead of a concatenation. Exported with the dynamo exporter. The 
 
 The sidecar ``<name>.json`` records the config, the checkpoint ``meta`` (modalities, joint names,
 frame period), I/O names/shapes/dtypes, the opset, the ONNX sha256, the checkpoint sha256 and the
-parity results, so the runtime needs nothing else. Parity: ONNX Runtime vs PyTorch on random inputs
-and on a real 20-frame streaming rollout (TorchBackend vs OnnxRuntimeBackend, same seed); the export
-fails (exit 1, files removed) when the max abs difference exceeds ``--tolerance`` (1e-3).
+parity results, so the runtime needs nothing else; ``graphs`` names the graphs of other precisions
+(``--precisions fp32 int8``: ``<name>.int8.onnx``) with their sha256, ``weights`` how the fp32 graph
+stores its weights (``--weights fp16``: weight matrices as float16, computed in float32).
+
+Parity: ONNX Runtime vs PyTorch on random inputs and on a real 20-frame streaming rollout
+(TorchBackend vs OnnxRuntimeBackend, same seed: the outputs of the denoising steps and the
+keys/values of the context writes, which run the write-only graph of ``runtime.write_graph``); the
+export fails (exit 1, files removed) when the max abs difference exceeds ``--tolerance`` (1e-3).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 import warnings
@@ -58,6 +64,8 @@ from astra_ros.runtime.sidecar import (
 log = logging.getLogger("astra_ros.export")
 
 ROLLOUT_FRAMES = 20
+EXPORT_PRECISIONS = ("fp32", "int8")
+INT8_QUANTIZATION = "dynamic: MatMul weights int8 per output channel (reduce_range), activations at run time"
 DEFAULT_OPSET = 20  # Gelu became an operator in 20; decomposed it cost ONNX Runtime 6-15% of a step
 
 
@@ -195,8 +203,17 @@ def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], t
     return worst
 
 
+def round_weights_fp16(model: nn.Module) -> None:
+    """Round ``model``'s weight matrices (and 2D buffers) to float16 values in place: the weights of
+    a ``--weights fp16`` graph, so its parity check compares the same arithmetic."""
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.ndim >= 2 and tensor.dtype == torch.float32:
+                tensor.copy_(tensor.half().float())
+
+
 def parity_rollout(
-    checkpoint: Path, onnx_path: Path, frames: int, threads: int, candidates: int = 2
+    checkpoint: Path, onnx_path: Path, frames: int, threads: int, candidates: int = 2, weights: str = "fp32"
 ) -> dict[str, float]:
     """A real streaming rollout through both backends (ingest + predict, same seed).
 
@@ -208,14 +225,20 @@ def parity_rollout(
     from astra_ros.runtime.torch_backend import TorchBackend
 
     torch_backend = TorchBackend.from_checkpoint(checkpoint, seed=0)
+    if weights == "fp16":
+        round_weights_fp16(torch_backend.model)
     ort_backend = OnnxRuntimeBackend.from_onnx(onnx_path, seed=0, threads=threads, verify_parity=False)
     records: dict[str, list[np.ndarray]] = {"torch": [], "onnxruntime": []}
+    writes: dict[str, list[np.ndarray]] = {"torch": [], "onnxruntime": []}
     for name, backend in (("torch", torch_backend), ("onnxruntime", ort_backend)):
         step = backend._step
 
-        def recording(*args, _step=step, _out=records[name]):
+        def recording(*args, _step=step, _out=records[name], _writes=writes[name]):
             out, entries = _step(*args)
-            _out.append(out.copy())
+            if out is None:  # a context write (the write-only graph on ONNX Runtime): its keys/values
+                _writes.append(np.stack([np.asarray(e)[:, : args[0].shape[0]] for e in entries]))
+            else:
+                _out.append(out.copy())
             return out, entries
 
         backend._step = recording  # type: ignore[method-assign]
@@ -240,14 +263,99 @@ def parity_rollout(
         for frame, command, state in zip(observed, commands, states, strict=True):
             backend.ingest(frame, command, modality, state if state.size else None)
         videos[name] = backend.predict(plan, modality, seed=7)
-    outputs = max(
-        float(np.abs(a - b).max()) for a, b in zip(records["torch"], records["onnxruntime"], strict=True)
-    )
+
+    def worst(pairs: dict[str, list[np.ndarray]]) -> float:
+        return max(float(np.abs(a - b).max()) for a, b in zip(*pairs.values(), strict=True))
+
     video = np.abs(videos["torch"].astype(np.int32) - videos["onnxruntime"].astype(np.int32)).max() / 255
     return {
         "rollout_steps": len(records["torch"]),
-        "rollout_max_abs_diff": outputs,
+        "rollout_max_abs_diff": worst(records),
+        "rollout_writes": len(writes["torch"]),
+        "rollout_entries_max_abs_diff": worst(writes),
         "rollout_frames_max_abs_diff": float(video),
+    }
+
+
+def store_weights_fp16(path: Path) -> int:
+    """Rewrite the ONNX file ``path`` with its float32 weight matrices stored as float16, each followed
+    by a Cast to float32 (ONNX Runtime folds the casts when a session is created, so the graph still
+    computes in float32 on rounded weights); biases and other vectors stay float32. -> weights converted."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, converted = [], 0
+    for i in reversed(range(len(graph.initializer))):
+        item = graph.initializer[i]
+        if item.data_type != onnx.TensorProto.FLOAT or len(item.dims) < 2:
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(item).astype(np.float16), f"{item.name}.fp16")
+        casts.append(onnx.helper.make_node("Cast", [half.name], [item.name], to=onnx.TensorProto.FLOAT))
+        del graph.initializer[i]
+        graph.initializer.append(half)
+        converted += 1
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    onnx.save(model, str(path))
+    return converted
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """``dst``: ``src`` with its MatMul weights quantized to int8 (per output channel, activations
+    quantized dynamically at run time: ``onnxruntime.quantization.quantize_dynamic``). ``reduce_range``
+    (7-bit weights) because CPUs without VNNI multiply u8 x s8 in saturating 16-bit sums."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src))
+    del model.graph.value_info[:]  # the exporter's shape annotations fail the quantizer's shape inference
+    quantize_dynamic(
+        model,
+        dst,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        reduce_range=True,
+        weight_type=QuantType.QInt8,
+    )
+
+
+def graph_difference(
+    reference: Path, other: Path, cfg: AstraConfig, batches: list[int], threads: int
+) -> float:
+    """Max abs diff of all outputs of two step graphs (ONNX Runtime) over random inputs."""
+    import onnxruntime as ort
+
+    from astra_ros.runtime.onnxruntime_backend import session_options
+
+    options = session_options(threads)
+    a, b = (
+        ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for p in (reference, other)
+    )
+    worst = 0.0
+    for seed, batch in enumerate(batches):
+        x = random_inputs(cfg, batch, seed)
+        for g, r in zip(b.run(list(GRAPH_OUTPUTS), x), a.run(list(GRAPH_OUTPUTS), x), strict=True):
+            worst = max(worst, float(np.abs(g - r).max()))
+    return worst
+
+
+def precision_path(onnx_path: Path, precision: str) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx``: where the graph of another precision is written."""
+    return onnx_path.with_suffix(f".{precision}.onnx")
+
+
+def int8_graph(onnx_path: Path, cfg: AstraConfig, batches: list[int], threads: int) -> dict[str, Any]:
+    """Quantize the fp32 graph ``onnx_path`` to ``precision_path(onnx_path, "int8")``; -> its sidecar
+    ``graphs`` entry."""
+    path = precision_path(onnx_path, "int8")
+    quantize_int8(onnx_path, path)
+    return {
+        "file": path.name,
+        "sha256": file_sha256(path),
+        "quantization": INT8_QUANTIZATION,
+        "max_abs_diff_vs_fp32": graph_difference(onnx_path, path, cfg, batches, threads),
     }
 
 
@@ -271,9 +379,26 @@ def export(
     tolerance: float = 1e-3,
     threads: int = 1,
     rollout_frames: int = ROLLOUT_FRAMES,
+    precisions: tuple[str, ...] = ("fp32",),
+    weights: str = "fp32",
 ) -> dict[str, Any]:
-    """Export, write the sidecar, run parity. Raises ValueError (files removed) when parity fails."""
+    """Export, write the sidecar, run parity. Raises ValueError (files removed) when parity fails.
+
+    ``precisions``: the graphs written (``fp32`` always; ``int8``: ``<name>.int8.onnx``, recorded in
+    the sidecar's ``graphs`` with its sha256 and its max abs difference from fp32 on random inputs,
+    which no tolerance gates: its planner metrics decide). ``weights="fp16"``: the fp32 graph stores
+    its weight matrices as float16 (``store_weights_fp16``: about half the file); parity compares it
+    with the PyTorch model on the same rounded weights, and the difference from float32 weights is
+    recorded.
+    """
     checkpoint, out = Path(checkpoint), Path(out)
+    unknown = sorted(set(precisions) - set(EXPORT_PRECISIONS))
+    if unknown or "fp32" not in precisions:
+        raise ValueError(
+            f"--precisions={list(precisions)}; expected fp32 and any of {list(EXPORT_PRECISIONS)}"
+        )
+    if weights not in ("fp32", "fp16"):
+        raise ValueError(f"--weights={weights!r}; expected 'fp32' or 'fp16'")
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
     if max_history is not None and max_history != cfg.max_history:
@@ -288,6 +413,27 @@ def export(
     sidecar = sidecar_path(out)
     started = time.perf_counter()
     export_onnx(model, out, batch, opset)
+    written = [out, sidecar]
+    graphs: dict[str, Any] = {}
+    batches = [batch] if batch is not None else [1, 3]
+    try:
+        if "int8" in precisions:
+            written.append(precision_path(out, "int8"))
+            graphs["int8"] = int8_graph(out, cfg, batches, threads)
+        weights_record: dict[str, Any] = {"dtype": weights}
+        if weights == "fp16":
+            full = out.with_suffix(".fp32-weights.onnx")
+            written.append(full)
+            shutil.copy(out, full)
+            weights_record["matrices"] = store_weights_fp16(out)
+            weights_record["max_abs_diff_vs_fp32_weights"] = graph_difference(
+                full, out, cfg, batches, threads
+            )
+            full.unlink()
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     onnx_sha = file_sha256(out)
     spec = io_spec(cfg, batch if batch is not None else "batch")
     payload: dict[str, Any] = {
@@ -298,6 +444,8 @@ def export(
         "opset": opset,
         "batch": batch if batch is not None else "dynamic",
         "precision": "fp32",
+        "weights": weights_record,
+        "graphs": graphs,
         "config": cfg.to_dict(),
         "meta": ckpt.meta,
         "checkpoint": {"file": checkpoint.name, "sha256": file_sha256(checkpoint)},
@@ -306,21 +454,23 @@ def export(
     }
     write_json_atomic(sidecar, payload)  # the rollout parity loads through the sidecar
     try:
-        batches = [batch] if batch is not None else [1, 3]
+        if weights == "fp16":
+            round_weights_fp16(model)
         parity: dict[str, Any] = {"random_max_abs_diff": parity_random(model, out, batches, threads)}
-        parity.update(parity_rollout(checkpoint, out, rollout_frames, threads, min(2, batch or 2)))
+        parity.update(parity_rollout(checkpoint, out, rollout_frames, threads, min(2, batch or 2), weights))
         parity["tolerance"] = tolerance
-        worst = max(parity["random_max_abs_diff"], parity.get("rollout_max_abs_diff", 0.0))
+        checked = ("random_max_abs_diff", "rollout_max_abs_diff", "rollout_entries_max_abs_diff")
+        worst = max(parity[k] for k in checked)
         parity["passed"] = bool(worst <= tolerance)
     except BaseException:
-        out.unlink(missing_ok=True)
-        sidecar.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
     payload["parity"] = parity
     payload["export_seconds"] = round(time.perf_counter() - started, 2)
     if not parity["passed"]:
-        out.unlink(missing_ok=True)
-        sidecar.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise ValueError(f"parity failed: max abs diff {worst:.3g} > tolerance {tolerance:g} ({parity})")
     write_json_atomic(sidecar, payload)
     return payload
@@ -347,6 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tolerance", type=float, default=1e-3, help="max abs diff allowed in parity (fp32)")
     p.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads for the parity run")
+    p.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32"],
+        choices=EXPORT_PRECISIONS,
+        help="graphs to write: fp32 (always) and int8 (<name>.int8.onnx, dynamic quantization)",
+    )
+    p.add_argument(
+        "--weights",
+        default="fp32",
+        choices=("fp32", "fp16"),
+        help="storage of the fp32 graph's weight matrices (fp16: about half the file, computed in fp32)",
+    )
     return p
 
 
@@ -374,7 +537,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         payload = export(
-            args.checkpoint, args.out, args.max_history, batch, args.opset, args.tolerance, args.threads
+            args.checkpoint,
+            args.out,
+            args.max_history,
+            batch,
+            args.opset,
+            args.tolerance,
+            args.threads,
+            precisions=tuple(args.precisions),
+            weights=args.weights,
         )
     except CheckpointError as err:
         print(f"astra-export: {err}", file=sys.stderr)

@@ -68,9 +68,10 @@ class KVCache(NamedTuple):
 
 
 class StepOutput(NamedTuple):
-    """The network output ``(B, C, H, W)`` and the frame's keys/values ``(depth, B, heads, N, head_dim)``."""
+    """The network output ``(B, C, H, W)`` (None for a write-only step) and the frame's keys/values
+    ``(depth, B, heads, N, head_dim)``."""
 
-    output: torch.Tensor
+    output: torch.Tensor | None
     keys: torch.Tensor
     values: torch.Tensor
 
@@ -417,6 +418,7 @@ class AstraWorldModel(nn.Module):
         cache: KVCache,
         rope_cos: torch.Tensor,
         rope_sin: torch.Tensor,
+        with_output: bool = True,
     ) -> StepOutput:
         """Run one frame against the cache (which it does not modify).
 
@@ -424,7 +426,8 @@ class AstraWorldModel(nn.Module):
         written into the cache (zeros when the cache is empty), actions ``(B, A)``, ``rope_cos`` /
         ``rope_sin`` ``(B, head_dim / 2)`` of the frame's index (``rope.rope_tables``). Denoising
         steps use the output; writing a context frame (at the small context noise level) passes the
-        returned keys and values to ``write``.
+        returned keys and values to ``write``; it needs no output (``with_output=False``: the last
+        block stops at its keys/values, the final layer is skipped).
         """
         cfg = self.cfg
         n = cfg.tokens_per_frame
@@ -440,12 +443,15 @@ class AstraWorldModel(nn.Module):
         for layer, block in enumerate(self.blocks):
             mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))  # (B, heads, N, head_dim)
-            q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-            attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
-            x = block.finish(x, attn, mod)
+            k = rotate(k, cos, sin)
             new_keys.append(k)
             new_values.append(v)
-        out = self.unpatchify(self.final(x, c))[:, 0]
+            if not with_output and layer == cfg.depth - 1:
+                break
+            q = rotate(q, cos, sin)
+            attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
+            x = block.finish(x, attn, mod)
+        out = self.unpatchify(self.final(x, c))[:, 0] if with_output else None
         return StepOutput(out, torch.stack(new_keys), torch.stack(new_values))
 
     def write(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:

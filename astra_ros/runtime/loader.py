@@ -75,8 +75,8 @@ def load_backend(model_path: str, backend: str = "auto", **options: Any) -> Worl
     """Open ``model_path`` with ``backend``; see the module docstring.
 
     Options: steps, context_noise, guidance_scale, seed, engine_cache_dir, precision ('auto', 'fp32',
-    'fp16'), max_history (at most the model's: attend to the newest frames only), threads,
-    device (torch: 'auto'/'cpu'/'cuda').
+    'fp16', 'int8': an .onnx whose sidecar records an int8 graph, on ONNX Runtime CPU), max_history
+    (at most the model's: attend to the newest frames only), threads, device (torch: 'auto'/'cpu'/'cuda').
     Raises ModelLoadError (a ValueError) naming the path and what was expected.
     """
     unknown = sorted(set(options) - set(OPTIONS))
@@ -151,7 +151,8 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
     _check_history(path, model.config.max_history, options.get("max_history"))
     precision = options.get("precision") or "auto"
     sampler = _sampler_options(options)
-    if backend == "tensorrt" or (backend == "auto" and availability.tensorrt_available()):
+    int8 = precision == "int8"  # ONNX Runtime's CPU provider runs the quantized graph; TensorRT has none
+    if backend == "tensorrt" or (backend == "auto" and availability.tensorrt_available() and not int8):
         if not availability.tensorrt_available():
             raise ModelLoadError(
                 f"backend='tensorrt' for {path}, but `import tensorrt` fails on this "
@@ -182,7 +183,7 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
         )
     from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-    _check_precision(path, "onnxruntime", precision, ("fp32", "fp16"))
+    _check_precision(path, "onnxruntime", precision, ("fp32", "fp16", "int8"))
     parity = model.payload.get("parity")
     if parity is not None and not parity.get("passed", False):
         raise ModelLoadError(

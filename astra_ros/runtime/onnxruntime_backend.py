@@ -34,6 +34,11 @@ from astra_ros.runtime.sidecar import (
 log = logging.getLogger("astra_ros.runtime.onnxruntime")
 
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+PRECISIONS = ("fp32", "fp16", "int8")
+# One intra-op thread: on 2 cores shared with other work it was faster than one per core for a
+# 64-candidate plan (1.3x) and for a live 1-candidate prediction (3-4x) (astra-bench plan,
+# docs/benchmarks.md); a second pool thread mostly waits for a core.
+DEFAULT_THREADS = 1
 NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64}
 
 
@@ -84,8 +89,18 @@ def pad_batch(x: np.ndarray, batch: int, axis: int = 0) -> np.ndarray:
     return np.concatenate([x, np.repeat(first, batch - have, axis=axis)], axis=axis)
 
 
+class Graph(NamedTuple):
+    """A session and the ``(name, numpy dtype)`` of each input it declares (what a step feeds)."""
+
+    session: Any
+    inputs: list[tuple[str, Any]]
+
+
 class OnnxRuntimeBackend(PooledStreamingBackend):
-    """``threads``: intra-op threads (None: ORT's default); ``providers``: explicit provider list."""
+    """``threads``: intra-op threads (None or 0: ``DEFAULT_THREADS``); ``providers``: explicit provider list;
+    ``precision``: ``fp32``, ``int8`` (the sidecar's int8 graph, on the CPU provider) or ``fp16`` (the
+    fp32 graph; the TensorRT provider builds fp16); ``write_only``: context frames are written through
+    the write-only variant of the graph (``runtime.write_graph``), else through the full step."""
 
     def __init__(
         self,
@@ -96,15 +111,21 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         device_id: int = 0,
         engine_cache_dir: str | None = None,
         precision: str = "fp32",
+        write_only: bool = True,
         **options: Any,
     ):
         import onnxruntime as ort
 
+        if precision not in PRECISIONS:
+            raise ModelLoadError(f"precision={precision!r} for {model.path}; expected one of {PRECISIONS}")
         self.model = model
-        so = session_options(threads, inter_threads)
+        self.graph_precision = "int8" if precision == "int8" else "fp32"
+        path, sha = model.graph(self.graph_precision)
+        so = session_options(threads or DEFAULT_THREADS, inter_threads)
         available = ort.get_available_providers()
         if providers is None:
-            providers = [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
+            gpu = [p for p in GPU_PROVIDERS if p in available and self.graph_precision == "fp32"]
+            providers = gpu + ["CPUExecutionProvider"]
         provider_args: list[Any] = []
         for p in providers:
             if p == "TensorrtExecutionProvider":
@@ -118,22 +139,39 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
                 provider_args.append((p, {"device_id": device_id}))
             else:
                 provider_args.append(p)
-        try:
-            self.session = ort.InferenceSession(str(model.path), so, providers=provider_args)
-        except Exception as err:  # onnxruntime raises its own exception types for bad graphs
-            raise ModelLoadError(f"ONNX Runtime cannot load {model.path}: {err}") from err
-        self.providers = self.session.get_providers()
-        self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
-        self.device_id = device_id
-        self._types = {i.name: NUMPY_TYPES.get(i.type, np.float32) for i in self.session.get_inputs()}
         cfg = model.config
         self._layer_names = [layer_inputs(name, cfg.depth) for name in CACHE_INPUTS]
         self._host_inputs = host_inputs(cfg.robot_state)
-        missing = {*self._host_inputs, *(n for names in self._layer_names for n in names)} - set(self._types)
+        fed = {*self._host_inputs, *(n for names in self._layer_names for n in names)}
+
+        def open_graph(graph: str | bytes, what: str) -> Graph:
+            try:
+                session = ort.InferenceSession(graph, so, providers=provider_args)
+            except Exception as err:  # onnxruntime raises its own exception types for bad graphs
+                raise ModelLoadError(f"ONNX Runtime cannot load {what}: {err}") from err
+            inputs = [(i.name, NUMPY_TYPES.get(i.type, np.float32)) for i in session.get_inputs()]
+            unknown = sorted({name for name, _ in inputs} - fed)
+            if unknown:
+                raise ModelLoadError(f"{what} has inputs {unknown} this runtime does not feed")
+            return Graph(session, inputs)
+
+        step = open_graph(str(path), str(path))
+        self.session = step.session
+        self._types = dict(step.inputs)
+        missing = fed - set(self._types)
         if missing:
             raise ModelLoadError(
-                f"{model.path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
+                f"{path} lacks inputs {sorted(missing)}; expected an astra-export step graph"
             )
+        # with_output -> the graph that runs: context writes need the keys/values only
+        self._graphs = {True: step, False: step}
+        if write_only:
+            from astra_ros.runtime.write_graph import write_only_graph
+
+            self._graphs[False] = open_graph(write_only_graph(path), f"the write-only graph of {path}")
+        self.providers = self.session.get_providers()
+        self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        self.device_id = device_id
         self._cache_dtype = self._types[self._layer_names[0][0]]  # every layer's cache input has it
         self._cache_shape = (cfg.depth, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
         self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
@@ -141,7 +179,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self._pool = BufferPool(self._allocate)
         self._shrink = ort.RunOptions()  # steps of several candidates give their arena memory back
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-        info = model_info("onnxruntime", model.meta, cfg, model.sha256, "-", self._precision())
+        info = model_info("onnxruntime", model.meta, cfg, sha, "-", self._precision())
         super().__init__(info, cfg, **options)
 
     @classmethod
@@ -155,6 +193,8 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return cls(model, **options)
 
     def _precision(self) -> str:
+        if self.graph_precision == "int8":
+            return "int8"
         return "fp16" if self._cache_dtype == np.float16 else "fp32"
 
     # -- buffers ---------------------------------------------------------------------------------
@@ -214,24 +254,32 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
         kv: PooledKV = cache.kv
         batch, gb = frame.shape[0], self._check_batch(frame, kv)
-        binding = self.session.io_binding()
-        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
-        for name, arr in zip(self._host_inputs, inputs, strict=False):
-            binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(arr, gb).astype(self._types[name])))
+        graph = self._graphs[with_output]
         buffers: OrtBuffers = kv.buffers.payload
-        for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True):
-            for name, ov in zip(names, layers, strict=True):
-                binding.bind_ortvalue_input(name, ov)
-        binding.bind_output("output", "cpu")
+        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
+        host = dict(zip(self._host_inputs, values, strict=False))  # no state inputs: state unused
+        rings = {
+            name: ov
+            for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True)
+            for name, ov in zip(names, layers, strict=True)
+        }
+        binding = graph.session.io_binding()
+        for name, dtype in graph.inputs:  # what this graph declares (the write-only one may use fewer)
+            if name in rings:
+                binding.bind_ortvalue_input(name, rings[name])
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(host[name], gb).astype(dtype)))
+        if with_output:
+            binding.bind_output("output", "cpu")
         for name, (_, ov) in zip(ENTRY_OUTPUTS, buffers.entries, strict=True):
             binding.bind_ortvalue_output(name, ov)
         if self.device == "cpu":
             flush_denormals()  # this thread computes a share of every operator
-        self.session.run_with_iobinding(binding, self._shrink if batch > 1 else None)
-        out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False)
+        graph.session.run_with_iobinding(binding, self._shrink if batch > 1 else None)
+        out = binding.get_outputs()[0].numpy()[:batch].astype(np.float32, copy=False) if with_output else None
         return out, [host for host, _ in buffers.entries]
 
     def _store(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:

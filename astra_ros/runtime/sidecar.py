@@ -66,6 +66,40 @@ class OnnxModel:
     sha256: str
 
     @property
+    def precisions(self) -> tuple[str, ...]:
+        """The graphs this export holds: ``fp32`` (this file) and those in the sidecar's ``graphs``."""
+        return ("fp32", *sorted(self.payload.get("graphs") or {}))
+
+    def graph(self, precision: str) -> tuple[Path, str]:
+        """(path, sha256) of the step graph of ``precision``, its bytes checked against the sidecar."""
+        if precision == "fp32":
+            return self.path, self.sha256
+        entry = (self.payload.get("graphs") or {}).get(precision)
+        if entry is None:
+            raise ModelLoadError(
+                f"precision={precision!r} but {self.sidecar} records the precisions {list(self.precisions)}; "
+                f"expected one of them (astra-export --precisions fp32 {precision} adds it)"
+            )
+        try:
+            name, expected = str(entry["file"]), str(entry["sha256"])
+        except (KeyError, TypeError) as err:
+            raise ModelLoadError(f"sidecar {self.sidecar} graphs.{precision} is incomplete: {err}") from err
+        if Path(name).name != name:
+            raise ModelLoadError(
+                f"sidecar {self.sidecar} graphs.{precision}.file={name!r}; expected a file name next to it"
+            )
+        path = self.path.parent / name
+        if not path.is_file():
+            raise ModelLoadError(f"{precision} graph {path} named by {self.sidecar} does not exist")
+        sha = file_sha256(path)
+        if sha != expected:
+            raise ModelLoadError(
+                f"{precision} graph {path} has sha256 {sha[:16]}...; its sidecar {self.sidecar} expects "
+                f"{expected[:16]}... (file modified or corrupt: re-run astra-export)"
+            )
+        return path, sha
+
+    @property
     def batch(self) -> int | None:
         """Fixed graph batch, or None for a dynamic batch axis."""
         b = self.payload.get("batch", "dynamic")

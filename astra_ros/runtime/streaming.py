@@ -114,12 +114,15 @@ class StreamingBackend(WorldModelBackend):
         cache: Cache,
         rope: tuple[np.ndarray, np.ndarray],
         state: State,
-    ) -> tuple[np.ndarray, Entries]:
+        with_output: bool = True,
+    ) -> tuple[np.ndarray | None, Entries]:
         """One model step: frame ``(B, C, S, S)`` float32 at ``level`` ``(B,)``, the previous frame as
         written into the cache ``(B, C, S, S)``, actions and mask ``(B, A)``, modality ``(B,)`` int64,
         rope cos/sin ``(B, head_dim / 2)``, robot state and mask ``(B, max_joints)`` (ignored by
         models without ``robot_state``) -> output ``(B, C, S, S)`` and the frame's keys/values (valid
-        until the next step). Must not modify ``cache``."""
+        until the next step). ``with_output=False`` (a context write): only the keys/values are
+        needed, the output may be None (a backend may skip the work that only the output needs).
+        Must not modify ``cache``."""
 
     @abstractmethod
     def _store(self, kv: KV, entries: Entries, slot: int) -> None:
@@ -286,7 +289,8 @@ class StreamingBackend(WorldModelBackend):
         as written (the next step's ``previous``)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
-        entries = self._step(x, previous, level, actions, mask, modality, cache, self._rope(cache), state)[1]
+        rope = self._rope(cache)
+        entries = self._step(x, previous, level, actions, mask, modality, cache, rope, state, False)[1]
         self._store(cache.kv, entries, cache.slot)
         cache.valid[:, cache.slot] = 1.0
         cache.position += 1

@@ -284,7 +284,8 @@ class TensorRTBackend(PooledStreamingBackend):
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
+        """One engine: a context write runs all of it (its output is not returned)."""
         kv: PooledKV = cache.kv
         batch = self._check_batch(frame, kv)
         inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
@@ -299,7 +300,8 @@ class TensorRTBackend(PooledStreamingBackend):
         self.runtime.execute(self.handle, shapes, addresses)
         out = np.empty(self._shape("output", batch), self._dtypes["output"])
         self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
-        return out.astype(np.float32, copy=False), batch  # the entries stay in the new_keys/values buffers
+        output = out.astype(np.float32, copy=False) if with_output else None
+        return output, batch  # the entries stay in the new_keys/values buffers
 
     def _store(self, kv: PooledKV, entries: int, slot: int) -> None:
         """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into ring slot

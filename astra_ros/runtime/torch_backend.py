@@ -64,7 +64,9 @@ class TorchBackend(StreamingBackend):
         )
 
     @torch.inference_mode()
-    def _step(self, frame, previous, level, actions, mask, modality, cache: Cache, rope, state):
+    def _step(
+        self, frame, previous, level, actions, mask, modality, cache: Cache, rope, state, with_output=True
+    ):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
@@ -76,8 +78,10 @@ class TorchBackend(StreamingBackend):
             Actions(tensor(actions), tensor(mask), tensor(modality), *(tensor(x) for x in state)),
             kv,
             *(tensor(x) for x in rope),
+            with_output=with_output,
         )
-        return out.output.float().cpu().numpy(), (out.keys, out.values)
+        output = None if out.output is None else out.output.float().cpu().numpy()
+        return output, (out.keys, out.values)
 
     @torch.inference_mode()
     def _store(self, kv: KVCache, entries: tuple[torch.Tensor, torch.Tensor], slot: int) -> None:
