@@ -2,7 +2,7 @@
 
     ros2 launch astra_ros astra_demo.launch.py model_path:=copy_last recording:=/tmp/demo.npz
 
-The simulator (astra_sim_publisher) publishes ``image`` and ``joint_commands``; the recorder
+The simulator (astra_sim_publisher) publishes ``image``, ``joint_commands`` and ``joint_states``; the recorder
 (astra_prediction_recorder) subscribes to ``image`` and ``predicted_frames`` and writes what it
 received to ``recording`` when stopped. All three share ``namespace``, and the topic names are
 relative, so they meet the world model's under it. The world model comes from
@@ -40,7 +40,14 @@ def generate_launch_description():
         executable="astra_sim_publisher",
         name="astra_sim_publisher",
         namespace=namespace,
-        arguments=["--image-topic", "image", "--command-topic", "joint_commands"],
+        arguments=[
+            "--image-topic",
+            "image",
+            "--command-topic",
+            "joint_commands",
+            "--state-topic",
+            "joint_states",
+        ],
         output="screen",
     )
     recorder = Node(

@@ -97,9 +97,38 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "command_type",
             default_value="joint_state",
-            description="Command input: joint_state on 'joint_commands' (velocity field), "
-            "twist or twist_stamped on 'cmd_vel'. Allowed: joint_state | twist | "
-            "twist_stamped.",
+            description="Command input on 'joint_commands': joint_state "
+            "(sensor_msgs/JointState, the velocity or position field by "
+            "command_modality), float64_multi_array (std_msgs/Float64MultiArray "
+            "of ros2_control's forward command controllers, values in joint_names "
+            "order, layout ignored) or joint_trajectory "
+            "(trajectory_msgs/JointTrajectory: the first point's velocities or "
+            "positions, in force at header stamp + time_from_start); or twist / "
+            "twist_stamped on 'cmd_vel'. Allowed: joint_state | "
+            "float64_multi_array | joint_trajectory | twist | twist_stamped.",
+        ),
+        DeclareLaunchArgument(
+            "command_modality",
+            default_value="joint_velocity",
+            description="What joint commands are: joint_velocity (rad/s) or joint_position "
+            "(absolute targets in rad; the model gets them relative to the robot "
+            "state from state_topic, and the stale command policy must be hold or "
+            "skip: a position controller holds its last target). Ignored for "
+            "twist. Allowed: joint_velocity | joint_position.",
+        ),
+        DeclareLaunchArgument(
+            "state_topic",
+            default_value="joint_states",
+            description="sensor_msgs/JointState topic of the measured joint positions (mapped "
+            "by name to the model's joint order, extra joints ignored), "
+            "subscribed when the model takes a robot state or command_modality is "
+            "joint_position; '' = none.",
+        ),
+        DeclareLaunchArgument(
+            "stale_command_policy",
+            default_value="zero",
+            description="Action for an image with no command in force: zero, hold the last "
+            "one, or skip the image. Allowed: zero | hold | skip.",
         ),
         DeclareLaunchArgument(
             "image_transport",
@@ -194,7 +223,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "joint_commands",
             default_value="joint_commands",
-            description="JointState commands",
+            description="Joint commands (JointState, Float64MultiArray or JointTrajectory)",
         ),
         DeclareLaunchArgument(
             "cmd_vel",
@@ -227,6 +256,9 @@ def generate_launch_description():
                 "confidence_decay": LaunchConfiguration("confidence_decay"),
                 "future_command_policy": LaunchConfiguration("future_command_policy"),
                 "command_type": LaunchConfiguration("command_type"),
+                "command_modality": LaunchConfiguration("command_modality"),
+                "state_topic": LaunchConfiguration("state_topic"),
+                "stale_command_policy": LaunchConfiguration("stale_command_policy"),
                 "image_transport": LaunchConfiguration("image_transport"),
                 "max_image_pixels": LaunchConfiguration("max_image_pixels"),
                 "image_qos_reliability": LaunchConfiguration("image_qos_reliability"),

@@ -65,6 +65,15 @@ FUZZ_PARAMS: dict[str, Any] = {
     "max_image_pixels": 640 * 480,  # the too-large attack stays cheap on the wire
     "max_image_gap": 5.0,  # a stall of this process (a slow model, a huge attack) is not a camera gap
 }
+POSITION_TOPIC = "position_commands"  # the position node's joint_commands, remapped (JointState uses it)
+NODE_SETUPS: dict[str, tuple[dict[str, Any], list[str]]] = {  # command_type -> extra params, ROS args
+    "joint_state": ({}, []),
+    "twist": ({}, []),
+    "float64_multi_array": (  # a position-controlled arm: absolute targets and /joint_states
+        {"command_modality": "joint_position", "stale_command_policy": "hold"},
+        ["-r", f"joint_commands:={POSITION_TOPIC}"],
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,12 @@ class Fuzzer:
         self.proc, self.driver, self.joints = proc, driver, list(joints)
         self.command_type, self.status_name, self.pixel_check = command_type, status_name, pixel_check
         self.twist_pub = driver.node.create_publisher(Twist, "cmd_vel", 50)
+        if command_type == "float64_multi_array":
+            from sensor_msgs.msg import JointState
+            from std_msgs.msg import Float64MultiArray
+
+            self.array_pub = driver.node.create_publisher(Float64MultiArray, POSITION_TOPIC, 50)
+            self.state_pub = driver.node.create_publisher(JointState, "joint_states", 50)
         node_name = status_name.split(":")[0]
         self.set_params = driver.node.create_client(SetParameters, f"{node_name}/set_parameters")
         self.max_pixels = int(FUZZ_PARAMS["max_image_pixels"])
@@ -141,6 +156,9 @@ class Fuzzer:
         speed = 0.1 * (1 + self._count % 5)
         if self.command_type == "twist":
             self.twist_pub.publish(self.twist(speed))
+        elif self.command_type == "float64_multi_array":  # targets and the state they are reached from
+            self.publish_targets([speed] * len(self.joints))
+            self.publish_state(self.joints, [speed] * len(self.joints), time.time_ns())
         else:
             self.publish_joints(self.joints, [speed] * len(self.joints), time.time_ns())
 
@@ -196,6 +214,18 @@ class Fuzzer:
         msg.velocity = [float(v) for v in velocities]
         self.driver.joint_pub.publish(msg)
 
+    def publish_targets(self, values: list[float]) -> None:
+        from std_msgs.msg import Float64MultiArray
+
+        self.array_pub.publish(Float64MultiArray(data=[float(v) for v in values]))
+
+    def publish_state(self, names: list[str], positions: list[float], stamp: int) -> None:
+        from sensor_msgs.msg import JointState
+
+        msg = JointState(name=list(names), position=[float(v) for v in positions])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        self.state_pub.publish(msg)
+
     @staticmethod
     def twist(value: float):
         from geometry_msgs.msg import Twist
@@ -205,6 +235,10 @@ class Fuzzer:
         return msg
 
     def imagine(self, **fields: Any):
+        return self.call(self.driver.imagine, self.imagine_request(**fields))
+
+    def imagine_request(self, **fields: Any):
+        """A valid Imagine request (2 candidates x 3 frames) with ``fields`` set."""
         from astra_ros.srv import Imagine
 
         width = len(self.joints)
@@ -218,7 +252,7 @@ class Fuzzer:
         )
         for key, item in fields.items():
             setattr(request, key, item)
-        return self.call(self.driver.imagine, request)
+        return request
 
     def call(self, client, request, timeout: float = 20.0):
         """A service call answered while the valid stream goes on."""
@@ -308,7 +342,7 @@ class Fuzzer:
                 problems.append(f"a prediction of an input that was not a valid frame (stamp {stamp})")
             if msg.header.frame_id != "camera":
                 problems.append(f"a prediction with frame_id of {len(msg.header.frame_id)} characters")
-            speeds = [abs(v) for point in msg.actions.points for v in point.velocities]
+            speeds = [abs(v) for point in msg.actions.points for v in (*point.velocities, *point.positions)]
             if max(speeds, default=0.0) > VALID_SPEED + 1e-6:
                 problems.append(f"a prediction conditioned on a command of |{max(speeds):g}|")
             if self.pixel_check:
@@ -376,6 +410,21 @@ def _joints(
     return send
 
 
+MANY_NAMES = [f"j{i}" for i in range(5000)]
+
+
+def _targets(value: float | None = None, values=None) -> Callable[[Fuzzer], None]:
+    return lambda f: f.publish_targets(values if values is not None else [value] * len(f.joints))
+
+
+def _state(position: float = 0.1, names=None, stamp=None) -> Callable[[Fuzzer], None]:
+    def send(f: Fuzzer) -> None:
+        joint_names = f.joints if names is None else names(f)
+        f.publish_state(joint_names, [position] * len(joint_names), _now() if stamp is None else stamp())
+
+    return send
+
+
 def _twist(value: float) -> Callable[[Fuzzer], None]:
     return lambda f: f.twist_pub.publish(f.twist(value))
 
@@ -399,6 +448,16 @@ def _imagine_large(f: Fuzzer) -> None:
     f.pump(lambda: False, 1.0)
     growth_mb = f.proc.rss_kb() / 1024 - before_mb
     assert growth_mb < 50, f"RSS {growth_mb:.0f} MB above its level before the Imagine call"
+
+
+def _imagine_concurrent(f: Fuzzer) -> None:
+    """12 valid Imagine calls at once: every one answered, successfully."""
+    futures = [f.driver.imagine.call_async(f.imagine_request(seed=i + 1)) for i in range(12)]
+    f.pump(lambda: all(future.done() for future in futures), 60.0)
+    answers = [future.result() for future in futures if future.done()]
+    assert len(answers) == len(futures), f"{len(answers)} of {len(futures)} concurrent Imagine calls answered"
+    failed = [a.error for a in answers if not a.success]
+    assert not failed, f"{len(failed)} concurrent Imagine calls failed: {failed[0]}"
 
 
 def _reset_storm(f: Fuzzer) -> None:
@@ -522,6 +581,19 @@ KINDS: tuple[Kind, ...] = (
     Kind("twist_nan", "commands", _twist(NAN), {"command_non_finite": 1}, command_type="twist"),
     Kind("twist_1e30", "commands", _twist(1e30), {"command_magnitude": 1}, command_type="twist"),
     Kind("twist_1e4", "commands", _twist(1e4), {"command_magnitude": 1}, command_type="twist"),
+    *(
+        Kind(name, "commands", send, rejected, command_type="float64_multi_array")
+        for name, send, rejected in (
+            ("targets_nan", _targets(NAN), {"command_non_finite": 1}),
+            ("targets_1e30", _targets(1e30), {"command_magnitude": 1}),
+            ("targets_wrong_length", _targets(values=[0.1] * 3), {"joint_count": 1}),
+            ("targets_10000_values", _targets(values=[0.1] * 10000), {"joint_count": 1}),
+            ("state_nan", _state(NAN), {"state_non_finite": 1}),
+            ("state_missing_joint", _state(names=lambda f: f.joints[1:]), {"state_joint_names": 1}),
+            ("state_stamp_future", _state(stamp=lambda: _now() + 10 * 10**9), {"state_stamp_future": 1}),
+            ("state_5000_names", _state(names=lambda f: MANY_NAMES), {"joint_names_limit": 1}),
+        )
+    ),
     # Imagine
     Kind(
         "imagine_wrong_length", "imagine", _refused("len(actions)", actions=[0.0] * 5), {"imagine_shape": 1}
@@ -559,6 +631,7 @@ KINDS: tuple[Kind, ...] = (
         {"imagine_joint_names": 1},
     ),
     Kind("imagine_16x64_valid", "imagine", _imagine_large),
+    Kind("imagine_12_concurrent", "imagine", _imagine_concurrent),
     # services
     Kind("reset_storm_sequential", "services", _reset_storm, resets=20, max_log_lines=25),
     Kind("reset_burst_300", "services", _reset_burst, resets=300),
@@ -578,8 +651,10 @@ def kinds_for(command_type: str) -> list[Kind]:
 
 
 def start(params: dict[str, Any], namespace: str = "") -> tuple[NodeProcess, Driver]:
-    extra = ["--ros-args", "-r", f"__ns:=/{namespace}"] if namespace else []
-    proc = NodeProcess(params, extra_args=extra)
+    """The node for ``params["command_type"]`` (with its ``NODE_SETUPS``) and a driver for it."""
+    setup, ros_args = NODE_SETUPS[params.get("command_type", "joint_state")]
+    ros_args = ros_args + (["-r", f"__ns:=/{namespace}"] if namespace else [])
+    proc = NodeProcess({**params, **setup}, extra_args=["--ros-args", *ros_args] if ros_args else [])
     driver = Driver(namespace=namespace)
 
     def ready() -> bool:
@@ -630,13 +705,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     params = dict(FUZZ_PARAMS, max_image_pixels=args.max_image_pixels, prediction_rate=args.prediction_rate)
-    joints, command_types = COPY_LAST_JOINTS, ["joint_state", "twist"]
+    joints, command_types = COPY_LAST_JOINTS, ["joint_state", "twist", "float64_multi_array"]
     if args.model_path != "copy_last":
         from astra_ros.ros.settings import Settings, load_world_model
 
         info = load_world_model(Settings.from_values({"model_path": args.model_path})).info
         joints = list(info.joint_names) or COPY_LAST_JOINTS
-        command_types = ["joint_state"] + (["twist"] if "twist" in info.modalities else [])
+        served = {"joint_state": "joint_velocity", "twist": "twist", "float64_multi_array": "joint_position"}
+        command_types = [kind for kind, modality in served.items() if modality in info.modalities]
         params.update(model_path=args.model_path, joint_names=joints, frame_period=-1.0)
     rng = random.Random(args.seed)
     outcomes: list[Outcome] = []

@@ -56,6 +56,19 @@ def test_the_node_baseline_paces_the_bare_backend_like_the_node():
     assert 0 < bare["ingest_p50"] <= bare["paced_p50"] <= bare["paced_p99"]
 
 
+def test_the_imagine_benchmark_measures_the_live_predictions_around_one_imagine():
+    from astra_ros.ros.bench_node import _measure_imagine
+    from astra_ros.ros.settings import COPY_LAST, Settings
+
+    settings = Settings.from_values(
+        {"model_path": COPY_LAST, "joint_names": [f"j{i}" for i in range(7)], "prediction_rate": 0.0}
+    )
+    row = _measure_imagine(settings, batch=4, horizon=8, chunk=2, rate=50.0, warm_s=0.3)
+    assert row["chunk"] == 2 and row["queue_full"] == 0
+    assert 0 <= row["max_pause_s"] <= row["imagine_s"]  # pauses tile the Imagine's time
+    assert row["p50_before"] > 0  # frames before the Imagine were predicted (min_history 2)
+
+
 def test_the_plan_benchmark_times_every_precision_against_todays_graph_and_leaves_the_model_alone(capsys):
     """One run prints the fp32 / write-only / int8 rows with ratios to the first and the threads table;
     the int8 graph it needs goes into a copy, not next to the model."""

@@ -56,6 +56,11 @@ def twist_fuzzer():
     yield from _fuzzer("twist", "twist")
 
 
+@pytest.fixture(scope="module")
+def position_fuzzer():
+    yield from _fuzzer("float64_multi_array", "position")
+
+
 def _params(kinds: list[Kind]) -> list:
     return [pytest.param(k, id=k.name) for k in kinds]
 
@@ -81,4 +86,10 @@ def test_joint_state_node_memory_stays_bounded(joint_fuzzer):
 @pytest.mark.parametrize("kind", _params(kinds_for("twist")))
 def test_twist_node_survives(twist_fuzzer, kind):
     outcome = twist_fuzzer.run(kind)
+    assert outcome.ok, "\n".join(outcome.problems)
+
+
+@pytest.mark.parametrize("kind", _params(kinds_for("float64_multi_array")))
+def test_position_node_survives(position_fuzzer, kind):
+    outcome = position_fuzzer.run(kind)
     assert outcome.ok, "\n".join(outcome.problems)

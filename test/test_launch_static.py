@@ -201,6 +201,7 @@ def test_demo_helpers_parse_the_launch_command_line_and_meet_the_node_topics(par
     wanted = {
         "image": resolve(node_topics["image"], namespace),
         "joint_commands": resolve(node_topics["joint_commands"], namespace),
+        "joint_states": resolve(node_topics["state_topic"], namespace),
         "predicted_frames": resolve("predicted_frames", namespace),
     }
     helpers = launched_helpers(params_file)
@@ -212,6 +213,7 @@ def test_demo_helpers_parse_the_launch_command_line_and_meet_the_node_topics(par
     sim, recorder = parsed["astra_sim_publisher"], parsed["astra_prediction_recorder"]
     assert resolve(sim.image_topic, namespace) == wanted["image"]
     assert resolve(sim.command_topic, namespace) == wanted["joint_commands"]
+    assert resolve(sim.state_topic, namespace) == wanted["joint_states"]
     assert resolve(recorder.image_topic, namespace) == wanted["image"]
     assert resolve(recorder.predictions_topic, namespace) == wanted["predicted_frames"]
     assert recorder.out.endswith(".npz")

@@ -126,6 +126,33 @@ def test_the_same_window_and_seed_give_the_same_frames_whatever_was_called_befor
     assert (window(other)[1] != want[1]).any()  # the backend seed matters when predict has none
 
 
+def test_a_rollout_in_chunks_gives_one_predict_call_s_frames_while_the_live_stream_moves_on():
+    frames, commands, plan = scenario(8)  # plan: 3 candidates x 4 frames
+    backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1, seed=2, steps=2)
+    for f, c in zip(frames[:3], commands[:3], strict=True):
+        backend.ingest(f, c, "joint_velocity")
+    want = [
+        backend.predict(plan, "joint_velocity", seed=9),
+        backend.predict(plan, "joint_velocity", share_noise=True),
+    ]
+    rollouts = [
+        backend.start_rollout(plan, "joint_velocity", seed=9),
+        backend.start_rollout(plan, "joint_velocity", share_noise=True),
+    ]
+    for f, c in zip(frames[3:], commands[3:], strict=True):  # live frames and predictions in between
+        for rollout in rollouts:
+            rollout.advance(1)
+        backend.ingest(f, c, "joint_velocity")
+        backend.predict(plan[:1], "joint_velocity")
+    assert [r.frames_done for r in rollouts] == [3, 3] and not any(r.done for r in rollouts)
+    assert len([b for b in backend._pool.sets(3) if b.busy]) == 2  # each holds its candidates' cache
+    for rollout, video in zip(rollouts, want, strict=True):
+        rollout.advance(5)
+        assert rollout.done
+        np.testing.assert_array_equal(rollout.result(), video)
+    assert not any(b.busy for b in backend._pool.sets(3))  # released on the last frame
+
+
 def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alone():
     frames, commands, plan = scenario(4)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)

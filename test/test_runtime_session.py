@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from harness import COPY_LAST_JOINTS, session_config
 
+from astra_ros.model.config import AstraConfig
+from astra_ros.runtime.base import ModelInfo
 from astra_ros.runtime.session import ImagineRefused, Prediction, StreamSession
+from astra_ros.runtime.streaming import StreamingBackend
 
 BASE = 1_700_000_000 * 1_000_000_000
 PERIOD = 33_333_333
@@ -237,3 +242,157 @@ def test_each_frame_gets_the_newest_joint_state_at_or_before_its_stamp_within_th
     rec.feed(0, 1, start_ns=BASE + PERIOD // 2 + staleness + PERIOD)  # the newest state is too old now
     assert [None if s is None else float(s[0]) for s in seen] == [1.0, 2.0, None]
     assert rec.counts()["count.states"] == 2
+
+
+def test_joint_position_targets_reach_the_backend_relative_to_the_paired_state():
+    rec = Recorder(command_modality="joint_position", stale_command_policy="hold")
+    ingested, predicted = [], []
+    backend = rec.session.backend
+    ingest, predict = backend.ingest, backend.predict
+    backend.ingest = lambda frame, action, *a: ingested.append(action.copy()) or ingest(frame, action, *a)
+    backend.predict = lambda actions, *a, **k: predicted.append(actions.copy()) or predict(actions, *a, **k)
+    session = rec.session
+    try:
+        image = np.zeros((64, 64, 3), np.uint8)
+        assert session.submit(image, BASE) == "dropped"  # no target yet: not a zero target
+        session.submit_command(BASE, np.full(WIDTH, 1.0, np.float32))
+        assert session.submit(image, BASE + PERIOD) == "dropped"  # no robot state
+        counts = rec.counts()
+        assert counts["dropped.missing_command"] == 1 and counts["dropped.missing_state"] == 1
+        for i in range(2, 6):  # target i and state i at image i: the interval to image i holds target i-1
+            stamp = BASE + i * PERIOD
+            session.submit_command(stamp, np.full(WIDTH, 1.0 + i, np.float32))
+            session.submit_state(stamp, np.full(WIDTH, 0.1 * i, np.float32))
+            assert session.submit(image, stamp) == "queued"
+            assert session.wait_idle(10)
+        # first frame after the reset: the target in force at it minus its state; then target i-1 - state i-1
+        np.testing.assert_allclose([a[0] for a in ingested], [3.0 - 0.2, 3.0 - 0.2, 4.0 - 0.3, 5.0 - 0.4])
+        last = rec.predictions[-1]
+        np.testing.assert_allclose(last.actions, 6.0)  # published: the absolute target held
+        np.testing.assert_allclose(predicted[-1][0, :, 0], [6.0 - 0.5, 0.0, 0.0])  # held: no further motion
+
+        candidates = np.stack([np.full((2, WIDTH), 5.5, np.float32), np.full((2, WIDTH), 7.0, np.float32)])
+        candidates[1, 1] = 8.0
+        session.imagine(candidates, "joint_position")
+        np.testing.assert_allclose(predicted[-1][:, :, 0], [[5.0, 0.0], [6.5, 1.0]])
+    finally:
+        session.close()
+
+
+def test_a_dropped_joint_position_frame_hands_its_start_state_on_and_imagine_needs_a_state():
+    rec = Recorder(command_modality="joint_position", stale_command_policy="hold", ingest_queue_size=1)
+    try:
+        with rec.session._backend_lock:  # the worker is held: the queue overflows
+            for i in range(3):
+                stamp = BASE + i * PERIOD
+                rec.session.submit_command(stamp, np.full(WIDTH, 1.0 + i, np.float32))
+                rec.session.submit_state(stamp, np.full(WIDTH, 0.1 * i, np.float32))
+                rec.session.submit(np.zeros((64, 64, 3), np.uint8), stamp)
+            (heir,) = rec.session._queue
+        # frames 1 and 2 merged into one interval [0, 2): mean target 1.5, relative to state 0
+        assert heir.interval_ns == 2 * PERIOD and np.allclose(heir.model_command(), 1.5 - 0.0)
+    finally:
+        rec.session.close()
+    rec = Recorder()  # joint_velocity, no states
+    try:
+        rec.feed(0, 3)
+        with pytest.raises(ImagineRefused, match="joint_position targets need the robot state"):
+            rec.session.imagine(np.zeros((1, 2, WIDTH), np.float32), "joint_position")
+        assert rec.counts()["rejected.imagine_missing_state"] == 1
+    finally:
+        rec.session.close()
+
+
+def test_planned_joint_position_targets_become_steps_from_the_state_then_from_each_target():
+    position = {"command_modality": "joint_position", "stale_command_policy": "hold"}
+    rec = Recorder(future_command_policy="planned", **position)
+    predicted, backend = [], rec.session.backend
+    predict = backend.predict
+    backend.predict = lambda actions, *a, **k: predicted.append(actions.copy()) or predict(actions, *a, **k)
+    try:
+        targets = np.array([[1.0], [1.5], [1.25]], np.float32).repeat(WIDTH, axis=1)
+        rec.session.submit_plan(0, [0, PERIOD, 2 * PERIOD], targets)  # 0: from each frame, one per step
+        for i in range(3):
+            stamp = BASE + i * PERIOD
+            rec.session.submit_command(stamp, np.full(WIDTH, 0.5, np.float32))
+            rec.session.submit_state(stamp, np.full(WIDTH, 0.25, np.float32))
+            rec.session.submit(np.zeros((64, 64, 3), np.uint8), stamp)
+            assert rec.session.wait_idle(10)
+        last = rec.predictions[-1]
+        assert last.policy == "planned" and np.allclose(last.actions[:, 0], [1.0, 1.5, 1.25])
+        np.testing.assert_allclose(predicted[-1][0, :, 0], [1.0 - 0.25, 0.5, -0.25])
+    finally:
+        rec.session.close()
+
+
+class GatedBackend(StreamingBackend):
+    """A model-free StreamingBackend (a step outputs zeros) whose Imagine steps (batch > 1) stop at
+    ``gate`` twice at the start of each predicted frame: once to say that the Imagine holds the
+    backend, once to go on. ``imagined`` counts the Imagine frames begun."""
+
+    def __init__(self):
+        cfg = AstraConfig.preset("tiny", sampling_steps=1)
+        info = ModelInfo("gated", "gated/-/fp32", cfg.image_size, cfg.max_history, ("joint_velocity",))
+        self.gate = threading.Barrier(2, timeout=30)
+        self.imagine_steps = self.imagined = 0
+        super().__init__(info, cfg)
+
+    def _empty_kv(self, batch):
+        return None
+
+    def _tile_kv(self, kv, batch):
+        return None
+
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
+        if frame.shape[0] > 1:
+            if self.imagine_steps % 2 == 0:  # a frame's write; its one denoising step follows
+                self.imagined += 1
+                self.gate.wait()
+                self.gate.wait()
+            self.imagine_steps += 1
+        return np.zeros_like(frame), None
+
+    def _store(self, kv, entries, slot):
+        pass
+
+
+def test_live_predictions_go_on_between_the_chunks_of_a_long_imagine():
+    backend = GatedBackend()
+    _, config = session_config(
+        prediction_rate=0.0, frame_period=0.0, horizon=2, denoising_steps=1, imagine_max_horizon=64
+    )
+    progress: list[int] = []  # per live prediction: the Imagine frames begun by then
+    session = StreamSession(backend, config, lambda p: progress.append(backend.imagined), WIDTH)
+    size, period = backend.info.image_size, 66_666_667  # a 15 Hz camera
+
+    def frame(i: int) -> None:
+        stamp = BASE + i * period
+        session.submit_command(stamp - 1_000_000, np.zeros(WIDTH, np.float32))
+        session.submit(np.full((size, size, 3), i, np.uint8), stamp, "camera")
+
+    try:
+        for i in range(3):
+            frame(i)
+            assert session.wait_idle(10)
+        assert len(progress) == 2  # min_history 2: from the second frame on
+        progress.clear()
+        horizon = 6
+        result: list = []
+        imagine = threading.Thread(
+            target=lambda: result.append(
+                session.imagine(np.zeros((3, horizon, WIDTH), np.float32), "joint_velocity")
+            )
+        )
+        imagine.start()
+        for h in range(horizon):
+            backend.gate.wait()  # the Imagine holds the backend at the start of its frame h
+            frame(3 + h)  # a live frame arrives meanwhile
+            backend.gate.wait()
+        imagine.join(30)
+        assert session.wait_idle(10)
+        assert result and result[0].frames.shape == (3, horizon, size, size, 3)
+        assert result[0].newest.stamp_ns == BASE + 2 * period  # continued from the state at the call
+        assert progress == list(range(1, horizon + 1))  # each live frame predicted before the next chunk
+        assert session.stats().counts["count.predictions"] == 2 + horizon
+    finally:
+        session.close()

@@ -85,3 +85,20 @@ def state_step(commands: np.ndarray, modality: str, period: np.ndarray | float) 
     raise ValueError(
         f"no joint state follows from {modality!r} commands; expected one of {list(JOINT_MODALITIES)}"
     )
+
+
+def relative_targets(targets: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """Absolute joint position targets ``(B, H, D)`` -> the model's ``joint_position`` commands.
+
+    Step 0 drives the interval from the frame whose measured joint positions are ``state`` ``(D,)``:
+    ``targets[:, 0] - state``; each later step starts where the previous target left the joints:
+    ``targets[:, h] - targets[:, h - 1]``. Raises ValueError for mismatched shapes.
+    """
+    targets = np.asarray(targets, np.float32)
+    state = np.asarray(state, np.float32)
+    if targets.ndim != 3 or state.shape != targets.shape[2:]:
+        raise ValueError(
+            f"targets {targets.shape} and state {state.shape}; expected (B, H, D) targets and a (D,) state"
+        )
+    previous = np.concatenate([np.broadcast_to(state, targets[:, :1].shape), targets[:, :-1]], axis=1)
+    return (targets - previous).astype(np.float32)

@@ -5,6 +5,10 @@ frames at each input rate in real time; reported: its latency from frame stamp t
 callback and its time outside the backend calls, against the bare backend calls (ingest + predict)
 paced the same way on the same model. The ROS layer around it (conversion, DDS, publishing) is
 measured by the node itself: ``latency_p50_ms`` and ``outside_backend_p50_ms`` on /diagnostics.
+
+``--imagine B H``: instead, the live predictions during one Imagine of B candidates x H frames, the
+Imagine holding the backend for its whole call (as before issue 19) against ``imagine_chunk``
+frames at a time (``StreamSession``): the longest pause of live predictions, their latency.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+import threading
 import time
 from typing import Any
 
@@ -20,7 +25,7 @@ import numpy as np
 from astra_ros.ros.conversions import command_width
 from astra_ros.ros.settings import SPECS, Settings, load_world_model
 from astra_ros.runtime.base import WorldModelBackend
-from astra_ros.runtime.session import SessionConfig, StreamSession
+from astra_ros.runtime.session import Prediction, SessionConfig, StreamSession
 
 DEFAULT_JOINTS = [f"joint_{i}" for i in range(7)]  # joint_velocity width for a model that names none
 
@@ -102,6 +107,95 @@ def _measure_session(settings: Settings, rate: float, seconds: float) -> dict[st
         session_p50=stats.latency_p50_ms,
         session_p99=stats.latency_p99_ms,
         outside_p50=stats.outside_backend_p50_ms,
+    )
+
+
+def _measure_imagine(
+    settings: Settings, batch: int, horizon: int, chunk: int, rate: float, warm_s: float
+) -> dict[str, float]:
+    """Live frames at ``rate`` Hz (stamped now) into a StreamSession; after ``warm_s`` s one Imagine
+    of ``batch`` x ``horizon`` from another thread, rolled out ``chunk`` frames per hold of the
+    backend; the frames go on until it returns. Live predictions before and during the Imagine."""
+    backend = load_world_model(settings)
+    width = _command_width(settings, backend)
+    size = backend.info.image_size
+    live: list[tuple[float, float]] = []  # (monotonic s when handed over, latency ms)
+
+    def handed_over(p: Prediction) -> None:
+        live.append((time.monotonic(), (time.time_ns() - p.newest.stamp_ns) / 1e6))
+
+    config = SessionConfig.from_settings(settings)
+    session = StreamSession(backend, config, handed_over, width, imagine_chunk=chunk)
+    window: list[float] = []
+
+    def imagine() -> None:
+        window.append(time.monotonic())
+        session.imagine(np.zeros((batch, horizon, width), np.float32), settings.modality)
+        window.append(time.monotonic())
+
+    rng = np.random.default_rng(0)
+    thread = threading.Thread(target=imagine, name="bench_imagine")
+    started = next_at = time.monotonic()
+    try:
+        while thread.ident is None or thread.is_alive():
+            if thread.ident is None and time.monotonic() - started >= warm_s:
+                thread.start()
+            stamp = time.time_ns()
+            session.submit_command(stamp - 1_000_000, np.zeros(width, np.float32))
+            session.submit(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), stamp)
+            next_at += 1.0 / rate
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        thread.join()
+        session.wait_idle(30.0)
+        counts = session.stats().counts
+    finally:
+        session.close()
+    if len(window) < 2:
+        raise RuntimeError("the Imagine failed (its traceback is above)")
+    start, end = window
+    before = [ms for t, ms in live if t < start]
+    during = [(t, ms) for t, ms in live if start <= t <= end]
+    pauses = np.diff([start] + [t for t, _ in during] + [end])
+    return dict(
+        chunk=chunk,
+        imagine_s=end - start,
+        predictions=len(during),
+        max_pause_s=float(pauses.max()),
+        p50_before=float(np.median(before)),
+        p50_during=float(np.median([ms for _, ms in during])) if during else float("nan"),
+        queue_full=counts.get("dropped.ingest_queue_full", 0),
+    )
+
+
+def imagine_benchmark(model_path: str, batch: int, horizon: int, chunk: int, seconds: float) -> None:
+    """Print live predictions during one Imagine: whole call under the backend (before) vs chunked."""
+    info = load_world_model(Settings.from_values({"model_path": model_path})).info
+    rate = 1.0 / info.frame_period if info.frame_period > 0 else 15.0
+    settings = Settings.from_values(
+        {"model_path": model_path, "joint_names": [] if info.joint_names else DEFAULT_JOINTS}
+    )
+    rows = [_measure_imagine(settings, batch, horizon, c, rate, seconds) for c in (horizon, chunk)]
+    print(
+        f"Live predictions during one Imagine of {batch} x {horizon} ({model_path}, {rate:g} Hz camera, "
+        f"prediction_rate {settings.prediction_rate:g}, horizon {settings.horizon}); chunk = Imagine "
+        f"frames per hold of the backend ({horizon}: the whole call, as before); pause = longest time "
+        "without a live prediction during the Imagine; p50 = live latency from frame stamp"
+    )
+    print(
+        "| chunk | Imagine s | live predictions | longest pause s | p50 before ms | p50 during ms "
+        "| queue full |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['chunk']} | {r['imagine_s']:.1f} | {r['predictions']} | {r['max_pause_s']:.2f} "
+            f"| {r['p50_before']:.0f} | {r['p50_during']:.0f} | {r['queue_full']} |"
+        )
+    whole, chunked = rows
+    print(
+        f"chunk {chunk} / whole call: longest pause x{chunked['max_pause_s'] / whole['max_pause_s']:.2f}, "
+        f"live p50 during x{chunked['p50_during'] / whole['p50_during']:.2f}, "
+        f"Imagine time x{chunked['imagine_s'] / whole['imagine_s']:.2f}"
     )
 
 
@@ -198,7 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=3, help="bare + session measurements per setting, interleaved"
     )
+    parser.add_argument(
+        "--imagine", type=int, nargs=2, metavar=("B", "H"), help="live predictions during an Imagine"
+    )
+    parser.add_argument("--imagine-chunk", type=int, default=1, help="Imagine frames per backend hold")
     args = parser.parse_args(argv)
+    if args.imagine:
+        imagine_benchmark(args.model_path, *args.imagine, args.imagine_chunk, args.seconds)
+        return 0
     rows = run_benchmark(
         args.model_path, args.rates, args.prediction_rate, args.seconds, tuple(args.threads), args.rounds
     )

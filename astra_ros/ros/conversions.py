@@ -107,7 +107,7 @@ def image_to_model(
 # --- commands -----------------------------------------------------------------------------
 
 
-def _bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "command") -> np.ndarray:
+def bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "command") -> np.ndarray:
     """``values`` (float64) as float32 if finite and within ``max_magnitude``."""
     if not np.all(np.isfinite(values)):
         raise InputError(
@@ -132,47 +132,62 @@ def command_stamp_to_ns(stamp: Time, now_ns: int, future_tolerance_ns: int) -> i
     return check_stamp_ns(stamp_ns, "command", now_ns, future_tolerance_ns)
 
 
-def learn_joint_order(names: Sequence[str], velocities: Sequence[float]) -> tuple[str, ...]:
+def learn_joint_order(names: Sequence[str], values: Sequence[float]) -> tuple[str, ...]:
     """The joint order of a JointState's names (the first one's, when neither the model nor the
     joint_names parameter gives it); raises InputError when the names cannot give one."""
     names = check_names(list(names), "JointState")
-    if not names or len(names) != len(velocities) or len(set(names)) != len(names):
-        problem = f"cannot learn the joint order from names {names} with {len(velocities)}"
-        raise InputError("joint_names", f"{problem} velocities; set the joint_names parameter")
+    if not names or len(names) != len(values) or len(set(names)) != len(names):
+        problem = f"cannot learn the joint order from names {names} with {len(values)}"
+        raise InputError("joint_names", f"{problem} values; set the joint_names parameter")
     return tuple(names)
 
 
-def joint_state_to_command(
+def values_by_name(
     names: Sequence[str],
-    velocities: Sequence[float],
+    values: Sequence[float],
     joint_order: Sequence[str],
-    max_magnitude: float = float("inf"),
+    what: str,
+    extra_joints: bool = True,
+    prefix: str = "",
 ) -> np.ndarray:
-    """JointState name/velocity -> velocities in ``joint_order`` (extra joints are ignored)."""
-    names = check_names(list(names), "JointState")
-    if len(velocities) != len(names):
+    """``values`` (one per name) in ``joint_order`` as float64; raises InputError
+    ``<prefix>joint_count`` / ``<prefix>joint_names`` (missing or duplicate names, and unknown ones
+    unless ``extra_joints``: then they are ignored). ``what`` names the field ("JointState velocity")."""
+    names = check_names(list(names), what)
+    if len(values) != len(names):
         raise InputError(
-            "joint_count",
-            f"JointState has {len(names)} names and {len(velocities)} velocities; "
-            "expected one velocity per name",
+            f"{prefix}joint_count",
+            f"{what} has {len(names)} names and {len(values)} values; expected one value per name",
         )
     index = {name: i for i, name in enumerate(names)}
     if len(index) != len(names):
         raise InputError(
-            "joint_names",
-            truncate_for_log(f"JointState names {names} contain duplicates; expected distinct names"),
+            f"{prefix}joint_names",
+            truncate_for_log(f"{what} names {names} contain duplicates; expected distinct names"),
         )
     missing = [name for name in joint_order if name not in index]
-    if missing:
+    unknown = [] if extra_joints else [name for name in names if name not in set(joint_order)]
+    if missing or unknown:
+        problem = f"lacks joints {missing}" if missing else f"has unknown joints {unknown}"
         raise InputError(
-            "joint_names",
+            f"{prefix}joint_names",
             truncate_for_log(
-                f"JointState lacks joints {missing} (got {len(names)} names: {names}); "
-                f"expected all of {list(joint_order)}"
+                f"{what} {problem} (got {len(names)} names: {names}); expected "
+                f"{'all' if extra_joints else 'exactly'} of {list(joint_order)}"
             ),
         )
-    values = np.asarray(velocities, np.float64)[[index[name] for name in joint_order]]
-    return _bounded(values, "JointState velocity", max_magnitude)
+    return np.asarray(values, np.float64)[[index[name] for name in joint_order]]
+
+
+def joint_state_to_command(
+    names: Sequence[str],
+    values: Sequence[float],
+    joint_order: Sequence[str],
+    max_magnitude: float = float("inf"),
+    what: str = "JointState velocity",
+) -> np.ndarray:
+    """JointState name/values -> the values in ``joint_order`` (extra joints are ignored), bounded."""
+    return bounded(values_by_name(names, values, joint_order, what), what, max_magnitude)
 
 
 def twist_to_command(twist, max_magnitude: float = float("inf")) -> np.ndarray:
@@ -181,7 +196,7 @@ def twist_to_command(twist, max_magnitude: float = float("inf")) -> np.ndarray:
         [twist.linear.x, twist.linear.y, twist.linear.z, twist.angular.x, twist.angular.y, twist.angular.z],
         np.float64,
     )
-    return _bounded(values, "Twist", max_magnitude)
+    return bounded(values, "Twist", max_magnitude)
 
 
 def command_width(modality: str, joint_order: Sequence[str]) -> int:
@@ -194,7 +209,9 @@ def trajectory_to_plan(
 ) -> tuple[list[int], np.ndarray]:
     """planned_commands -> (offsets ns from the plan stamp, commands (P, D) in the model's order).
 
-    For twist the points' ``velocities`` are [vx, vy, vz, wx, wy, wz] and joint_names is ignored.
+    Joint modalities: the points' ``velocities`` (joint_velocity) or ``positions`` (joint_position,
+    absolute targets) by joint name. For twist the points' ``velocities`` are [vx, vy, vz, wx, wy, wz]
+    and joint_names is ignored.
     """
     if not msg.points:
         raise InputError("plan_empty", "planned_commands has no points; expected at least one")
@@ -207,8 +224,9 @@ def trajectory_to_plan(
                 "plan_order",
                 f"planned_commands point {i} time_from_start {offset} ns; expected increasing times",
             )
-        if modality == "joint_velocity":
-            row = joint_state_to_command(msg.joint_names, point.velocities, joint_order, max_magnitude)
+        if modality in JOINT_MODALITIES:
+            values = point.positions if modality == "joint_position" else point.velocities
+            row = joint_state_to_command(msg.joint_names, values, joint_order, max_magnitude)
         else:
             row = np.asarray(point.velocities, np.float64)
             if row.shape != (TWIST_WIDTH,):
@@ -216,7 +234,7 @@ def trajectory_to_plan(
                     "plan_width",
                     f"planned_commands point {i} has {row.size} velocities; expected {TWIST_WIDTH}",
                 )
-            row = _bounded(row, "planned_commands", max_magnitude)
+            row = bounded(row, "planned_commands", max_magnitude)
         offsets.append(offset)
         rows.append(row)
     return offsets, np.stack(rows)
@@ -230,14 +248,18 @@ def commands_to_trajectory(
     frame_id: str,
     step_ns: int,
 ) -> JointTrajectory:
-    """(H, D) commands -> JointTrajectory, point i at (i + 1) * step."""
+    """(H, D) commands -> JointTrajectory, point i at (i + 1) * step: in ``positions`` for
+    joint_position (absolute targets), else in ``velocities``."""
     msg = JointTrajectory()
     msg.header.stamp = ns_to_stamp(stamp_ns)
     msg.header.frame_id = frame_id
-    msg.joint_names = list(joint_order) if modality == "joint_velocity" else []
+    msg.joint_names = list(joint_order) if modality in JOINT_MODALITIES else []
     for i, row in enumerate(np.asarray(commands, np.float64)):
         point = JointTrajectoryPoint()
-        point.velocities = row.tolist()
+        if modality == "joint_position":
+            point.positions = row.tolist()
+        else:
+            point.velocities = row.tolist()
         point.time_from_start = ns_to_duration((i + 1) * step_ns)
         msg.points.append(point)
     return msg
@@ -271,7 +293,7 @@ def imagine_actions(
         )
     if not np.all(np.isfinite(values)):
         raise InputError("imagine_non_finite", "actions contain NaN or inf; expected finite values")
-    actions = _bounded(values, "Imagine actions", max_magnitude, "imagine").reshape(batch, horizon, width)
+    actions = bounded(values, "Imagine actions", max_magnitude, "imagine").reshape(batch, horizon, width)
     if modality in JOINT_MODALITIES:
         names = list(request.joint_names)
         if len(names) != width:

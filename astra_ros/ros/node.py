@@ -4,11 +4,9 @@ predictions of the next frames.
 A managed (lifecycle) node: ``configure`` loads the model and starts a ``StreamSession``
 (``runtime/session.py``: queue, worker, decimation, accounting, statistics); ``activate`` creates the
 subscriptions and enables the publishers; ``deactivate`` removes the subscriptions and clears the
-causal state; ``cleanup`` releases the model. ``autostart`` (default) configures and activates at
-start. The callbacks only convert, validate and hand over: messages in, numpy into the session,
-each ``Prediction`` out as ``PredictedFrames`` (``ros/messages.py``); threads: docs/node.md. Data
-stamps are copied from the image (never ``now()``); the node clock (``use_sim_time`` honoured) is
-only used for latency, stamp ages and unstamped Twist commands.
+causal state; ``cleanup`` releases the model (``autostart``, the default, does the first two at start).
+Callbacks only convert, validate and hand over; each ``Prediction`` goes out as ``PredictedFrames``
+(``ros/messages.py``); threads: docs/node.md. Data stamps are copied from the image, never ``now()``.
 """
 
 from __future__ import annotations
@@ -27,13 +25,13 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from astra_ros.msg import PredictedFrames
+from astra_ros.ros import commands
 from astra_ros.ros.conversions import (
     InputError,
     command_stamp_to_ns,
     command_width,
     image_to_model,
     imagine_actions,
-    joint_state_to_command,
     learn_joint_order,
     stamp_to_ns,
     trajectory_to_plan,
@@ -119,8 +117,8 @@ class WorldModelNode(LifecycleNode):
         image_qos = qos(s.image_qos_depth, s.image_qos_reliability)
         subscribe = self.create_subscription
         subs = self._subscriptions_active
-        if s.command_type == "joint_state":
-            subs.append(subscribe(JointState, "joint_commands", self._on_joint_state, command_qos))
+        if kind := commands.JOINT_COMMAND_TYPES.get(s.command_type):
+            subs.append(subscribe(kind, "joint_commands", self._on_joint_command, command_qos))
         elif s.command_type == "twist":
             subs.append(subscribe(Twist, "cmd_vel", self._on_twist, command_qos))
         else:
@@ -131,6 +129,8 @@ class WorldModelNode(LifecycleNode):
         else:
             images = subscribe(Image, "image", self._on_image, image_qos)
         subs.append(images)
+        if s.state_topic and (info.state_dim or self.modality == "joint_position"):
+            subs.append(subscribe(JointState, s.state_topic, self._on_state, command_qos))
         if s.future_command_policy == "planned":
             subs.append(subscribe(JointTrajectory, "planned_commands", self._on_plan, command_qos))
         config = HealthConfig.from_settings(s, info.frame_period)
@@ -199,22 +199,30 @@ class WorldModelNode(LifecycleNode):
 
     # --- callbacks: convert, validate, submit -------------------------------------------------
 
-    def _on_joint_state(self, msg: JointState) -> None:
-        self._health.command(stamp_to_ns(msg.header.stamp))
+    def _on_joint_command(self, msg: commands.JointCommand) -> None:
+        s, now = self.settings, self._now_ns()
+        self._health.command(commands.header_stamp_ns(msg) or now)
         try:
-            if self.joint_order is None:
-                self.joint_order = learn_joint_order(msg.name, msg.velocity)
+            if self.joint_order is None:  # joint_state: learnt from the first message
+                self.joint_order = learn_joint_order(msg.name, commands.joint_state_field(msg, self.modality))
                 self.session.start_commands(command_width(self.modality, self.joint_order))
                 learnt = f"joint order learnt from the first JointState: {list(self.joint_order)}"
                 self.get_logger().info(truncate_for_log(learnt))
-            command = joint_state_to_command(
-                msg.name, msg.velocity, self.joint_order, self.settings.max_command_magnitude
-            )
-            stamp_ns = command_stamp_to_ns(msg.header.stamp, self._now_ns(), self._future_tolerance_ns)
+            args = (s.joint_names, self.joint_order, now, self._future_tolerance_ns, s.max_command_magnitude)
+            stamp_ns, command = commands.joint_command(msg, self.modality, *args)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
         self.session.submit_command(stamp_ns, command)
+
+    def _on_state(self, msg: JointState) -> None:
+        order, now = self.backend.info.joint_names or self.joint_order, self._now_ns()
+        try:
+            stamp_ns, positions = commands.joint_state_to_state(msg, order, now, self._future_tolerance_ns)
+        except InputError as err:
+            self.session.reject(err.reason, str(err))
+            return
+        self.session.submit_state(stamp_ns, positions)
 
     def _on_twist(self, msg: Twist | TwistStamped) -> None:
         """A TwistStamped, or a Twist: stamped with the node clock."""
@@ -230,14 +238,13 @@ class WorldModelNode(LifecycleNode):
         self.session.submit_command(stamp_ns, command)
 
     def _on_plan(self, msg: JointTrajectory) -> None:
+        joints, limit = self.joint_order or (), self.settings.max_command_magnitude
         try:
-            offsets, commands = trajectory_to_plan(
-                msg, self.modality, self.joint_order or (), self.settings.max_command_magnitude
-            )
+            offsets, planned = trajectory_to_plan(msg, self.modality, joints, limit)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
-        self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, commands)
+        self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, planned)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)

@@ -49,7 +49,7 @@ WORLD_MODEL = NodeFiles(
     specs=PARAMETERS + BUILTINS,
     topics={
         "image": "Camera image topic",
-        "joint_commands": "JointState commands",
+        "joint_commands": "Joint commands (JointState, Float64MultiArray or JointTrajectory)",
         "cmd_vel": "Twist / TwistStamped commands",
         "planned_commands": "JointTrajectory of planned commands",
     },

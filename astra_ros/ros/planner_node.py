@@ -40,13 +40,15 @@ from astra_ros.data.images import ImageFormatError, image_message_to_rgb, resize
 from astra_ros.planning.closed_loop import ClosedLoop
 from astra_ros.planning.costs import named_cost
 from astra_ros.planning.planner import Planner, PlannerConfig, default_elites
+from astra_ros.ros.commands import joint_state_to_state
 from astra_ros.ros.conversions import ns_to_stamp, stamp_to_ns
-from astra_ros.ros.input_limits import truncate_for_log
+from astra_ros.ros.input_limits import InputError
 from astra_ros.ros.isolation import default_discovery
 from astra_ros.ros.planner_settings import PlannerSettings, declare
 from astra_ros.ros.settings import COPY_LAST, resolve_model_path
 
 NODE_NAME = "astra_planner"
+STATE_FUTURE_TOLERANCE_NS = 500_000_000  # a joint state stamped further ahead of the clock is refused
 MAX_IMAGE_PIXELS = 2**23  # as the world-model node's max_image_pixels default: checked before decoding
 DEFAULT_FRAME_PERIOD = 1.0 / 15.0  # a model that does not state its frame period
 
@@ -141,20 +143,17 @@ class PlannerNode(Node):
             self._lock.notify()
 
     def _on_joint_state(self, msg: JointState) -> None:
-        """The model's joints' positions by name; a message without them all (or not finite) is dropped."""
-        index = {name: i for i, name in enumerate(msg.name)}
-        names = self.model.info.joint_names
+        """The model's joints' positions by name (``commands.joint_state_to_state``); a bad message
+        is dropped, counted and logged (throttled)."""
+        now = self.get_clock().now().nanoseconds
         try:
-            positions = np.array([msg.position[index[n]] for n in names], np.float32)
-        except (KeyError, IndexError):
-            positions = None
-        if positions is None or not np.all(np.isfinite(positions)):
-            with self._lock:
-                self._counts["rejected.joint_state"] += 1
-            self.get_logger().warning(
-                truncate_for_log(f"dropped a JointState: expected finite positions of {list(names)}"),
-                throttle_duration_sec=5.0,
+            _, positions = joint_state_to_state(
+                msg, self.model.info.joint_names, now, STATE_FUTURE_TOLERANCE_NS
             )
+        except InputError as err:
+            with self._lock:
+                self._counts[f"rejected.{err.reason}"] += 1
+            self.get_logger().warning(f"dropped a JointState: {err}", throttle_duration_sec=5.0)
             return
         with self._lock:
             self._state = positions

@@ -10,6 +10,7 @@ is stale). This module does not import rclpy at import time, so tools can read t
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")  # what runtime.loader accepts
-COMMAND_TYPES = ("joint_state", "twist", "twist_stamped")
+COMMAND_TYPES = ("joint_state", "float64_multi_array", "joint_trajectory", "twist", "twist_stamped")
+JOINT_COMMAND_MODALITIES = ("joint_velocity", "joint_position")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
 RELIABILITIES = ("best_effort", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+TOPIC_NAME = re.compile(r"~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")  # ROS 2 topic names
 COPY_LAST = "copy_last"  # model_path value that selects the model-free CopyLastBackend (bring-up)
 
 
@@ -164,16 +167,37 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "command_type",
         "joint_state",
-        "Command input: joint_state on 'joint_commands' (velocity field), twist or "
-        "twist_stamped on 'cmd_vel'.",
+        "Command input on 'joint_commands': joint_state (sensor_msgs/JointState, the velocity or "
+        "position field by command_modality), float64_multi_array (std_msgs/Float64MultiArray of "
+        "ros2_control's forward command controllers, values in joint_names order, layout ignored) or "
+        "joint_trajectory (trajectory_msgs/JointTrajectory: the first point's velocities or positions, "
+        "in force at header stamp + time_from_start); or twist / twist_stamped on 'cmd_vel'.",
         choices=COMMAND_TYPES,
+        launch=True,
+    ),
+    ParamSpec(
+        "command_modality",
+        "joint_velocity",
+        "What joint commands are: joint_velocity (rad/s) or joint_position (absolute targets in rad; "
+        "the model gets them relative to the robot state from state_topic, and the stale command "
+        "policy must be hold or skip: a position controller holds its last target). Ignored for twist.",
+        choices=JOINT_COMMAND_MODALITIES,
         launch=True,
     ),
     ParamSpec(
         "joint_names",
         [],
-        "Model joint order for joint_state commands; empty = the model's own order, else the "
-        "names of the first valid message.",
+        "Joint order: of the values of float64_multi_array commands (required there; the model's "
+        "joints by name); of the model when it records none (joint_state: empty = the names of the "
+        "first valid message). Must name the model's joints when it records them.",
+    ),
+    ParamSpec(
+        "state_topic",
+        "joint_states",
+        "sensor_msgs/JointState topic of the measured joint positions (mapped by name to the model's "
+        "joint order, extra joints ignored), subscribed when the model takes a robot state or "
+        "command_modality is joint_position; '' = none.",
+        launch=True,
     ),
     ParamSpec(
         "command_staleness",
@@ -189,6 +213,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Action for an image with no command in force: zero, hold the last one, or skip the image.",
         choices=STALE_COMMAND_POLICIES,
         read_only=False,
+        launch=True,
     ),
     # time and state
     ParamSpec(
@@ -238,9 +263,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_command_magnitude",
         10.0,
-        "Largest |value| of a command component (rad/s, m/s) in commands, plans and Imagine actions; "
-        "beyond it the message is rejected (rejected.command_magnitude). The shipped model was trained "
-        "on |joint velocity| <= 3.5 rad/s.",
+        "Largest |value| of a command component (rad/s, m/s, rad for position targets) in commands, "
+        "plans and Imagine actions; beyond it the message is rejected (rejected.command_magnitude). "
+        "The shipped model was trained on |joint velocity| <= 3.5 rad/s.",
         min=0.0,
         max=1e6,
     ),
@@ -386,7 +411,9 @@ class Settings:
     imagine_max_horizon: int
     imagine_memory_mb: float
     command_type: str
+    command_modality: str
     joint_names: tuple[str, ...]
+    state_topic: str
     command_staleness: float
     stale_command_policy: str
     frame_period: float
@@ -413,7 +440,7 @@ class Settings:
 
     @property
     def modality(self) -> str:
-        return "joint_velocity" if self.command_type == "joint_state" else "twist"
+        return "twist" if self.command_type.startswith("twist") else self.command_modality
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> Settings:
@@ -474,6 +501,26 @@ class Settings:
         if len(set(self.joint_names)) != len(self.joint_names) or any(not n for n in self.joint_names):
             raise SettingsError(
                 f"parameter joint_names={list(self.joint_names)}; expected distinct non-empty names"
+            )
+        if self.state_topic and not TOPIC_NAME.fullmatch(self.state_topic):
+            raise SettingsError(
+                f"parameter state_topic={self.state_topic!r}; expected a ROS topic name (letters, digits, "
+                "'_' and '/', no part starting with a digit) or '' for none"
+            )
+        if self.command_type == "float64_multi_array" and not self.joint_names:
+            raise SettingsError(
+                "parameter joint_names=[] with command_type='float64_multi_array'; expected the "
+                "controller's joints in the order of the command values"
+            )
+        if self.modality == "joint_position" and not self.state_topic:
+            raise SettingsError(
+                "parameter state_topic='' with command_modality='joint_position'; expected the joint "
+                "states topic: the model takes position targets relative to the measured positions"
+            )
+        if self.modality == "joint_position" and self.stale_command_policy == "zero":
+            raise SettingsError(
+                "parameter stale_command_policy='zero' with command_modality='joint_position'; expected "
+                "'hold' or 'skip' (a zero position target is not 'no command': the controller holds its last)"
             )
 
 
@@ -596,13 +643,20 @@ def load_world_model(settings: Settings) -> WorldModelBackend:
 
 def joint_order(settings: Settings, model_joints: Sequence[str]) -> tuple[str, ...] | None:
     """The commands' joint order: () for Twist; the model's joints (``joint_names``, when set, must
-    name the same joints), else ``joint_names``; None: to be learnt from the first JointState."""
-    if settings.modality != "joint_velocity":
+    name the same joints), else ``joint_names``; None: to be learnt from the first JointState (the
+    other joint command types cannot learn it: StartupError)."""
+    if settings.modality not in JOINT_COMMAND_MODALITIES:
         return ()
     names = settings.joint_names
     if names and model_joints and set(names) != set(model_joints):
         raise StartupError(f"joint_names={list(names)}; expected the model's joints {list(model_joints)}")
-    return tuple(model_joints or names) or None
+    order = tuple(model_joints or names) or None
+    if order is None and settings.command_type != "joint_state":
+        raise StartupError(
+            f"command_type={settings.command_type!r}: the model records no joint names; expected the "
+            "joint order in the joint_names parameter"
+        )
+    return order
 
 
 def qos(depth: int, reliability: str) -> QoSProfile:

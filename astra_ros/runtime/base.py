@@ -49,6 +49,48 @@ def model_info(
     )
 
 
+class Rollout(ABC):
+    """A ``predict`` in progress (``WorldModelBackend.start_rollout``): each ``advance`` rolls out the
+    next frames of every candidate from the state the rollout started at, so the caller may ingest
+    and predict on the live state in between; the frames equal one ``predict`` call's."""
+
+    horizon: int
+    frames_done: int  # predicted frames so far, of every candidate
+
+    @property
+    def done(self) -> bool:
+        return self.frames_done >= self.horizon
+
+    @abstractmethod
+    def advance(self, frames: int) -> None:
+        """Roll out up to ``frames`` more frames of every candidate."""
+
+    @abstractmethod
+    def result(self) -> np.ndarray:
+        """The ``(B, H, S, S, 3)`` uint8 frames, once ``done``."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the rollout's buffers (done on its last ``advance``; call it after a failure)."""
+
+
+class FinishedRollout(Rollout):
+    """A rollout computed in one ``predict`` call when it starts (backends that cannot split one)."""
+
+    def __init__(self, frames: np.ndarray):
+        self._frames = frames
+        self.horizon = self.frames_done = frames.shape[1]
+
+    def advance(self, frames: int) -> None:
+        pass
+
+    def result(self) -> np.ndarray:
+        return self._frames
+
+    def close(self) -> None:
+        pass
+
+
 class WorldModelBackend(ABC):
     """A streaming world model: ingest observed frames, then predict futures for command sequences.
 
@@ -105,3 +147,15 @@ class WorldModelBackend(ABC):
         Returns ``(B, H, S, S, 3)`` uint8. The live causal state is left unchanged.
         Raises ValueError when nothing has been ingested or the shapes are wrong.
         """
+
+    def start_rollout(
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
+    ) -> Rollout:
+        """``predict`` of the same arguments from the live state now, rolled out in chunks by the
+        returned ``Rollout``. This default computes it at once; streaming backends split it."""
+        return FinishedRollout(self.predict(actions, modality, steps, seed, share_noise))

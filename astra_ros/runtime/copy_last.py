@@ -19,7 +19,7 @@ class CopyLastBackend(WorldModelBackend):
             model_id="copy_last/-/none",
             image_size=image_size,
             max_history=max_history,
-            modalities=modalities or ("joint_velocity", "twist", "pose_delta", "discrete"),
+            modalities=modalities or ("joint_velocity", "twist", "pose_delta", "discrete", "joint_position"),
         )
         self._frames: deque[np.ndarray] = deque(maxlen=max_history)
 

@@ -1,11 +1,11 @@
 """Key/value ring buffers pooled per batch size (torch-free).
 
-The live stream owns one set of buffers; ``predict`` tiles it into a set for B candidates. A set is
-free again once the cache holding it is gone (tracked with a weak reference) and is reused by the
-next call of its batch size, so a long-running node allocates nothing per call (device memory on
-TensorRT); after each ``predict`` the free sets beyond ``max_idle_bytes`` (largest batch first) are
-released, so a burst of large or varied batches does not keep its memory; after a ``predict`` of
-more than one candidate the C heap's free pages go back to the system too (``return_free_heap``:
+The live stream owns one set of buffers; a rollout (``predict``) tiles it into a set for B
+candidates. A set is free again once the cache holding it is gone (tracked with a weak reference)
+and is reused by the next call of its batch size, so a long-running node allocates nothing per call
+(device memory on TensorRT); after each rollout the free sets beyond ``max_idle_bytes`` (largest
+batch first) are released, so a burst of large or varied batches does not keep its memory; after a
+rollout of more than one candidate the C heap's free pages go back to the system too (``return_free_heap``:
 glibc keeps freed arrays of a few MB and the step's temporaries otherwise). A step reads these
 buffers and writes the new frame's keys/values into separate output buffers, so a step's cache
 input and output never share an address; ``_store`` then copies the frame's entries into one ring
@@ -159,20 +159,10 @@ class PooledStreamingBackend(StreamingBackend):
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """Host copies of the keys and values (logical batch only)."""
 
-    def predict(
-        self,
-        actions: np.ndarray,
-        modality: str,
-        steps: int | None = None,
-        seed: int | None = None,
-        share_noise: bool = False,
-    ) -> np.ndarray:
-        try:
-            return super().predict(actions, modality, steps, seed, share_noise)
-        finally:
-            self._pool.trim()
-            if np.ndim(actions) == 3 and np.shape(actions)[0] > 1:
-                return_free_heap()
+    def _rollout_closed(self, batch: int) -> None:
+        self._pool.trim()
+        if batch > 1:
+            return_free_heap()
 
     def kv_bytes(self, batch: int) -> int:
         """Key/value buffer bytes of ``batch`` candidates (0 when no graph batch can serve them)."""

@@ -12,7 +12,16 @@ One worker thread ingests EVERY queued frame, in order, so the causal history st
 if any of those frames was due, it predicts once from the newest state (latest frame wins; the
 other due frames are counted as ``superseded``) and hands a ``Prediction`` to the callback. Ingest,
 predict and ``imagine`` run under one backend lock, so the live cache is never used concurrently;
-``predict`` leaves it unchanged.
+``predict`` leaves it unchanged. ``imagine`` takes the lock per chunk of its rollout (the
+backend's ``start_rollout``, which keeps its own copy of the cache) and lets the worker's waiting
+frames go first between chunks, so live predictions go on during a long Imagine.
+
+Modality ``joint_position``: commands (and plans, and Imagine candidates) are absolute joint position
+targets; the backend gets them relative to the robot state (``model.actions.relative_targets``): a
+frame's command is the mean target over its interval minus the state at the interval's start, a
+future step's the target minus the one before (the first: minus the newest frame's state). A frame
+without both states is dropped (``dropped.missing_state``), and one before the first target
+(``dropped.missing_command``: no target is not a zero target). ``Prediction.actions`` stay absolute.
 
 Counters (``stats().counts``) are keyed ``count.*``, ``dropped.*``, ``rejected.*``,
 ``command_fallback.*`` and ``reset.*``; every submitted frame ends in exactly one of them or in a
@@ -25,12 +34,14 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 
 import numpy as np
 
 from astra_ros.data.pairing import CommandBuffer, plan_means
+from astra_ros.model.actions import relative_targets
 from astra_ros.ros.input_limits import JUMP_CONFIRM_FRAMES, JumpConfirmation, truncate_for_log
 from astra_ros.runtime.base import WorldModelBackend
 from astra_ros.runtime.timing import (
@@ -97,6 +108,13 @@ class Frame:
     interval_ns: int = 0  # length of the interval ``command`` is the mean over (ending at stamp_ns)
     current: np.ndarray | None = None  # the command in force at stamp_ns (held over the future)
     state: np.ndarray | None = None  # joint positions at stamp_ns (newest state at or before it)
+    relative_to: np.ndarray | None = None  # joint_position: the state at the interval's start
+
+    def model_command(self) -> np.ndarray:
+        """``command`` as the backend takes it (joint_position: relative to ``relative_to``)."""
+        if self.relative_to is None:
+            return self.command
+        return relative_targets(self.command[None, None], self.relative_to)[0, 0]
 
 
 @dataclass(frozen=True)
@@ -105,7 +123,7 @@ class Prediction:
 
     newest: Frame  # the newest ingested frame: stamps, frame_id and time step of the output
     frames: np.ndarray  # (H, S, S, 3) uint8
-    actions: np.ndarray  # (H, D) commands the prediction was conditioned on
+    actions: np.ndarray  # (H, D) commands the prediction was conditioned on (joint_position: absolute)
     policy: str  # "hold_last" or "planned"
     rollout_id: int
     state_reset: bool  # first prediction after a reset
@@ -150,12 +168,14 @@ class StreamSession:
         command_width: int | None = None,
         clock: Callable[[], int] = time.time_ns,
         log: Log = _python_log,
+        imagine_chunk: int = 1,
     ):
+        """``imagine_chunk``: Imagine frames (of every candidate) rolled out per hold of the backend."""
         info = backend.info
         if config.modality not in info.modalities:
             raise ValueError(
-                f"modality {config.modality!r} (from command_type); the model ({info.model_id}) "
-                f"supports {list(info.modalities)}"
+                f"modality {config.modality!r} (from command_type, command_modality); the model "
+                f"({info.model_id}) supports {list(info.modalities)}"
             )
         self.history_cap = min(config.max_history or info.max_history, info.max_history)
         if config.min_history > self.history_cap:
@@ -164,6 +184,7 @@ class StreamSession:
             )
         self.backend = backend
         self.config = config
+        self.imagine_chunk = imagine_chunk
         self._on_prediction = on_prediction
         self._clock = clock
         self._log = log
@@ -190,6 +211,7 @@ class StreamSession:
         self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._busy = False
+        self._worker_rounds = 0  # worker loop passes (a step or an idle wait each)
         self._stop = False
         self._reset_requested = False  # a reset() waiting for the backend (applied before its next use)
         self._backend_lock = threading.Lock()
@@ -329,6 +351,13 @@ class StreamSession:
             if paired.command is None:
                 self.count(f"dropped.{paired.fallback or 'missing_command'}")
                 return "dropped"
+            state, relative_to = self._state_at(stamp_ns), None
+            if self.config.modality == "joint_position":  # absolute targets: none is not zero
+                relative_to = self._state_at(min(start_ns, stamp_ns))
+                missing = paired.fallback == "missing_command"
+                if missing or state is None or relative_to is None:
+                    self.count(f"dropped.missing_{'command' if missing else 'state'}")
+                    return "dropped"
             due = due_for_prediction(stamp_ns, self._last_due_ns, self.config.prediction_rate)
             if due:
                 self._last_due_ns = stamp_ns
@@ -342,7 +371,8 @@ class StreamSession:
                 self._carry_reset,
                 stamp_ns - min(start_ns, stamp_ns),
                 current,
-                self._state_at(stamp_ns),
+                state,
+                relative_to,
             )
             self._carry_reset = None
             self._last_frame_ns = stamp_ns
@@ -390,7 +420,8 @@ class StreamSession:
     ) -> Imagined:
         """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
         ``seed`` 0 = the session's seed + rollout id; ``share_noise``: one noise for every candidate.
-        Raises ImagineRefused."""
+        The rollout runs ``imagine_chunk`` frames at a time under the backend lock; live frames
+        waiting in between go first. Raises ImagineRefused."""
         self._check_imagine_size(actions)
         seed = int(seed) or self.config.seed + self._rollout_id
         with self._backend_lock:
@@ -402,14 +433,37 @@ class StreamSession:
                     f"not warm: {history} frames in the cache; expected at least min_history="
                     f"{self.config.min_history}"
                 )
-            try:
+            actions = self._model_actions(actions, modality, newest)
+            with self._refused_by_backend():
                 steps = self.config.denoising_steps
-                frames = self.backend.predict(actions, modality, steps, seed, share_noise)
-            except (ValueError, MemoryError) as err:
-                self.reject("imagine_backend", f"{type(err).__name__}: {err}")
-                raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
+                rollout = self.backend.start_rollout(actions, modality, steps, seed, share_noise)
+        try:
+            while not rollout.done:
+                self._let_live_frames_pass()
+                with self._backend_lock, self._refused_by_backend():
+                    rollout.advance(self.imagine_chunk)
+        finally:
+            with self._backend_lock:
+                rollout.close()
         self.count("count.imagine")
-        return Imagined(frames, newest)
+        return Imagined(rollout.result(), newest)
+
+    @contextmanager
+    def _refused_by_backend(self) -> Iterator[None]:
+        """Turn the backend's refusal of an Imagine (bad shape, out of memory) into ImagineRefused."""
+        try:
+            yield
+        except (ValueError, MemoryError) as err:
+            self.reject("imagine_backend", f"{type(err).__name__}: {err}")
+            raise ImagineRefused(f"backend refused the request: {type(err).__name__}: {err}") from err
+
+    def _let_live_frames_pass(self) -> None:
+        """Between Imagine chunks: while live frames are queued or being ingested, wait for the worker
+        to finish its step (the live stream goes first; the Imagine still advances a chunk per step)."""
+        with self._cond:
+            if self._queue or self._busy:
+                seen = self._worker_rounds
+                self._cond.wait_for(lambda: self._worker_rounds != seen or self._stop)
 
     def imagine_bytes(self, batch: int, horizon: int) -> int:
         """Memory an Imagine of ``batch`` x ``horizon`` needs, estimated: the frames three times (the
@@ -475,6 +529,7 @@ class StreamSession:
         while True:
             with self._cond:
                 self._busy = False
+                self._worker_rounds += 1
                 self._cond.notify_all()
                 while not self._queue and not self._stop and not self._reset_requested:
                     self._cond.wait()
@@ -504,7 +559,7 @@ class StreamSession:
                     self._reset_state()
                     self.count(f"reset.{frame.reset}")
                 started = time.perf_counter()
-                self.backend.ingest(frame.rgb, frame.command, c.modality, frame.state)
+                self.backend.ingest(frame.rgb, frame.model_command(), c.modality, frame.state)
                 ingest_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
                     self._ingest_ms.add(ingest_ms)
@@ -519,7 +574,10 @@ class StreamSession:
                 actions, policy = self._future_commands(newest)
                 started = time.perf_counter()
                 frames = self.backend.predict(
-                    actions[None], c.modality, steps=c.denoising_steps, seed=c.seed + self._rollout_id
+                    self._model_actions(actions[None], c.modality, newest),
+                    c.modality,
+                    steps=c.denoising_steps,
+                    seed=c.seed + self._rollout_id,
                 )
                 predict_ms = (time.perf_counter() - started) * 1e3
                 with self._stats_lock:
@@ -541,6 +599,21 @@ class StreamSession:
                 self._outside_ms.add(latency_ms - backend_ms)
                 self._prediction_rate.tick(time.monotonic())
                 self._counts["count.predictions"] += 1
+
+    def _model_actions(self, actions: np.ndarray, modality: str, newest: Frame) -> np.ndarray:
+        """``(B, H, D)`` commands as the backend takes them: joint_position targets relative to the
+        newest frame's state (refused and counted without one), the others unchanged."""
+        if modality != "joint_position" or actions.ndim != 3:
+            return actions
+        if newest.state is None or newest.state.shape[0] != actions.shape[2]:
+            have = "no robot state" if newest.state is None else f"{newest.state.shape[0]} joint positions"
+            problem = (
+                f"joint_position targets need the robot state at the newest frame; it has {have} "
+                f"(expected {actions.shape[2]}, from state_topic)"
+            )
+            self.reject("imagine_missing_state", problem)
+            raise ImagineRefused(problem)
+        return relative_targets(actions, newest.state)
 
     def _future_commands(self, newest: Frame) -> tuple[np.ndarray, str]:
         horizon = self.config.horizon
@@ -594,5 +667,6 @@ def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> boo
                 (oldest.command * oldest.interval_ns + heir.command * heir.interval_ns) / span
             ).astype(np.float32)
             heir.interval_ns = span
+            heir.relative_to = oldest.relative_to
     queue.append(frame)
     return dropped

@@ -32,7 +32,7 @@ from astra_ros.model.actions import JOINT_MODALITIES, modality_id, pack_actions,
 from astra_ros.model.config import NO_ACTION, AstraConfig
 from astra_ros.model.flow import noisy, sample_next_frame, to_model_space
 from astra_ros.model.rope import rope_tables
-from astra_ros.runtime.base import ModelInfo, WorldModelBackend
+from astra_ros.runtime.base import ModelInfo, Rollout, WorldModelBackend
 
 KV = Any  # backend-specific key/value ring buffers
 Entries = Any  # backend-specific keys/values of one frame, as returned by a step
@@ -185,33 +185,25 @@ class StreamingBackend(WorldModelBackend):
         seed: int | None = None,
         share_noise: bool = False,
     ) -> np.ndarray:
-        if self._pending is None:
-            raise ValueError("predict() needs at least one ingested frame")
-        actions = np.asarray(actions, dtype=np.float32)
-        if actions.ndim != 3:
-            raise ValueError(f"actions must be (B, H, D); got shape {actions.shape}")
-        batch, horizon = actions.shape[:2]
-        packed, mask = pack_actions(actions, modality, self.config)  # (B, H, A)
-        modality_ids = np.full(batch, modality_id(modality), np.int64)
-        rng = np.random.default_rng((self.seed if seed is None else int(seed), 1, self._cache.position))
-        noise_shape = (1 if share_noise else batch,) + self._pending.shape[1:]
-        steps = steps or self.steps
-        # Candidate b writes the pending frame with actions[b, 0], which then drives predicted
-        # frame 0; each predicted frame h is written with actions[b, h + 1] before frame h + 1.
-        cache = self._tile_cache(self._cache, batch)
-        written = np.repeat(self._written, batch, axis=0)
-        frame = np.repeat(self._pending, batch, axis=0)
-        states = self._reckoned_states(actions, modality)  # each frame's, the pending one's first
-        frames = []
-        for h in range(horizon):
-            a, m = packed[:, h], mask[:, h]
-            context = rng.standard_normal(noise_shape, dtype=np.float32)
-            written = self._write(frame, written, a, m, modality_ids, cache, context, states[h])
-            start = rng.standard_normal(noise_shape, dtype=np.float32)
-            frame = self._sample(cache, written, frame, a, m, modality_ids, start, steps, states[h + 1])
-            frames.append(frame)
-        video = np.stack(frames, 1)  # (B, H, C, S, S)
-        return np.round((video.transpose(0, 1, 3, 4, 2) + 1.0) * 127.5).astype(np.uint8)
+        rollout = self.start_rollout(actions, modality, steps, seed, share_noise)
+        try:
+            rollout.advance(rollout.horizon)
+            return rollout.result()
+        finally:
+            rollout.close()
+
+    def start_rollout(
+        self,
+        actions: np.ndarray,
+        modality: str,
+        steps: int | None = None,
+        seed: int | None = None,
+        share_noise: bool = False,
+    ) -> CachedRollout:
+        return CachedRollout(self, actions, modality, steps or self.steps, seed, share_noise)
+
+    def _rollout_closed(self, batch: int) -> None:
+        """Called when a rollout of ``batch`` candidates has released its cache."""
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -330,3 +322,75 @@ class StreamingBackend(WorldModelBackend):
         free = np.full_like(modality, NO_ACTION)
         uncond = self._step(x, previous, level, actions, mask, free, cache, rope, state)[0]
         return uncond + self.guidance_scale * (cond - uncond)
+
+
+class CachedRollout(Rollout):
+    """``predict``'s rollout, resumable: it holds the candidates' own cache (the live one tiled when
+    it starts), their newest frames and its noise generator, so each ``advance`` continues where the
+    previous one stopped whatever the live stream did in between.
+
+    Candidate b writes the pending frame with ``actions[b, 0]``, which then drives predicted frame
+    0; each predicted frame h is written with ``actions[b, h + 1]`` before frame h + 1.
+    """
+
+    def __init__(
+        self,
+        backend: StreamingBackend,
+        actions: np.ndarray,
+        modality: str,
+        steps: int,
+        seed: int | None,
+        share_noise: bool,
+    ):
+        if backend._pending is None:
+            raise ValueError("predict() needs at least one ingested frame")
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 3:
+            raise ValueError(f"actions must be (B, H, D); got shape {actions.shape}")
+        batch, self.horizon = actions.shape[:2]
+        self._backend, self._steps = backend, steps
+        self._packed, self._mask = pack_actions(actions, modality, backend.config)  # (B, H, A)
+        self._modality = np.full(batch, modality_id(modality), np.int64)
+        live = backend._cache
+        self._rng = np.random.default_rng((backend.seed if seed is None else int(seed), 1, live.position))
+        self._noise_shape = (1 if share_noise else batch,) + backend._pending.shape[1:]
+        size = backend.config.image_size
+        self._video = np.empty((batch, self.horizon, size, size, 3), np.uint8)
+        self._states = backend._reckoned_states(actions, modality)  # each frame's, the pending one's first
+        self._cache: Cache | None = backend._tile_cache(live, batch)
+        self._written = np.repeat(backend._written, batch, axis=0)
+        self._frame = np.repeat(backend._pending, batch, axis=0)
+        self.frames_done = 0
+
+    def advance(self, frames: int) -> None:
+        if self.done:
+            return
+        if self._cache is None:
+            raise RuntimeError("advance() on a closed rollout")
+        for h in range(self.frames_done, min(self.horizon, self.frames_done + frames)):
+            self._roll(h)
+            self.frames_done = h + 1
+        if self.done:
+            self.close()
+
+    def _roll(self, h: int) -> None:
+        """Predicted frame ``h`` of every candidate."""
+        b, cache, modality = self._backend, self._cache, self._modality
+        a, m = self._packed[:, h], self._mask[:, h]
+        state, following = self._states[h], self._states[h + 1]
+        context = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
+        self._written = b._write(self._frame, self._written, a, m, modality, cache, context, state)
+        start = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
+        steps = self._steps
+        self._frame = b._sample(cache, self._written, self._frame, a, m, modality, start, steps, following)
+        self._video[:, h] = np.round((self._frame.transpose(0, 2, 3, 1) + 1.0) * 127.5).astype(np.uint8)
+
+    def result(self) -> np.ndarray:
+        if not self.done:
+            raise RuntimeError(f"result() after {self.frames_done} of {self.horizon} frames")
+        return self._video
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache = None
+            self._backend._rollout_closed(self._video.shape[0])
