@@ -334,7 +334,7 @@ class GatedBackend(StreamingBackend):
         cfg = AstraConfig.preset("tiny", sampling_steps=1)
         info = ModelInfo("gated", "gated/-/fp32", cfg.image_size, cfg.max_history, ("joint_velocity",))
         self.gate = threading.Barrier(2, timeout=30)
-        self.imagine_steps = self.imagined = 0
+        self.imagined = 0
         super().__init__(info, cfg)
 
     def _empty_kv(self, batch):
@@ -343,13 +343,12 @@ class GatedBackend(StreamingBackend):
     def _tile_kv(self, kv, batch):
         return None
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state):
+    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
         if frame.shape[0] > 1:
-            if self.imagine_steps % 2 == 0:  # a frame's write; its one denoising step follows
+            if not with_output:  # a frame's write; its one denoising step follows
                 self.imagined += 1
                 self.gate.wait()
                 self.gate.wait()
-            self.imagine_steps += 1
         return np.zeros_like(frame), None
 
     def _store(self, kv, entries, slot):
