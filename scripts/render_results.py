@@ -64,7 +64,8 @@ def model_lines(train: dict[str, Any], sidecar: dict[str, Any]) -> list[str]:
         f"width {c['width']}, depth {c['depth']}, history {c['max_history']} frames, "
         f"{c['sampling_steps']} denoising step; commands {', '.join(sidecar['meta']['modalities'])} "
         f"({len(sidecar['meta']['joint_names'])} joints) at a "
-        f"{1 / sidecar['meta']['frame_period']:.0f} Hz frame rate. "
+        f"{1 / sidecar['meta']['frame_period']:.0f} Hz frame rate"
+        f"{', conditioned on the joint positions' if c.get('robot_state') else ''}. "
         f"Trained in {len(stages)} stages, {sum(s['steps'] for s in stages)} steps, "
         f"{minutes:.0f} min on 2 CPU cores, on {sum(d['frames'] for d in data)} frames "
         f"({sum(d['episodes'] for d in data)} simulated KUKA episodes).",
@@ -100,7 +101,8 @@ def planner_lines(planner: dict[str, Any]) -> list[str]:
     r, g, p = planner["ranking"], planner["geometry"], planner["planning"]
     h = "/".join(f"h{x}" for x in g["horizons"])
     return [
-        "Planner metrics (`astra-eval`, same windows; `astra-plan-bench`, 30 goals; targets of issue 16):",
+        f"Planner metrics (`astra-eval`, same windows; `astra-plan-bench`, {p['goals']} goals; "
+        "targets of issue 16):",
         "",
         *table(
             ["metric", "model", "reference", "target"],

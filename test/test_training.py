@@ -323,7 +323,7 @@ def test_stage_files_reproduce_the_recorded_stage_commands():
     the settings of that stage's YAML file (stage 2's --init named a copy of stage 1's model.pt;
     the script adds --resume)."""
     recorded = json.loads((REPO / "engines" / "astra_small.train.json").read_text())["training"]["stages"]
-    assert [p.name for p in STAGES][:1] == ["1_constant.yaml"] and len(STAGES) == len(recorded) == 6
+    assert [p.name for p in STAGES][:1] == ["1_constant.yaml"] and len(STAGES) == len(recorded) == 7
     for path, stage in zip(STAGES, recorded, strict=True):
         command = shlex.split(stage["command"])
         assert command[0] == "astra-train"
