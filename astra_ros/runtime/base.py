@@ -45,7 +45,7 @@ def model_info(
         joint_names=tuple(meta.get("joint_names", ())),
         frame_period=float(meta.get("frame_period", 0.0)),
         precision=precision,
-        state_dim=len(meta.get("joint_names", ())) if getattr(config, "robot_state", False) else 0,
+        state_dim=len(meta.get("joint_names", ())) if config.robot_state else 0,
     )
 
 

@@ -259,8 +259,9 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         batch, gb = frame.shape[0], self._check_batch(frame, kv)
         graph = self._graphs[with_output]
         buffers: OrtBuffers = kv.buffers.payload
-        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
-        host = dict(zip(self._host_inputs, values, strict=False))  # no state inputs: state unused
+        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
+        values += state if self.config.robot_state else ()
+        host = dict(zip(self._host_inputs, values, strict=True))
         rings = {
             name: ov
             for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True)

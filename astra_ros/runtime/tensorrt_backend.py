@@ -288,8 +288,9 @@ class TensorRTBackend(PooledStreamingBackend):
         """One engine: a context write runs all of it (its output is not returned)."""
         kv: PooledKV = cache.kv
         batch = self._check_batch(frame, kv)
-        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope, *state)
-        for name, arr in zip(self._host_inputs, inputs, strict=False):
+        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
+        inputs += state if self.config.robot_state else ()
+        for name, arr in zip(self._host_inputs, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         addresses = {name: self._io[name] for name in (*self._host_inputs, "output", *ENTRY_OUTPUTS)}
         layer_bytes = self._nbytes(self._layer, batch)

@@ -118,7 +118,9 @@ def add_states(
     b, t = state.shape[:2]
     device = generator.device
     r = int(torch.randint(0, t - 1, (1,), generator=generator, device=device))
-    travelled = torch.cumsum(delta, 1) - torch.cumsum(delta, 1)[:, r - 1 : r] if r else torch.cumsum(delta, 1)
+    travelled = torch.cumsum(delta, 1)  # travelled[:, k] = sum of delta[:, :k + 1]
+    if r:
+        travelled = travelled - travelled[:, r - 1 : r]
     reckoned = state[:, r : r + 1] + torch.cat([torch.zeros_like(travelled[:, :1]), travelled[:, :-1]], 1)
     after = (torch.arange(t, device=state.device) > r)[None, :, None]
     state = torch.where(after, reckoned, state)
