@@ -282,7 +282,7 @@ def test_joint_position_targets_reach_the_backend_relative_to_the_paired_state()
 def test_a_dropped_joint_position_frame_hands_its_start_state_on_and_imagine_needs_a_state():
     rec = Recorder(command_modality="joint_position", stale_command_policy="hold", ingest_queue_size=1)
     try:
-        with rec.session._backend_lock:  # the worker is held: the queue overflows
+        with rec.session._cond:  # (a reentrant lock) the worker cannot take frames: the queue overflows
             for i in range(3):
                 stamp = BASE + i * PERIOD
                 rec.session.submit_command(stamp, np.full(WIDTH, 1.0 + i, np.float32))
