@@ -83,17 +83,21 @@ def test_training_states_are_measured_up_to_a_frame_then_dead_reckoned():
     state = torch.arange(t, dtype=torch.float32)[None, :, None].expand(b, t, j) * 10
     batch = {"state": state, "state_mask": torch.ones(b, t, j), "state_delta": torch.ones(b, t, j)}
     values = torch.zeros(b, t, 4)
-    context, target = split_actions(values, torch.ones(b, t, 4), torch.zeros(b, dtype=torch.long))
-    generator = torch.Generator().manual_seed(3)
-    r = int(torch.randint(0, t - 1, (1,), generator=torch.Generator().manual_seed(3)))
-    context, target = add_states(context, target, batch, 0.0, generator)
-    whole = torch.cat([context.state[:, :1], target.state], 1)[0, :, 0]
-    expected = [10.0 * k if k <= r else 10.0 * r + (k - r) for k in range(t)]
-    assert whole.tolist() == expected
+    keep = torch.ones(b, dtype=torch.bool)
+    for r in range(t - 1):
+        context, target = split_actions(values, torch.ones(b, t, 4), torch.zeros(b, dtype=torch.long))
+        context, target = add_states(context, target, batch, r, keep)
+        whole = torch.cat([context.state[:, :1], target.state], 1)[0, :, 0]
+        expected = [10.0 * k if k <= r else 10.0 * r + (k - r) for k in range(t)]
+        assert whole.tolist() == expected
     dropped = add_states(
-        *split_actions(values, torch.ones(b, t, 4), torch.zeros(b, dtype=torch.long)), batch, 1.0, generator
+        *split_actions(values, torch.ones(b, t, 4), torch.zeros(b, dtype=torch.long)),
+        batch,
+        1,
+        torch.tensor([True, False]),
     )
-    assert not dropped[0].state_mask.any() and not dropped[1].state_mask.any()
+    assert dropped[0].state_mask[0].all() and dropped[1].state_mask[0].all()
+    assert not dropped[0].state_mask[1].any() and not dropped[1].state_mask[1].any()
 
 
 def test_predicted_frames_get_dead_reckoned_states(state_checkpoint):

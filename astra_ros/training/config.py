@@ -52,6 +52,22 @@ class ObjectiveSettings:
     structure_weight: float = setting(
         0.0, "weight of 1 - SSIM of the predicted frames, added to the loss (0: mean squared error only)"
     )
+    motion_weight: float = setting(
+        1.0, "weight of moving pixels in the squared error, relative to static ones (1: plain mean)"
+    )
+    motion_threshold: float = setting(
+        0.03, "a pixel moves when a channel changes by more than this from the previous frame ([-1, 1] scale)"
+    )
+    motion_radius: int = setting(1, "moving pixels are dilated by this many pixels")
+    gradient_weight: float = setting(
+        0.0, "weight of the gradient-difference term (L1 between image gradients of prediction and truth)"
+    )
+    ranking_weight: float = setting(
+        0.0, "weight of the command-ranking hinge: true commands must beat another window's by a margin"
+    )
+    ranking_margin: float = setting(
+        0.5, "the ranking margin as a fraction of the window's motion energy (mean squared frame change)"
+    )
 
 
 @dataclass

@@ -95,9 +95,8 @@ def split_actions(
     return context, context
 
 
-def drop_actions(actions: Actions, prob: float, generator: torch.Generator) -> Actions:
-    """Action-free guidance: whole samples lose their target actions with probability ``prob``."""
-    drop = torch.rand(actions.modality.shape[0], generator=generator, device=generator.device) < prob
+def drop_actions(actions: Actions, drop: torch.Tensor) -> Actions:
+    """Action-free guidance: samples where ``drop`` ``(B,)`` is True lose their target actions."""
     modality = torch.where(drop[:, None], torch.full_like(actions.modality, NO_ACTION), actions.modality)
     return actions._replace(modality=modality)
 
@@ -106,30 +105,66 @@ def add_states(
     context: Actions,
     target: Actions,
     batch: dict[str, torch.Tensor],
-    drop_prob: float,
-    generator: torch.Generator,
+    observed: int,
+    keep: torch.Tensor,
 ) -> tuple[Actions, Actions]:
-    """Give each frame its robot state as the runtime does: measured up to a frame ``r`` drawn per
-    batch (the newest observed frame), dead-reckoned after it (``r``'s state plus the commanded
-    displacements since, ``model.actions.state_step``). Whole samples lose the state with
-    probability ``drop_prob``. Context frame ``k`` gets frame ``k``'s state, target ``k`` frame
-    ``k + 1``'s."""
+    """Give each frame its robot state as the runtime does: measured up to frame ``observed`` (the
+    newest observed frame), dead-reckoned after it (``observed``'s state plus the commanded
+    displacements since, ``model.actions.state_step``). Samples where ``keep`` ``(B,)`` is False
+    lose the state. Context frame ``k`` gets frame ``k``'s state, target ``k`` frame ``k + 1``'s."""
     state, mask, delta = batch["state"], batch["state_mask"], batch["state_delta"]  # (B, T, J)
-    b, t = state.shape[:2]
-    device = generator.device
-    r = int(torch.randint(0, t - 1, (1,), generator=generator, device=device))
+    t = state.shape[1]
+    r = observed
     travelled = torch.cumsum(delta, 1)  # travelled[:, k] = sum of delta[:, :k + 1]
     if r:
         travelled = travelled - travelled[:, r - 1 : r]
     reckoned = state[:, r : r + 1] + torch.cat([torch.zeros_like(travelled[:, :1]), travelled[:, :-1]], 1)
     after = (torch.arange(t, device=state.device) > r)[None, :, None]
     state = torch.where(after, reckoned, state)
-    keep = torch.rand(b, generator=generator, device=device) >= drop_prob
     mask = mask * keep[:, None, None].to(mask.dtype)
     return (
         context._replace(state=state[:, :-1], state_mask=mask[:, :-1]),
         target._replace(state=state[:, 1:], state_mask=mask[:, 1:]),
     )
+
+
+def window_actions(
+    cfg: AstraConfig, batch: dict[str, torch.Tensor], observed: int, keep: torch.Tensor
+) -> tuple[Actions, Actions]:
+    """Actions (and, for ``robot_state`` models, states) of a window's context frames and targets."""
+    context, target = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
+    if cfg.robot_state:
+        context, target = add_states(context, target, batch, observed, keep)
+    return context, target
+
+
+def motion_weights(target: torch.Tensor, previous: torch.Tensor, settings: ObjectiveSettings) -> torch.Tensor:
+    """Per-pixel weights ``(B, T, 1, S, S)``: ``motion_weight`` where a pixel changes from the true
+    previous frame to the target (dilated by ``motion_radius``), 1 elsewhere."""
+    moving = ((target - previous).abs().amax(2, keepdim=True) > settings.motion_threshold).float()
+    r = settings.motion_radius
+    if r:
+        flat = moving.flatten(0, 1)  # (B*T, 1, S, S)
+        moving = F.max_pool2d(flat, 2 * r + 1, stride=1, padding=r).view_as(moving)
+    return 1.0 + (settings.motion_weight - 1.0) * moving
+
+
+def weighted_error(x0: torch.Tensor, truth: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean squared error per sample and target ``(B, T)``."""
+    return ((x0 - truth).square() * weights).mean((2, 3, 4)) / weights.mean((2, 3, 4))
+
+
+def gradient_difference(x0: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Mean L1 difference of horizontal and vertical image gradients (edges where the truth has them)."""
+    dx = (x0.diff(dim=-1) - truth.diff(dim=-1)).abs().mean()
+    dy = (x0.diff(dim=-2) - truth.diff(dim=-2)).abs().mean()
+    return dx + dy
+
+
+def shuffled_commands(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch with every window's commands (and commanded displacements) taken from the next window."""
+    keys = ("actions", "action_mask", "modality", "state_delta")
+    return {**batch, **{k: batch[k].roll(1, 0) for k in keys if k in batch}}
 
 
 @torch.no_grad()
@@ -169,17 +204,22 @@ def training_loss(
     network: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss for one batch of windows. ``network`` is the module to differentiate through
-    (the DDP wrapper in distributed runs); ``model`` the plain model for no-grad passes."""
+    (the DDP wrapper in distributed runs); ``model`` the plain model for no-grad passes.
+
+    Squared error weighted toward moving pixels (``motion_weight``), plus the optional structural,
+    gradient-difference and command-ranking terms. Ranking: the same noisy inputs are denoised again
+    with every window's commands taken from another window; on the targets after the newest
+    observed frame (where the state is dead-reckoned from the commands) the true commands' error
+    must be lower than the other commands' by ``ranking_margin`` times the window's motion energy.
+    """
     cfg = model.cfg
-    network = network or model
+    network = model if network is None else network
     frames = frames_to_model(batch["frames"])  # (B, T, C, S, S)
     b, t = frames.shape[:2]
-    context_actions, target_actions = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
-    if cfg.robot_state:
-        context_actions, target_actions = add_states(
-            context_actions, target_actions, batch, cfg.state_drop_prob, generator
-        )
     device = generator.device
+    observed = int(torch.randint(0, t - 1, (1,), generator=generator, device=device))
+    keep_state = torch.rand(b, generator=generator, device=device) >= cfg.state_drop_prob
+    context_actions, target_actions = window_actions(cfg, batch, observed, keep_state)
     rolled = bool(torch.rand(1, generator=generator, device=device) < settings.rollout_prob)
     if rolled:
         history = rollout_history(model, frames, context_actions, target_actions, settings, generator)
@@ -193,23 +233,50 @@ def training_loss(
     noise = torch.randn(target_clean.shape, generator=generator, device=device)
     s = t_level[..., None, None, None]
     target = noisy(target_clean, noise, s)
-    target_actions = drop_actions(target_actions, cfg.action_drop_prob, generator)
-    out, balance = network(context, c_level, context_actions, target, t_level, target_actions)
+    drop = torch.rand(b, generator=generator, device=device) < cfg.action_drop_prob
+    out, balance = network(
+        context, c_level, context_actions, target, t_level, drop_actions(target_actions, drop)
+    )
     out = out.float()
     x0 = predicted_x0(out, target, s, history, cfg.parameterization, cfg.predict_delta)
+    weights = motion_weights(target_clean, frames[:, :-1], settings)
+    zero = torch.zeros((), device=device)
     if cfg.parameterization == "velocity":
         diffusion = F.mse_loss(out, noise - target_clean)
     else:
-        diffusion = F.mse_loss(x0, target_clean)
-    structure = (
-        1 - ssim(x0, target_clean) if settings.structure_weight > 0 else torch.zeros((), device=device)
+        diffusion = weighted_error(x0, target_clean, weights).mean()
+    structure = 1 - ssim(x0, target_clean) if settings.structure_weight > 0 else zero
+    gradient = gradient_difference(x0, target_clean) if settings.gradient_weight > 0 else zero
+    ranking = zero
+    if settings.ranking_weight > 0:
+        other = shuffled_commands(batch)
+        other_context, other_target = window_actions(cfg, other, observed, keep_state)
+        other_out, _ = network(
+            context, c_level, other_context, target, t_level, drop_actions(other_target, drop)
+        )
+        other_x0 = predicted_x0(
+            other_out.float(), target, s, history, cfg.parameterization, cfg.predict_delta
+        )
+        after = slice(observed, None)  # targets after the newest observed frame
+        own_error = weighted_error(x0[:, after], target_clean[:, after], weights[:, after]).mean(1)
+        other_error = weighted_error(other_x0[:, after], target_clean[:, after], weights[:, after]).mean(1)
+        energy = (target_clean[:, after] - frames[:, :-1][:, after]).square().mean((1, 2, 3, 4))
+        hinge = F.relu(own_error - other_error + settings.ranking_margin * energy)
+        ranking = (hinge * (~drop).float()).mean()
+    loss = (
+        diffusion
+        + settings.balance_weight * balance.float()
+        + settings.structure_weight * structure
+        + settings.gradient_weight * gradient
+        + settings.ranking_weight * ranking
     )
-    loss = diffusion + settings.balance_weight * balance.float() + settings.structure_weight * structure
     stats = {
         "loss": loss.item(),
         "diffusion": diffusion.item(),
         "balance": balance.item(),
         "structure": structure.item(),
+        "gradient": gradient.item(),
+        "ranking": ranking.item(),
         "rolled": float(rolled),
     }
     return loss, stats
