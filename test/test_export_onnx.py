@@ -96,3 +96,25 @@ def test_export_reports_a_bad_checkpoint_and_bad_arguments(tmp_path, capsys):
     assert main(["--checkpoint", ckpt, "--out", str(tmp_path / "m.onnx"), "--batch", "x"]) == 2
     assert "--batch='x'" in capsys.readouterr().err
     assert main(["--checkpoint", ckpt, "--out", str(tmp_path / "m.bin")]) == 2
+
+
+def test_warp_head_exports_with_a_grid_sample_and_passes_parity(tmp_path):
+    import torch
+
+    from astra_ros.export.onnx_export import export
+    from astra_ros.model.astra import AstraWorldModel
+    from astra_ros.model.checkpoint import Checkpoint, save_checkpoint
+    from astra_ros.model.config import AstraConfig
+
+    torch.manual_seed(0)
+    cfg = AstraConfig.preset("tiny", output_head="warp", robot_state=True)
+    model = AstraWorldModel(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    meta = {"modalities": ["joint_velocity"], "joint_names": [f"j{i}" for i in range(7)], "frame_period": 0.1}
+    save_checkpoint(tmp_path / "warp.pt", Checkpoint(cfg, model.state_dict(), meta=meta))
+    export(tmp_path / "warp.pt", tmp_path / "warp.onnx", threads=1)
+    parity = json.loads((tmp_path / "warp.json").read_text())["parity"]
+    assert parity["passed"] and parity["random_max_abs_diff"] < 1e-4
+    assert "GridSample" in {node.op_type for node in onnx.load(str(tmp_path / "warp.onnx")).graph.node}

@@ -339,3 +339,34 @@ def test_shipped_fp16_checkpoint_is_half_the_size_and_loads_back_to_float32(tmp_
     assert all(p.dtype == torch.float32 for p in rebuilt.parameters())
     for name, p in rebuilt.state_dict().items():
         assert torch.allclose(p, model.state_dict()[name], rtol=1e-3, atol=1e-4), name
+
+
+def test_warp_moves_pixels_by_the_flow():
+    from astra_ros.model.astra import warp
+
+    frames = torch.zeros(2, 3, 8, 8)
+    frames[:, :, 2, 3] = 1.0
+    assert torch.equal(warp(frames, torch.zeros(2, 2, 8, 8)), frames)
+    flow = torch.zeros(2, 2, 8, 8)
+    flow[:, 0] = -2.0  # each pixel takes the value 2 pixels to its left: the bright pixel moves right
+    moved = warp(frames, flow)
+    assert moved[0, 0, 2, 5] == pytest.approx(1.0) and moved[0, 0, 2, 3] == pytest.approx(0.0)
+
+
+def test_warp_head_starts_as_copy_last_and_streams_like_the_full_forward():
+    cfg = AstraConfig.preset("tiny", output_head="warp")
+    untrained = AstraWorldModel(cfg).eval()
+    inputs = random_inputs(cfg, 2, 3)
+    with torch.no_grad():
+        assert untrained(*inputs)[0].abs().max() == 0.0  # x0 = previous frame + 0
+    model = perturbed_model(cfg)
+    inputs = random_inputs(cfg, 2, cfg.max_history + 2)
+    with torch.no_grad():
+        full, _ = model(*inputs)
+    streamed, _ = stream_targets(model, inputs)
+    assert full.abs().max() > 0.01
+    assert (streamed - full).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="output_head"):
+        AstraConfig.preset("tiny", output_head="flow")
+    with pytest.raises(ValueError, match="predict_delta"):
+        AstraConfig.preset("tiny", output_head="warp", predict_delta=False)

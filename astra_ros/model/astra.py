@@ -267,11 +267,36 @@ class Block(nn.Module):
         return x + gate_mlp * self.mlp(modulate(self.norm2(x), shift_mlp, scale_mlp))
 
 
+HEAD_CHANNELS = {"delta": 0, "warp": 3}
+"""Output channels per pixel beyond the frame's own: the warp head's flow (2) and occlusion mask (1)."""
+
+FLOW_SCALE = 4.0
+"""Pixels of flow per unit of the warp head's output."""
+
+
+def warp(frames: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward warp: ``out[p] = frames[p + flow[p]]`` (bilinear, borders repeated).
+
+    ``frames`` ``(..., C, H, W)``, ``flow`` ``(..., 2, H, W)`` in pixels (x, then y)."""
+    *lead, c, h, w = frames.shape
+    ys = (2 * torch.arange(h, device=frames.device, dtype=flow.dtype) + 1) / h - 1
+    xs = (2 * torch.arange(w, device=frames.device, dtype=flow.dtype) + 1) / w - 1
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=frames.device, dtype=flow.dtype)
+    grid = base + flow.reshape(-1, 2, h, w).movedim(1, -1) * scale  # (B', H, W, 2)
+    out = F.grid_sample(
+        frames.reshape(-1, c, h, w), grid.to(frames.dtype), mode="bilinear", padding_mode="border",
+        align_corners=False,
+    )
+    return out.reshape(*lead, c, h, w)
+
+
 class FinalLayer(nn.Module):
     def __init__(self, cfg: AstraConfig):
         super().__init__()
         self.norm = nn.LayerNorm(cfg.width, elementwise_affine=False, eps=1e-6)
-        self.linear = nn.Linear(cfg.width, cfg.patch_size**2 * cfg.channels)
+        out_channels = cfg.channels + HEAD_CHANNELS[cfg.output_head]
+        self.linear = nn.Linear(cfg.width, cfg.patch_size**2 * out_channels)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(cfg.width, 2 * cfg.width))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -332,12 +357,25 @@ class AstraWorldModel(nn.Module):
         return x.reshape(*lead, (h // p) * (w // p), p * p * c)
 
     def unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
-        """``(..., N, p*p*C)`` -> ``(..., C, H, W)``."""
-        p, c, size = self.cfg.patch_size, self.cfg.channels, self.cfg.image_size
+        """``(..., N, p*p*C')`` -> ``(..., C', H, W)`` (``C'`` from the token width)."""
+        p, size = self.cfg.patch_size, self.cfg.image_size
         g = size // p
-        *lead, _, _ = tokens.shape
-        x = tokens.reshape(*lead, g, g, p, p, c).transpose(-4, -3)  # (..., g, p, g, p, C)
+        *lead, _, width = tokens.shape
+        c = width // (p * p)
+        x = tokens.reshape(*lead, g, g, p, p, c).transpose(-4, -3)  # (..., g, p, g, p, C')
         return x.movedim(-1, -5).reshape(*lead, c, size, size)
+
+    def head(self, tokens: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Final-layer tokens ``(..., N, p*p*C')`` -> the network output ``(..., C, H, W)``.
+
+        ``delta``: the tokens are the output. ``warp`` (the change from ``previous``, the frame
+        before as written into the history): ``sigmoid(mask) * (warp(previous, flow) - previous) +
+        residual``; all zero at initialisation (flow 0), so the untrained model is copy-last too."""
+        out = self.unpatchify(tokens)
+        if self.cfg.output_head == "delta":
+            return out
+        flow, mask, residual = out[..., :2, :, :], out[..., 2:3, :, :], out[..., 3:, :, :]
+        return torch.sigmoid(mask) * (warp(previous, flow * FLOW_SCALE) - previous) + residual
 
     def embed(self, frames: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Tokens of frames, each patch next to the same patch of the frame before it."""
@@ -398,8 +436,8 @@ class AstraWorldModel(nn.Module):
             mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))
             x = block.finish(x, block.attn.merge(rotate(q, cos, sin), rotate(k, cos, sin), v, mask), mod)
-        out = self.final(x[:, t:], c[:, t:])  # (B, T, N, p*p*C)
-        return self.unpatchify(out), (bal_ctx + bal_tgt) / 2
+        out = self.final(x[:, t:], c[:, t:])  # (B, T, N, p*p*C')
+        return self.head(out, context), (bal_ctx + bal_tgt) / 2
 
     # -- streaming (inference, export) ----------------------------------------------------------
 
@@ -451,7 +489,7 @@ class AstraWorldModel(nn.Module):
             q = rotate(q, cos, sin)
             attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
             x = block.finish(x, attn, mod)
-        out = self.unpatchify(self.final(x, c))[:, 0] if with_output else None
+        out = self.head(self.final(x, c), previous[:, None])[:, 0] if with_output else None
         return StepOutput(out, torch.stack(new_keys), torch.stack(new_values))
 
     def write(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:

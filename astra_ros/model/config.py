@@ -15,6 +15,8 @@ four modalities and stays 4, so models saved then keep their tables; later modal
 
 MODALITY_IDS: dict[str, int] = {m: i if i < NO_ACTION else i + 1 for i, m in enumerate(MODALITIES)}
 
+OUTPUT_HEADS: tuple[str, ...] = ("delta", "warp")
+
 SAVED_WITHOUT_MODALITY_COUNT = 4  # configs saved before `num_modalities` existed cover the first four
 
 
@@ -43,6 +45,9 @@ class AstraConfig:
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)
+    # "delta": the output is the change itself; "warp": the previous frame warped by a predicted flow,
+    # blended in by an occlusion mask, plus a residual (rigid links move instead of re-appearing)
+    output_head: str = "delta"
     # noise-augmented history memory
     context_noise: float = 0.05  # level the cache is written at during inference
     context_noise_schedule: str = "uniform"  # "uniform" or "recency" (far past noisier)
@@ -70,6 +75,10 @@ class AstraConfig:
                 f"num_modalities={self.num_modalities}; expected {NO_ACTION}..{len(MODALITIES)} "
                 f"(the first N of {list(MODALITIES)})"
             )
+        if self.output_head not in OUTPUT_HEADS:
+            raise ValueError(f"output_head={self.output_head!r}; expected one of {OUTPUT_HEADS}")
+        if self.output_head == "warp" and (self.parameterization != "x0" or not self.predict_delta):
+            raise ValueError("output_head='warp' needs parameterization='x0' and predict_delta=True")
         if not 1 <= self.sampling_steps <= 50:
             raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
 
