@@ -12,6 +12,8 @@
   (1 vs 2) for a 64-candidate plan and a 1-candidate live prediction.
 - ``node``: the streaming session (the node's engine, no ROS) against the bare backend
   (``astra_ros.ros.bench_node``).
+- ``train``: training steps per second of a recipe in fp32, bf16 autocast and with torch.compile
+  (``astra_ros.training.throughput``).
 
 Every number in a table comes from the same run. Timings are medians of repeated calls.
 """
@@ -578,6 +580,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--repeats", type=int, default=3, help="alternating rounds per measurement")
     pl.add_argument("--no-progress", action="store_true")
     sub.add_parser("node", help="streaming session latency (astra_ros.ros.bench_node)", add_help=False)
+    sub.add_parser("train", help="training steps/s per precision (training.throughput)", add_help=False)
     return p
 
 
@@ -587,6 +590,10 @@ def main(argv: list[str] | None = None) -> int:
         from astra_ros.ros.bench_node import main as node_main
 
         return node_main(argv[1:])
+    if argv[:1] == ["train"]:
+        from astra_ros.training.throughput import main as train_main
+
+        return train_main(argv[1:])
     args = build_parser().parse_args(argv)
     import logging
 

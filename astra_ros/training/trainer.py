@@ -235,6 +235,34 @@ class Trainer:
             s.minutes is not None and self.elapsed >= 60 * s.minutes
         )
 
+    def train_step(self) -> dict[str, Any]:
+        """One optimisation step (batch, loss, update, EMA); returns its log row."""
+        s = self.settings
+        start = time.monotonic()
+        batch, generator = self._batch(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(s, self.step)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss, stats = training_loss(self.model, batch, s.objective, generator, self.network)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip))
+        self.optimizer.step()
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(p, 1.0 - s.ema_decay)
+        self.step += 1
+        seconds = time.monotonic() - start
+        self.elapsed += seconds
+        return {
+            "step": self.step,
+            "elapsed_s": round(self.elapsed, 2),
+            "lr": learning_rate(s, self.step - 1),
+            "grad_norm": round(grad_norm, 4),
+            "samples_per_s": round(s.batch_size * self.world / seconds, 2),
+            **{k: round(v, 6) for k, v in stats.items()},
+        }
+
     def train(self) -> dict[str, float]:
         s = self.settings
         log_path = self.run_dir / "log.csv"
@@ -243,30 +271,7 @@ class Trainer:
         last_checkpoint, last_val = time.monotonic(), {}
         self.model.train()
         while not self._done():
-            start = time.monotonic()
-            batch, generator = self._batch(self.step)
-            for group in self.optimizer.param_groups:
-                group["lr"] = learning_rate(self.settings, self.step)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                loss, stats = training_loss(self.model, batch, s.objective, generator, self.network)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip))
-            self.optimizer.step()
-            with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-                    e.lerp_(p, 1.0 - s.ema_decay)
-            self.step += 1
-            seconds = time.monotonic() - start
-            self.elapsed += seconds
-            row = {
-                "step": self.step,
-                "elapsed_s": round(self.elapsed, 2),
-                "lr": learning_rate(self.settings, self.step - 1),
-                "grad_norm": round(grad_norm, 4),
-                "samples_per_s": round(s.batch_size * self.world / seconds, 2),
-                **{k: round(v, 6) for k, v in stats.items()},
-            }
+            row = self.train_step()
             if self.rank == 0 and self.val and self.step % s.val_every == 0:
                 last_val = validate(self.ema, self.val, meta=self.meta)
                 row.update(last_val)
@@ -275,7 +280,7 @@ class Trainer:
                 self._log(log_path, row)
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{stats['loss']:.4f}",
+                    loss=f"{row['loss']:.4f}",
                     sps=row["samples_per_s"],
                     val=f"{last_val.get('val_model_psnr_h8', float('nan')):.2f}",
                 )
@@ -300,6 +305,8 @@ class Trainer:
             "diffusion",
             "balance",
             "structure",
+            "gradient",
+            "ranking",
             "rolled",
             "val_windows",
             "val_model_psnr_h1",
