@@ -122,7 +122,7 @@ def test_the_planner_reaches_a_kuka_goal_with_the_simulator_as_model():
 
 
 def test_astra_plan_bench_quick(tmp_path):
-    from astra_ros.planning.bench import main, planning_gain
+    from astra_ros.planning.bench import Episode, main, planning_gain
 
     out = tmp_path / "bench"
     assert main(["--model", "copy_last", "--out", str(out), "--quick", "--no-progress"]) == 0
@@ -133,14 +133,19 @@ def test_astra_plan_bench_quick(tmp_path):
             report["planners"][name]["plan_steps"] == 2 * 2
             and report["planners"][name]["plan_seconds_p50"] > 0
         )
-    stay = report["planners"]["stay"]["ee_distance_mean_m"]
-    assert stay == pytest.approx(report["start_ee_distance_mean_m"], abs=0.02)  # zero commands: nearly still
-    assert report["planners"]["oracle"]["ee_distance_mean_m"] < stay
-    assert isinstance(report["planning_gain"], float) and (out / "plan_bench.png").stat().st_size > 0
-    assert (
-        planning_gain({n: {"ee_distance_mean_m": d} for n, d in (("stay", 1), ("model", 1), ("oracle", 2))})
-        is None
-    )
+    stay, oracle = (report["planners"][n] for n in ("stay", "oracle"))
+    assert stay["closed_fraction_mean"] == pytest.approx(0.0, abs=0.1)  # zero commands: nearly still
+    assert oracle["closed_fraction_mean"] > stay["closed_fraction_mean"]
+    low, high = oracle["closed_fraction_ci95"]
+    assert low <= oracle["closed_fraction_mean"] <= high
+    assert report["oracle_check"]["target"] == 0.6 and (out / "plan_bench.png").stat().st_size > 0
+
+    def runs(*closed: float) -> list[Episode]:
+        return [Episode(1.0, 1.0 - c, 0.0, [], []) for c in closed]
+
+    gain = planning_gain({"model": runs(0.2, 0.4), "oracle": runs(0.6, 0.6)})
+    assert gain["gain"] == pytest.approx(0.5) and gain["ci95"][0] <= 0.5 <= gain["ci95"][1]
+    assert planning_gain({"model": runs(0.2), "oracle": runs(-0.1)}) is None  # the oracle closes nothing
     assert main(["--model", "copy_last", "--out", str(out), "--planners", "model,teleport"]) == 2
 
 

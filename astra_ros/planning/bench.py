@@ -2,24 +2,30 @@
 
 Goals: held-out episodes driven by the recorder's command process (``record_sim``: 30 Hz commands,
 15 Hz frames, drawn from ``--seed``, not the training seeds); the first ``--context`` frames are
-the history, and the goal is the true frame ``--frames`` (16) frames after the last of them.
-Episodes where the end effector moves less than ``--min-motion`` metres from the start to the
-goal are skipped (a goal the arm already sits at measures nothing).
+the history, and the goal is the true frame ``--goal-frames`` frames after the last of them (by
+default the planning horizon: every goal is reachable within one plan). Episodes where the end
+effector moves less than ``--min-motion`` metres from the start to the goal are skipped (a goal the
+arm already sits at measures nothing).
 
 Each planner starts from the true state at the last context frame and runs ``--frames`` frames in
 closed loop: plan ``--horizon`` commands (one per frame, held for a frame period), execute
-``--execute`` of them in the simulator, feed the new frames to its model, replan (warm start).
+``--execute`` of them in the simulator, feed the new frames to its model, replan (warm start). It
+sees what a real robot has: the goal image, the camera and the joint states; the cost compares
+predicted frames with the goal image only (``--cost``, default ``multiscale``: it still has a
+gradient when the arm does not overlap the goal).
 
-- ``model``: ``Planner`` (CEM or MPPI, ``--cost``) over the world model given with ``--model``.
-- ``oracle``: the same planner with the simulator itself as the model (``SimulatorModel``).
+- ``model``: ``Planner`` (CEM or MPPI) over the world model given with ``--model``.
+- ``oracle``: the same planner with the simulator itself as the model (``SimulatorModel``): the
+  check that planning works with a perfect model. It must close at least ``ORACLE_TARGET`` of the
+  start-to-goal distance on average, or the benchmark cannot tell a good model from a bad one.
 - ``stay``: zero commands.  ``random``: one random draw from the planner's sampling distribution.
 
-Reported per planner: mean / median 3-D distance of the end effector to its goal position, pixel
-MSE of the final frame to the goal frame, plan time per replanning step (p50), and the planning
-gain ``(stay - model) / (stay - oracle)`` on the mean EE distance (1: as good as the simulator,
-0: no better than staying still, < 0: worse; null when the oracle itself does not beat staying
-still). Writes ``OUT/plan_bench.json`` and
-``OUT/plan_bench.png``.
+Reported per planner: the closed fraction ``(start - end) / start`` of the 3-D end-effector
+distance to the goal (mean over goals, with a 95 % bootstrap interval over goals), the share of goals
+ended within ``--success-radius``, mean and median distance, pixel MSE of the final frame to the goal
+frame, plan time per replanning step (p50). The planning gain is the model's mean closed fraction
+over the oracle's (1: as good as the simulator, 0: no better than staying still), with a paired
+bootstrap interval. Writes ``OUT/plan_bench.json`` and ``OUT/plan_bench.png``.
 """
 
 from __future__ import annotations
@@ -43,7 +49,9 @@ from astra_ros.sim.kuka import KukaEnv, SimState
 
 PLANNERS = ("model", "stay", "random", "oracle")
 MODALITY = "joint_velocity"
-QUICK = dict(goals=2, candidates=6, horizon=3, execute=2, frames=4, context=2)
+ORACLE_TARGET = 0.6  # the oracle must close this share of the distance for the benchmark to measure
+BOOTSTRAP = 2000  # resamples of the goals for the intervals
+QUICK = dict(goals=2, candidates=6, horizon=3, execute=2, frames=4, goal_frames=3, context=2, iterations=1)
 
 
 @dataclass
@@ -101,10 +109,16 @@ def make_goals(
 
 @dataclass
 class Episode:
+    start_distance: float
     ee_distance: float
     pixel_mse: float
     plan_seconds: list[float]
     predicted_cost: list[float]
+
+    @property
+    def closed(self) -> float:
+        """The share of the start-to-goal distance this run closed (negative: it moved away)."""
+        return (self.start_distance - self.ee_distance) / self.start_distance
 
 
 def run_episode(
@@ -152,34 +166,55 @@ def run_episode(
             planner.advance(run)
         done += run
     distance = float(np.linalg.norm(env.end_effector_position() - goal.goal_ee))
-    return Episode(distance, mse(env.render(), goal.goal_frame), seconds, costs)
+    start = float(np.linalg.norm(goal.start_ee - goal.goal_ee))
+    return Episode(start, distance, mse(env.render(), goal.goal_frame), seconds, costs)
 
 
-def summarise(episodes: list[Episode]) -> dict[str, Any]:
+def bootstrap_interval(values: np.ndarray, seed: int = 0) -> list[float]:
+    """95 % percentile interval of the mean of ``values`` over goals resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (BOOTSTRAP, len(values)))].mean(axis=1)
+    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+
+def summarise(episodes: list[Episode], success_radius: float) -> dict[str, Any]:
+    closed = np.array([e.closed for e in episodes])
     dist = np.array([e.ee_distance for e in episodes])
     pix = np.array([e.pixel_mse for e in episodes])
     times = [s for e in episodes for s in e.plan_seconds]
     return {
+        "closed_fraction_mean": float(closed.mean()),
+        "closed_fraction_ci95": bootstrap_interval(closed),
+        "success_share": float(np.mean(dist <= success_radius)),
         "ee_distance_mean_m": float(dist.mean()),
         "ee_distance_median_m": float(np.median(dist)),
         "pixel_mse_mean": float(pix.mean()),
-        "pixel_mse_median": float(np.median(pix)),
         "plan_seconds_p50": float(np.percentile(times, 50)) if times else None,
         "plan_steps": len(times),
+        "per_goal_closed_fraction": closed.round(4).tolist(),
         "per_goal_ee_distance_m": dist.round(5).tolist(),
     }
 
 
-def planning_gain(results: dict[str, dict[str, Any]]) -> float | None:
-    """``(stay - model) / (stay - oracle)`` on the mean EE distance; None without the three, and
-    when the oracle does not beat staying still (then the ratio measures nothing)."""
-    if not all(k in results for k in ("stay", "model", "oracle")):
+def planning_gain(episodes: dict[str, list[Episode]]) -> dict[str, Any] | None:
+    """The model's mean closed fraction over the oracle's, with a paired bootstrap interval over goals;
+    None without both, or when the oracle closes nothing (then the ratio measures nothing)."""
+    if "model" not in episodes or "oracle" not in episodes:
         return None
-    stay, model, oracle = (results[k]["ee_distance_mean_m"] for k in ("stay", "model", "oracle"))
-    return float((stay - model) / (stay - oracle)) if stay > oracle else None
+    model = np.array([e.closed for e in episodes["model"]])
+    oracle = np.array([e.closed for e in episodes["oracle"]])
+    if oracle.mean() <= 0:
+        return None
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(model), (BOOTSTRAP, len(model)))
+    ratios = model[picks].mean(1) / np.maximum(oracle[picks].mean(1), 1e-9)
+    return {
+        "gain": float(model.mean() / oracle.mean()),
+        "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
+    }
 
 
-def plot(results: dict[str, dict[str, Any]], start: list[float], path: Path) -> Path:
+def plot(results: dict[str, dict[str, Any]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,10 +222,11 @@ def plot(results: dict[str, dict[str, Any]], start: list[float], path: Path) -> 
 
     names = list(results)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    data = [results[n]["per_goal_ee_distance_m"] for n in names] + [start]
+    data = [results[n]["per_goal_closed_fraction"] for n in names]
     ax.boxplot(data, showmeans=True)
-    ax.set_xticks(range(1, len(data) + 1), names + ["start"])
-    ax.set_ylabel("end-effector distance to goal (m)")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xticks(range(1, len(data) + 1), names)
+    ax.set_ylabel("share of the start-to-goal distance closed")
     ax.set_title("astra-plan-bench: closed-loop goal reaching (KUKA)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -207,16 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--goals", type=int, default=30)
     p.add_argument("--candidates", type=int, default=64)
     p.add_argument("--horizon", type=int, default=8, help="frames planned per step")
-    p.add_argument("--execute", type=int, default=4, help="commands executed before replanning")
-    p.add_argument("--frames", type=int, default=16, help="frames to the goal (and frames run)")
+    p.add_argument("--execute", type=int, default=2, help="commands executed before replanning")
+    p.add_argument("--goal-frames", type=int, default=8, help="frames from the start to the goal")
+    p.add_argument("--frames", type=int, default=12, help="frames run in closed loop")
     p.add_argument("--context", type=int, default=4, help="history frames before the start")
-    p.add_argument("--method", default="mppi", choices=METHODS)
-    p.add_argument("--iterations", type=int, default=1, help="sampling iterations per planning step")
-    p.add_argument("--cost", default="mse", help="mse or edge (planning/costs.py)")
+    p.add_argument("--method", default="cem", choices=METHODS)
+    p.add_argument("--iterations", type=int, default=4, help="sampling iterations per planning step")
+    p.add_argument("--knots", type=int, default=4, help="command segments per plan (0: one per frame)")
+    p.add_argument("--cost", default="multiscale", help="multiscale, mse or edge (planning/costs.py)")
     p.add_argument("--std", type=float, default=0.5, help="sampling std as a fraction of the bounds")
     p.add_argument("--smoothness", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--min-motion", type=float, default=0.05, help="metres the EE must move to its goal")
+    p.add_argument("--min-motion", type=float, default=0.15, help="metres the EE must move to its goal")
+    p.add_argument("--success-radius", type=float, default=0.05, help="metres: a goal counts as reached")
     p.add_argument("--seed", type=int, default=90_000, help="held-out goal seed (not a training seed)")
     p.add_argument("--quick", action="store_true", help=f"a smoke-test setting: {QUICK}")
     p.add_argument("--no-progress", action="store_true")
@@ -247,10 +286,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     unknown = sorted(set(names) - set(PLANNERS))
     if unknown or not names:
         raise ValueError(f"--planners {args.planners!r}; expected a comma-separated subset of {PLANNERS}")
-    if not 1 <= args.execute <= args.horizon or args.context < 1 or args.frames < 1:
+    if not 1 <= args.execute <= args.horizon or min(args.context, args.frames, args.goal_frames) < 1:
         raise ValueError(
             f"--execute {args.execute}, --horizon {args.horizon}, --context {args.context}, --frames "
-            f"{args.frames}; expected 1 <= execute <= horizon and context, frames >= 1"
+            f"{args.frames}, --goal-frames {args.goal_frames}; expected 1 <= execute <= horizon and "
+            "context, frames, goal-frames >= 1"
         )
     model = open_model(args) if "model" in names else None
     size = model.info.image_size if model is not None else 64
@@ -264,6 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         elites=default_elites(args.candidates),
         std=args.std,
         smoothness=args.smoothness,
+        knots=min(args.knots, args.horizon),
         steps=args.steps,
         seed=args.seed,
     )
@@ -275,7 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else None,
     }
     try:
-        goals = make_goals(env, args.goals, args.context, args.frames, args.min_motion, args.seed)
+        goals = make_goals(env, args.goals, args.context, args.goal_frames, args.min_motion, args.seed)
         episodes: dict[str, list[Episode]] = {n: [] for n in names}
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -293,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env.close()
         if oracle is not None:
             oracle.close()
-    plot(report["planners"], report["start_ee_distance_m"], out / "plan_bench.png")
+    plot(report["planners"], out / "plan_bench.png")
     return report
 
 
@@ -307,9 +348,11 @@ def write_report(
 ) -> dict[str, Any]:
     """``OUT/plan_bench.json`` over the goals run so far (rewritten after each, so a long run that
     is stopped still leaves its results)."""
-    results = {n: summarise(e) for n, e in episodes.items()}
+    results = {n: summarise(e, args.success_radius) for n, e in episodes.items()}
     start = [float(np.linalg.norm(g.start_ee - g.goal_ee)) for g in goals]
+    oracle = results.get("oracle")
     report = {
+        "command": "astra-plan-bench " + " ".join(sys.argv[1:]),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "no_progress")},
         "model_id": model.info.model_id if model is not None else None,
         "planner": asdict(config),
@@ -317,7 +360,14 @@ def write_report(
         "start_ee_distance_mean_m": float(np.mean(start)),
         "start_ee_distance_m": start,
         "planners": results,
-        "planning_gain": planning_gain(results),
+        "oracle_check": None
+        if oracle is None
+        else {
+            "closed_fraction_mean": oracle["closed_fraction_mean"],
+            "target": ORACLE_TARGET,
+            "passed": oracle["closed_fraction_mean"] >= ORACLE_TARGET,
+        },
+        "planning_gain": planning_gain(episodes),
     }
     (out / "plan_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -335,11 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in report["planners"].items():
         p50 = r["plan_seconds_p50"]
         plan = f", plan p50 {p50:.2f} s" if p50 is not None else ""
+        low, high = r["closed_fraction_ci95"]
         print(
-            f"  {name:7s} EE distance mean {r['ee_distance_mean_m']:.3f} m, median "
-            f"{r['ee_distance_median_m']:.3f} m, pixel MSE {r['pixel_mse_mean']:.4f}{plan}"
+            f"  {name:7s} closed {r['closed_fraction_mean']:+.2f} [{low:+.2f}, {high:+.2f}], within "
+            f"{args.success_radius * 100:.0f} cm {r['success_share']:.0%}, EE distance median "
+            f"{r['ee_distance_median_m']:.3f} m{plan}"
         )
-    print(f"  planning gain {report['planning_gain']}; wrote {Path(args.out) / 'plan_bench.json'}")
+    check = report["oracle_check"]
+    if check is not None and not check["passed"]:
+        print(
+            f"  WARNING: the oracle closed {check['closed_fraction_mean']:.2f} of the distance (< "
+            f"{check['target']}): with these settings the benchmark cannot tell models apart"
+        )
+    gain = report["planning_gain"]
+    shown = "n/a" if gain is None else f"{gain['gain']:.2f} [{gain['ci95'][0]:.2f}, {gain['ci95'][1]:.2f}]"
+    print(f"  planning gain (model / oracle closed) {shown}; wrote {Path(args.out) / 'plan_bench.json'}")
     return 0
 
 

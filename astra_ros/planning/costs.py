@@ -6,6 +6,10 @@ count more, so a plan that reaches the goal sooner and stays there wins.
 
 - ``mse``: pixel MSE on the [0, 1] scale. It rewards blur: when the model is unsure, an average
   of the possible frames has a lower expected MSE than any one of them.
+- ``multiscale``: pixel MSE summed over an image pyramid (the frame averaged over 1, 2, 4 and 8
+  pixel blocks). At full resolution a link that misses its goal position by more than its width
+  costs the same however far it is; the coarse levels still see it come closer, so the cost keeps
+  a gradient toward the goal when the arm does not overlap it.
 - ``edge``: structure, not colour averages. Gradient magnitudes of the grey image (central
   differences); a goal edge that the prediction lacks within ``EDGE_RADIUS`` pixels costs its
   strength, and so does a predicted edge the goal lacks nearby. A blurred prediction has weak
@@ -50,6 +54,29 @@ def pixel_mse(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return per_frame @ horizon_weights(frames.shape[1])
 
 
+PYRAMID_LEVELS = (1, 2, 4, 8)
+
+
+def block_mean(images: np.ndarray, block: int) -> np.ndarray:
+    """``(..., S, S, 3)`` float -> ``(..., S / block, S / block, 3)``: the mean of each block."""
+    if block == 1:
+        return images
+    *lead, s, _, c = images.shape
+    if s % block:
+        raise ValueError(f"image side {s}; expected a multiple of the pyramid block {block}")
+    return images.reshape(*lead, s // block, block, s // block, block, c).mean(axis=(-4, -2))
+
+
+def multiscale_mse(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    _check(frames, goal)
+    pred, want = frames.astype(np.float32) / 255.0, goal.astype(np.float32) / 255.0
+    per_frame = np.zeros(frames.shape[:2], np.float64)  # (B, H)
+    for block in PYRAMID_LEVELS:
+        diff = block_mean(pred, block) - block_mean(want, block)
+        per_frame += np.mean(diff * diff, axis=(2, 3, 4))
+    return per_frame @ horizon_weights(frames.shape[1])
+
+
 def edge_strength(images: np.ndarray) -> np.ndarray:
     """Gradient magnitude of the grey image, ``(..., S, S, 3)`` uint8 -> ``(..., S, S)`` in [0, ~1]."""
     grey = images.astype(np.float32).mean(axis=-1) / 255.0
@@ -81,7 +108,7 @@ def edge_cost(frames: np.ndarray, goal: np.ndarray, radius: int = EDGE_RADIUS) -
     return per_frame @ horizon_weights(frames.shape[1])
 
 
-COSTS: dict[str, Cost] = {"mse": pixel_mse, "edge": edge_cost}
+COSTS: dict[str, Cost] = {"mse": pixel_mse, "multiscale": multiscale_mse, "edge": edge_cost}
 
 
 def named_cost(name: str) -> Cost:

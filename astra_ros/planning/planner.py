@@ -46,6 +46,7 @@ class PlannerConfig:
     std: float = 0.5  # sampling std as a fraction of the bound's half width
     min_std: float = 0.05  # cem: the refitted std never falls below this fraction
     smoothness: float = 0.0  # weight of the mean squared command change (scaled by the bounds)
+    knots: int = 0  # sampled command segments, each held for horizon / knots frames (0: one per frame)
     steps: int | None = None  # denoising steps of the model (None: its default)
     seed: int = 0
 
@@ -55,6 +56,8 @@ class PlannerConfig:
         for name in ("candidates", "horizon", "iterations", "elites"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}; expected >= 1")
+        if not 0 <= self.knots <= self.horizon:
+            raise ValueError(f"knots={self.knots}; expected 0 (one per frame) .. horizon={self.horizon}")
         if self.method == "cem" and self.elites > self.candidates:
             raise ValueError(f"elites={self.elites}; expected at most candidates={self.candidates}")
         if self.temperature <= 0 or self.std <= 0:
@@ -123,7 +126,7 @@ class Planner:
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         expected = float("nan")
         for _ in range(cfg.iterations):
-            noise = rng.standard_normal((cfg.candidates,) + mean.shape).astype(np.float32)
+            noise = self._sample_noise(rng)
             noise[0] = 0.0  # candidate 0: the mean itself
             candidates = np.clip(mean + noise * std, self.low, self.high)  # (B, H, D)
             seed = int(rng.integers(0, 2**31 - 1))
@@ -151,6 +154,17 @@ class Planner:
             cost, actions, predicted = expected, np.clip(mean, self.low, self.high), best[2]
         self._mean = actions.astype(np.float32).copy()
         return Plan(actions.astype(np.float32), cost, predicted, time.perf_counter() - started)
+
+    def _sample_noise(self, rng: np.random.Generator) -> np.ndarray:
+        """Standard normal perturbations ``(B, H, D)``; with ``knots`` one draw per segment of
+        consecutive frames (segment ``k`` covers frames ``h`` with ``h * knots // horizon == k``)."""
+        cfg = self.config
+        width = self.low.shape[0]
+        if not cfg.knots:
+            return rng.standard_normal((cfg.candidates, cfg.horizon, width)).astype(np.float32)
+        draws = rng.standard_normal((cfg.candidates, cfg.knots, width)).astype(np.float32)
+        segment = np.arange(cfg.horizon) * cfg.knots // cfg.horizon
+        return draws[:, segment]
 
     def _total_cost(self, frames: np.ndarray, candidates: np.ndarray, goal: np.ndarray) -> np.ndarray:
         cost = np.asarray(self.cost(frames, goal), np.float64)
