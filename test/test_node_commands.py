@@ -174,6 +174,8 @@ def test_robot_state_from_joint_states_by_name_extra_joints_ignored():
         InputError, match=r"up to 1e\+39 \(inf as float32\); expected at most max_command_magnitude=10"
     ):
         commands.joint_state_to_state(joint_state(ORDER, positions=[0, 1e39, 0]), ORDER, NOW, TOLERANCE, 10.0)
+    huge = joint_state(ORDER, positions=[1e39] * 3)  # the planner's states: no limit but float32's
+    assert reason_of(commands.joint_state_to_state, huge, ORDER, NOW, TOLERANCE) == "state_magnitude"
     assert reason(joint_state(ORDER, positions=[0, 0, 0], stamp_ns=NOW + 10**9)) == "state_stamp_future"
     assert reason(joint_state(ORDER, positions=[0, 0, 0]), None) == "state_joint_order"
     assert reason(joint_state([f"j{i}" for i in range(300)], positions=[0] * 300)) == "joint_names_limit"

@@ -28,6 +28,7 @@ from astra_ros.ros.input_limits import (
 )
 
 TWIST_WIDTH = 6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --- time ---------------------------------------------------------------------------------
@@ -109,8 +110,8 @@ def image_to_model(
 
 def bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "command") -> np.ndarray:
     """``values`` (float64, as received) as the float32 the model takes, if finite and within
-    ``max_magnitude`` in float32 (a finite float64 beyond float32's range, e.g. 1e39, becomes inf
-    there and is rejected by the magnitude rule)."""
+    ``max_magnitude`` there (a finite float64 beyond float32's range, e.g. 1e39, becomes inf and is
+    rejected by the magnitude rule, whatever the limit)."""
     if not np.all(np.isfinite(values)):
         raise InputError(
             f"{prefix}_non_finite",
@@ -119,12 +120,13 @@ def bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "
     with np.errstate(over="ignore"):
         single = values.astype(np.float32)
     largest = float(np.max(np.abs(single), initial=0.0))
-    if largest > max_magnitude:
+    if largest > min(max_magnitude, FLOAT32_MAX):
         received = float(np.max(np.abs(values)))
+        within = "" if max_magnitude <= FLOAT32_MAX else f" (and float32's {FLOAT32_MAX:.4g})"
         raise InputError(
             f"{prefix}_magnitude",
             f"{what} has |value| up to {received:g} ({largest:g} as float32); expected at most "
-            f"max_command_magnitude={max_magnitude:g}",
+            f"max_command_magnitude={max_magnitude:g}{within}",
         )
     return single
 
