@@ -71,7 +71,11 @@ FUZZ_PARAMS: dict[str, Any] = {
 }
 POSITION_TOPIC = "position_commands"  # the position node's joint_commands, remapped (JointState uses it)
 TRAJECTORY_TOPIC = "trajectory_commands"  # the trajectory node's joint_commands, remapped
-POSITION_PARAMS = {"command_modality": "joint_position", "stale_command_policy": "hold"}
+POSITION_PARAMS = {  # a stall of this process (its states late) is not a missing state
+    "command_modality": "joint_position",
+    "stale_command_policy": "hold",
+    "command_staleness": 3.0,
+}
 NODE_SETUPS: dict[str, tuple[dict[str, Any], list[str]]] = {  # command_type -> extra params, ROS args
     "joint_state": ({}, []),
     "twist": ({}, []),
@@ -475,17 +479,23 @@ def _trajectory(stamp=None, time_from_start_ns: int = 0) -> Callable[[Fuzzer], N
     return send
 
 
+def _state_ahead(f: Fuzzer) -> None:
+    """One state stamped 0.4 s ahead (inside future_stamp_tolerance), the next real state at once."""
+    f.publish_state(f.joints, [0.1] * len(f.joints), _now() + 400_000_000)
+    f.publish_state(f.joints, [0.1] * len(f.joints), _now())
+
+
 def _state_pause(f: Fuzzer) -> None:
-    """/joint_states stops (for at least 1 s, twice command_staleness) while images and targets go
-    on: the frames are dropped for the missing state, the log (throttled: the pause lasts until a
-    line names it, at most one throttle period more) and /diagnostics name that reason, and the node
+    """/joint_states stops (for 1.25 command_staleness at least) while images and targets go on:
+    the frames are dropped for the missing state, the log (throttled: the pause lasts until a line
+    names it, at most one throttle period more) and /diagnostics name that reason, and the node
     predicts again once states return (no ~/reset)."""
     log_start, seen, started = len(f.proc.output()), len(f.driver.diagnostics), time.monotonic()
-    line = "frame dropped (missing_state): no robot state"
+    line, pause = "frame dropped (missing_state): no robot state", 1.25 * POSITION_PARAMS["command_staleness"]
     f.states_paused_until = math.inf
     f.pump(
-        lambda: time.monotonic() - started >= 1.0 and line in f.proc.output()[log_start:],
-        1.0 + LOG_THROTTLE_S,
+        lambda: time.monotonic() - started >= pause and line in f.proc.output()[log_start:],
+        pause + LOG_THROTTLE_S,
     )
     f.states_paused_until = 0.0
     assert line in f.proc.output()[log_start:], (
@@ -703,9 +713,9 @@ KINDS: tuple[Kind, ...] = (
                 {"state_unconfirmed_jump": 1},
                 {},
             ),
-            ("state_stamp_0.4s_ahead", _state(stamp=lambda: _now() + 400_000_000), {}, {}),
+            ("state_stamp_0.4s_ahead", _state_ahead, {}, {}),
             ("state_1e39_overflows_float32", _state(1e39), {"state_magnitude": 1}, {}),
-            ("state_pause_1s", _state_pause, {}, {"max_dropped": None, "max_log_lines": 4}),
+            ("state_pause", _state_pause, {}, {"max_dropped": None, "max_log_lines": 4}),
         )
     ),
     # trajectory commands: the command timeline recovers by itself
