@@ -230,6 +230,17 @@ def test_frames_dropped_for_longer_than_max_image_gap_reset_the_state():
         arm.session.close()
 
 
+def test_a_model_frame_period_longer_than_max_image_gap_is_no_input_gap():
+    rec = Recorder(frame_period=1.5, max_image_gap=1.0)  # a slow model: one frame in 45 images
+    try:
+        rec.feed(0, 140)
+        counts = rec.counts()
+        assert counts["count.decimated"] == 140 - 4 and not any(k.startswith("reset.") for k in counts)
+        assert len(rec.predictions) == 3  # min_history 2: from the second taken frame on
+    finally:
+        rec.session.close()
+
+
 def test_the_worker_survives_a_failing_backend(rec):
     rec.feed(0, 3)
     ingest = rec.session.backend.ingest

@@ -27,8 +27,8 @@ Commands and states keep one timeline rule (``CommandBuffer``, ``_push_sample``)
 inserted at its stamp, a jump back beyond ``max_image_gap`` is rejected until confirmed. A frame
 dropped for a missing input is logged with the reason (throttled, also in ``stats().drop_reasons``)
 and still ends its interval, so the next frame is paired from it and the stream recovers with the
-next valid inputs; when frames were dropped for longer than ``max_image_gap`` the next one resets the
-causal state (``reset.input_gap``), as an image gap would.
+next valid inputs; when frames were dropped for longer than ``max_image_gap`` (beyond one model frame
+period) the next one resets the causal state (``reset.input_gap``), as an image gap would.
 
 Counters (``stats().counts``) are keyed ``count.*``, ``dropped.*``, ``rejected.*``,
 ``command_fallback.*`` and ``reset.*``; every submitted frame ends in exactly one of them or in a
@@ -210,7 +210,7 @@ class StreamSession:
         self._image_periods = PeriodEstimator()
         self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
         self._last_due_ns: int | None = None
-        self._last_frame_ns: int | None = None  # previous enqueued frame: the action interval starts there
+        self._last_frame_ns: int | None = None  # previous frame (taken or dropped): the interval starts there
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
         self._states: CommandBuffer | None = None  # joint positions, from the first state on
@@ -369,7 +369,7 @@ class StreamSession:
                 return "decimated"
             self._frame_periods.add(stamp_ns)
             gap_ns, last_taken = self._timeline.max_gap_ns, self._last_taken_ns
-            if last_taken is not None and gap_ns and stamp_ns - last_taken > gap_ns:
+            if last_taken is not None and gap_ns and stamp_ns - last_taken > gap_ns + self._grid.period_ns:
                 self._carry_reset = self._carry_reset or "input_gap"  # frames dropped over max_image_gap
                 last_taken = None
             # a fresh history starts with this frame; else its interval starts at the previous frame,
