@@ -86,7 +86,7 @@ def trajectory_to_command(
     """JointTrajectory -> (stamp ns at which the first point is in force, its values in ``joint_order``).
 
     The header stamp is checked like any command stamp (``conversions.command_stamp_to_ns``); the
-    point's time_from_start must not be negative, and the point take effect at most
+    point's time_from_start must not be negative, and the point must take effect at most
     ``max_ahead_ns`` (``max_image_gap``) after the node clock (not checked while it reads 0).
     """
     if not msg.points:
