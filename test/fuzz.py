@@ -12,6 +12,8 @@ predicts again. An attack passes when:
 - every prediction published meanwhile is of a valid frame (its stamp), with frame_id ``camera``,
   commands within the valid range and, on the copy-last backend, the valid frame's pixels (valid
   images are grey levels in ``[VALID_LO, VALID_HI]``; hostile ones are black or white);
+- no frame was dropped for a missing or broken input (``DROPPED_INPUT``) unless the kind allows it
+  (``max_dropped``): one bad message must not cost a valid frame;
 - no log line longer than ``MAX_LOG_LINE`` characters, at most ``max_log_lines`` new lines.
 
 The node test (``test/test_fuzz.py``) runs each kind once; the benchmark runs them in a random
@@ -38,6 +40,7 @@ import numpy as np
 from harness import COPY_LAST_JOINTS, Driver, NodeProcess
 
 from astra_ros.ros.isolation import isolate_ros
+from astra_ros.ros.settings import SPECS
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -49,6 +52,7 @@ COMMAND_HZ = 30.0
 VALID_LO, VALID_HI = 20, 219
 VALID_SPEED = 0.5  # |valid command| <= this
 RESUME_TIMEOUT_S = 10.0
+LOG_THROTTLE_S = float(SPECS["log_throttle_period"].default)  # the node's
 PRE_S = 0.15  # valid stream before each attack
 MAX_LOG_LINE = 1000
 IMAGE_SIDE = 32
@@ -66,14 +70,26 @@ FUZZ_PARAMS: dict[str, Any] = {
     "max_image_gap": 5.0,  # a stall of this process (a slow model, a huge attack) is not a camera gap
 }
 POSITION_TOPIC = "position_commands"  # the position node's joint_commands, remapped (JointState uses it)
+TRAJECTORY_TOPIC = "trajectory_commands"  # the trajectory node's joint_commands, remapped
+POSITION_PARAMS = {  # a stall of this process (its states late) is not a missing state
+    "command_modality": "joint_position",
+    "stale_command_policy": "hold",
+    "command_staleness": 3.0,
+}
 NODE_SETUPS: dict[str, tuple[dict[str, Any], list[str]]] = {  # command_type -> extra params, ROS args
     "joint_state": ({}, []),
     "twist": ({}, []),
-    "float64_multi_array": (  # a position-controlled arm: absolute targets and /joint_states
-        {"command_modality": "joint_position", "stale_command_policy": "hold"},
-        ["-r", f"joint_commands:={POSITION_TOPIC}"],
-    ),
+    # position-controlled arms: absolute targets and /joint_states
+    "float64_multi_array": (POSITION_PARAMS, ["-r", f"joint_commands:={POSITION_TOPIC}"]),
+    "joint_trajectory": (POSITION_PARAMS, ["-r", f"joint_commands:={TRAJECTORY_TOPIC}"]),
 }
+STATE_NODES = ("float64_multi_array", "joint_trajectory")  # the nodes that take /joint_states
+DROPPED_INPUT = (
+    "dropped.missing_state",
+    "dropped.missing_command",
+    "dropped.stale_command",
+    "dropped.backend_error",
+)
 
 
 @dataclass(frozen=True)
@@ -85,11 +101,12 @@ class Kind:
     resets: int = 0  # exact delta of all reset.* counters
     max_log_lines: int | None = None
     command_type: str = "joint_state"  # the node it needs
+    max_dropped: int | None = 0  # frames dropped for an input (DROPPED_INPUT) at most; None: any
 
 
 @dataclass
 class Outcome:
-    kind: str
+    kind: str  # the kind's name, "<command_type>:<name>" on the nodes other than joint_state
     group: str
     problems: list[str]
     seconds: float
@@ -117,12 +134,15 @@ class Fuzzer:
         self.proc, self.driver, self.joints = proc, driver, list(joints)
         self.command_type, self.status_name, self.pixel_check = command_type, status_name, pixel_check
         self.twist_pub = driver.node.create_publisher(Twist, "cmd_vel", 50)
-        if command_type == "float64_multi_array":
+        if command_type in STATE_NODES:
             from sensor_msgs.msg import JointState
             from std_msgs.msg import Float64MultiArray
+            from trajectory_msgs.msg import JointTrajectory
 
             self.array_pub = driver.node.create_publisher(Float64MultiArray, POSITION_TOPIC, 50)
+            self.trajectory_pub = driver.node.create_publisher(JointTrajectory, TRAJECTORY_TOPIC, 50)
             self.state_pub = driver.node.create_publisher(JointState, "joint_states", 50)
+        self.states_paused_until = 0.0  # monotonic s: the valid stream sends no state before then
         node_name = status_name.split(":")[0]
         self.set_params = driver.node.create_client(SetParameters, f"{node_name}/set_parameters")
         self.max_pixels = int(FUZZ_PARAMS["max_image_pixels"])
@@ -156,9 +176,13 @@ class Fuzzer:
         speed = 0.1 * (1 + self._count % 5)
         if self.command_type == "twist":
             self.twist_pub.publish(self.twist(speed))
-        elif self.command_type == "float64_multi_array":  # targets and the state they are reached from
-            self.publish_targets([speed] * len(self.joints))
-            self.publish_state(self.joints, [speed] * len(self.joints), time.time_ns())
+        elif self.command_type in STATE_NODES:  # targets and the state they are reached from
+            if self.command_type == "joint_trajectory":
+                self.publish_trajectory([speed] * len(self.joints), time.time_ns())
+            else:
+                self.publish_targets([speed] * len(self.joints))
+            if time.monotonic() >= self.states_paused_until:
+                self.publish_state(self.joints, [speed] * len(self.joints), time.time_ns())
         else:
             self.publish_joints(self.joints, [speed] * len(self.joints), time.time_ns())
 
@@ -219,6 +243,16 @@ class Fuzzer:
 
         self.array_pub.publish(Float64MultiArray(data=[float(v) for v in values]))
 
+    def publish_trajectory(self, positions: list[float], stamp: int, time_from_start_ns: int = 0) -> None:
+        """A one-point JointTrajectory of position targets for ``self.joints``."""
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        point = JointTrajectoryPoint(positions=[float(v) for v in positions])
+        point.time_from_start.sec, point.time_from_start.nanosec = divmod(time_from_start_ns, 1_000_000_000)
+        msg = JointTrajectory(joint_names=list(self.joints), points=[point])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        self.trajectory_pub.publish(msg)
+
     def publish_state(self, names: list[str], positions: list[float], stamp: int) -> None:
         from sensor_msgs.msg import JointState
 
@@ -278,6 +312,12 @@ class Fuzzer:
                     return {kv.key: kv.value for kv in status.values}
         return {}
 
+    def status_messages(self, since: int = 0) -> list[str]:
+        """The node status's messages in the /diagnostics received since the ``since``-th."""
+        return [
+            s.message for a in self.driver.diagnostics[since:] for s in a.status if s.name == self.status_name
+        ]
+
     def settled_diagnostics(self) -> dict[str, str]:
         """The diagnostics published after the next one (callbacks in flight have been counted)."""
         seen = len(self.driver.diagnostics)
@@ -286,6 +326,7 @@ class Fuzzer:
 
     def run(self, kind: Kind) -> Outcome:
         started = time.monotonic()
+        label = kind.name if self.command_type == "joint_state" else f"{self.command_type}:{kind.name}"
         problems: list[str] = []
         self.pump(lambda: False, PRE_S)
         before = self._diagnostics or self.settled_diagnostics()
@@ -312,7 +353,7 @@ class Fuzzer:
 
         self.pump(settled, self.resume_timeout)
         if self.proc.proc.poll() is not None:
-            return Outcome(kind.name, kind.group, [f"node exited with {self.proc.proc.returncode}"], 0.0)
+            return Outcome(label, kind.group, [f"node exited with {self.proc.proc.returncode}"], 0.0)
         after = self._diagnostics = self.settled_diagnostics()
         if not resumed():
             problems.append(f"no prediction of a valid frame within {self.resume_timeout} s")
@@ -325,6 +366,9 @@ class Fuzzer:
         resets = sum(delta(after, k) for k in {*before, *after} if k.startswith("reset."))
         if resets != kind.resets:
             problems.append(f"{resets} state resets; expected {kind.resets}")
+        dropped = {k: delta(after, k) for k in DROPPED_INPUT if delta(after, k)}
+        if kind.max_dropped is not None and sum(dropped.values()) > kind.max_dropped:
+            problems.append(f"frames dropped for an input: {dropped}; expected at most {kind.max_dropped}")
         problems += self._garbage(self.driver.predictions[first_prediction:])
         lines = self.proc.output()[log_start:].splitlines()
         longest = max((len(line) for line in lines), default=0)
@@ -332,7 +376,7 @@ class Fuzzer:
             problems.append(f"a log line of {longest} characters; expected at most {MAX_LOG_LINE}")
         if kind.max_log_lines is not None and len(lines) > kind.max_log_lines:
             problems.append(f"{len(lines)} log lines; expected at most {kind.max_log_lines}")
-        return Outcome(kind.name, kind.group, problems, time.monotonic() - started)
+        return Outcome(label, kind.group, problems, time.monotonic() - started)
 
     def _garbage(self, predictions: list) -> list[str]:
         problems = []
@@ -423,6 +467,64 @@ def _state(position: float = 0.1, names=None, stamp=None) -> Callable[[Fuzzer], 
         f.publish_state(joint_names, [position] * len(joint_names), _now() if stamp is None else stamp())
 
     return send
+
+
+def _trajectory(stamp=None, time_from_start_ns: int = 0) -> Callable[[Fuzzer], None]:
+    """One JointTrajectory of valid targets, stamped ``stamp()`` (default now), its point taking
+    effect ``time_from_start_ns`` later."""
+
+    def send(f: Fuzzer) -> None:
+        f.publish_trajectory([0.1] * len(f.joints), _now() if stamp is None else stamp(), time_from_start_ns)
+
+    return send
+
+
+def _state_ahead(f: Fuzzer) -> None:
+    """One state stamped 0.4 s ahead (inside future_stamp_tolerance), the next real state at once."""
+    f.publish_state(f.joints, [0.1] * len(f.joints), _now() + 400_000_000)
+    f.publish_state(f.joints, [0.1] * len(f.joints), _now())
+
+
+def _state_pause(f: Fuzzer) -> None:
+    """/joint_states stops (for 1.25 command_staleness at least) while images and targets go on:
+    the frames are dropped for the missing state, the log (throttled: the pause lasts until a line
+    names it, at most one throttle period more) and /diagnostics name that reason, and the node
+    predicts again once states return (no ~/reset)."""
+    log_start, seen, started = len(f.proc.output()), len(f.driver.diagnostics), time.monotonic()
+    line, pause = "frame dropped (missing_state): no robot state", 1.25 * POSITION_PARAMS["command_staleness"]
+    f.states_paused_until = math.inf
+    f.pump(
+        lambda: time.monotonic() - started >= pause and line in f.proc.output()[log_start:],
+        pause + LOG_THROTTLE_S,
+    )
+    f.states_paused_until = 0.0
+    assert line in f.proc.output()[log_start:], (
+        f"no log line names the missing state: {f.proc.output()[log_start:]}"
+    )
+    named = [m for m in f.status_messages(seen) if "dropped.missing_state: no robot state" in m]
+    assert named, f"/diagnostics never named the missing state: {f.status_messages(seen)[-1:]}"
+
+
+def _change_state_burst(f: Fuzzer) -> None:
+    """20 change_state calls at once (10 deactivate/activate pairs, as a supervisor retrying): every
+    one answered, in order, successfully; the node ends active."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+    every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+    name = f"{f.status_name.split(':')[0]}/change_state"
+    client = f.driver.node.create_client(ChangeState, name, qos_profile=every_call)
+    try:
+        assert f.pump(client.service_is_ready, 10.0), f"{name} not available"
+        ids = [Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVATE] * 10
+        futures = [client.call_async(ChangeState.Request(transition=Transition(id=i))) for i in ids]
+        f.pump(lambda: all(future.done() for future in futures), 30.0)
+        answered = [future.result().success for future in futures if future.done()]
+        assert len(answered) == len(futures), f"{len(answered)} of {len(futures)} change_state calls answered"
+        assert all(answered), f"{answered.count(False)} change_state calls failed"
+    finally:
+        f.driver.node.destroy_client(client)
 
 
 def _twist(value: float) -> Callable[[Fuzzer], None]:
@@ -556,6 +658,12 @@ KINDS: tuple[Kind, ...] = (
     Kind(
         "command_stamp_negative", "stamps", _joints(0.1, stamp=lambda: -(10**9)), {"command_stamp_range": 1}
     ),
+    Kind(
+        "command_stamp_10s_old",
+        "stamps",
+        _joints(0.1, stamp=lambda: _now() - 10 * 10**9),
+        {"command_unconfirmed_jump": 1},
+    ),
     # commands
     Kind("joint_nan", "commands", _joints(NAN), {"command_non_finite": 1}),
     Kind("joint_inf", "commands", _joints(-INF), {"command_non_finite": 1}),
@@ -588,11 +696,48 @@ KINDS: tuple[Kind, ...] = (
             ("targets_1e30", _targets(1e30), {"command_magnitude": 1}),
             ("targets_wrong_length", _targets(values=[0.1] * 3), {"joint_count": 1}),
             ("targets_10000_values", _targets(values=[0.1] * 10000), {"joint_count": 1}),
-            ("state_nan", _state(NAN), {"state_non_finite": 1}),
-            ("state_missing_joint", _state(names=lambda f: f.joints[1:]), {"state_joint_names": 1}),
-            ("state_stamp_future", _state(stamp=lambda: _now() + 10 * 10**9), {"state_stamp_future": 1}),
-            ("state_5000_names", _state(names=lambda f: MANY_NAMES), {"joint_names_limit": 1}),
         )
+    ),
+    # robot states, on both position-controlled nodes: one message must never stop the predictions
+    *(
+        Kind(name, "states", send, rejected, command_type=command_type, **extra)
+        for command_type in STATE_NODES
+        for name, send, rejected, extra in (
+            ("state_nan", _state(NAN), {"state_non_finite": 1}, {}),
+            ("state_missing_joint", _state(names=lambda f: f.joints[1:]), {"state_joint_names": 1}, {}),
+            ("state_stamp_future", _state(stamp=lambda: _now() + 10 * 10**9), {"state_stamp_future": 1}, {}),
+            ("state_5000_names", _state(names=lambda f: MANY_NAMES), {"joint_names_limit": 1}, {}),
+            (
+                "state_stamp_10s_old",
+                _state(stamp=lambda: _now() - 10 * 10**9),
+                {"state_unconfirmed_jump": 1},
+                {},
+            ),
+            ("state_stamp_0.4s_ahead", _state_ahead, {}, {}),
+            ("state_1e39_overflows_float32", _state(1e39), {"state_magnitude": 1}, {}),
+            ("state_pause", _state_pause, {}, {"max_dropped": None, "max_log_lines": 4}),
+        )
+    ),
+    # trajectory commands: the command timeline recovers by itself
+    Kind(
+        "trajectory_point_1e6s_ahead",
+        "commands",
+        _trajectory(time_from_start_ns=10**15),
+        {"trajectory_time_from_start": 1},
+        command_type="joint_trajectory",
+    ),
+    Kind(
+        "trajectory_stamp_10s_old",
+        "stamps",
+        _trajectory(stamp=lambda: _now() - 10 * 10**9),
+        {"command_unconfirmed_jump": 1},
+        command_type="joint_trajectory",
+    ),
+    Kind(
+        "trajectory_stamp_0.4s_ahead",
+        "stamps",
+        _trajectory(stamp=lambda: _now() + 400_000_000),
+        command_type="joint_trajectory",
     ),
     # Imagine
     Kind(
@@ -635,6 +780,7 @@ KINDS: tuple[Kind, ...] = (
     # services
     Kind("reset_storm_sequential", "services", _reset_storm, resets=20, max_log_lines=25),
     Kind("reset_burst_300", "services", _reset_burst, resets=300),
+    Kind("change_state_20_concurrent", "services", _change_state_burst, resets=10),
     # parameters
     Kind("set_read_only_parameter", "parameters", _parameter("max_history", 3)),
     Kind("set_parameter_wrong_type", "parameters", _parameter("max_image_pixels", "many")),
@@ -684,9 +830,7 @@ def warm(fuzzer: Fuzzer) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python test/fuzz.py", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python test/fuzz.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=300.0, help="attack time per node")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model-path", default="copy_last", help="copy_last, or a model file")
@@ -705,13 +849,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     params = dict(FUZZ_PARAMS, max_image_pixels=args.max_image_pixels, prediction_rate=args.prediction_rate)
-    joints, command_types = COPY_LAST_JOINTS, ["joint_state", "twist", "float64_multi_array"]
+    joints, command_types = COPY_LAST_JOINTS, list(NODE_SETUPS)
     if args.model_path != "copy_last":
         from astra_ros.ros.settings import Settings, load_world_model
 
         info = load_world_model(Settings.from_values({"model_path": args.model_path})).info
         joints = list(info.joint_names) or COPY_LAST_JOINTS
-        served = {"joint_state": "joint_velocity", "twist": "twist", "float64_multi_array": "joint_position"}
+        served = {
+            "joint_state": "joint_velocity",
+            "twist": "twist",
+            "float64_multi_array": "joint_position",
+            "joint_trajectory": "joint_position",
+        }
         command_types = [kind for kind, modality in served.items() if modality in info.modalities]
         params.update(model_path=args.model_path, joint_names=joints, frame_period=-1.0)
     rng = random.Random(args.seed)
@@ -761,11 +910,11 @@ def report(outcomes: list[Outcome], rss: list[tuple[float, float]], out: Path) -
         row["seconds"].append(outcome.seconds)
         for problem in outcome.problems:
             row["problems"][problem[:160]] += 1
-    print(f"{'kind':34s} {'group':10s} {'ok/runs':>9s} {'s/run':>6s}  first problem")
+    print(f"{'kind':48s} {'group':10s} {'ok/runs':>9s} {'s/run':>6s}  first problem")
     for name, row in table.items():
         first = next(iter(row["problems"]), "")
         print(
-            f"{name:34s} {row['group']:10s} {row['ok']:>4d}/{row['runs']:<4d} "
+            f"{name:48s} {row['group']:10s} {row['ok']:>4d}/{row['runs']:<4d} "
             f"{float(np.median(row['seconds'])):6.2f}  {first}"
         )
     summary = {

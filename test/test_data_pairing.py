@@ -37,15 +37,21 @@ def test_missing_command_and_command_before_any_is_not_held():
     assert buf.at(5 * MS).command.tolist() == [0, 0, 0]  # the only command is in the future
 
 
-def test_command_out_of_order_rejected_and_bag_loop_clears():
-    buf = CommandBuffer(1, staleness_ns=MS, policy="zero", jump_ns=1000 * MS)
-    assert buf.push(2000 * MS, np.ones(1))
-    assert not buf.push(1500 * MS, np.ones(1))  # small step back: rejected
-    assert len(buf) == 1
-    assert buf.push(0, np.full(1, 3.0))  # jump back: bag loop
+def test_late_samples_are_inserted_at_their_stamp_and_a_jump_back_clears():
+    buf = CommandBuffer(1, staleness_ns=MS, policy="hold", jump_ns=1000 * MS)
+    buf.push(2000 * MS, np.ones(1))  # ahead of the others (a future stamp)
+    buf.push(1500 * MS, np.full(1, 2.0))  # late, within jump_ns: at its place, nothing held up
+    assert len(buf) == 2 and buf.newest_stamp == 2000 * MS
+    assert buf.at(1700 * MS).command.tolist() == [2.0] and buf.at(2000 * MS).command.tolist() == [1.0]
+    buf.push(0, np.full(1, 3.0))  # jump back: bag loop
     assert len(buf) == 1 and buf.at(0).command.tolist() == [3.0]
     with pytest.raises(ValueError, match="shape"):
         buf.push(1, np.ones(2))
+    full = CommandBuffer(1, staleness_ns=MS, policy="hold", jump_ns=1000 * MS, capacity=3)
+    for stamp in (10, 20, 30, 40, 5):  # the oldest go first, a late one older than all at once
+        full.push(stamp * MS, np.full(1, float(stamp)))
+    assert len(full) == 3 and [full.at(t * MS).command[0] for t in (20, 30, 40)] == [20.0, 30.0, 40.0]
+    assert full.at(15 * MS).fallback == "missing_command"
 
 
 def test_interval_mean_weights_each_command_by_its_time_in_force():

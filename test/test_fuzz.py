@@ -2,10 +2,11 @@
 
 The node runs in its own process on the copy-last backend (a prediction is the newest ingested
 image, so a garbage frame would show), with a valid 15 Hz camera and 30 Hz commands around each
-attack. Each kind asserts that the node survives, predicts again from a valid frame, counts the
-input under its rejection key and nothing else, publishes nothing built on it and keeps its log
-lines short (``Fuzzer.run``). The longer run is the
-benchmark ``python test/fuzz.py``.
+attack; four nodes: JointState velocities, Twist, and two position-controlled arms with
+/joint_states (Float64MultiArray targets, JointTrajectory targets). Each kind asserts that the
+node survives, predicts again from a valid frame, counts the input under its rejection key and
+nothing else, drops no valid frame, publishes nothing built on it and keeps its log lines short
+(``Fuzzer.run``). The longer run is the benchmark ``python test/fuzz.py``.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def position_fuzzer():
     yield from _fuzzer("float64_multi_array", "position")
 
 
+@pytest.fixture(scope="module")
+def trajectory_fuzzer():
+    yield from _fuzzer("joint_trajectory", "trajectory")
+
+
 def _params(kinds: list[Kind]) -> list:
     return [pytest.param(k, id=k.name) for k in kinds]
 
@@ -92,4 +98,10 @@ def test_twist_node_survives(twist_fuzzer, kind):
 @pytest.mark.parametrize("kind", _params(kinds_for("float64_multi_array")))
 def test_position_node_survives(position_fuzzer, kind):
     outcome = position_fuzzer.run(kind)
+    assert outcome.ok, "\n".join(outcome.problems)
+
+
+@pytest.mark.parametrize("kind", _params(kinds_for("joint_trajectory")))
+def test_trajectory_node_survives(trajectory_fuzzer, kind):
+    outcome = trajectory_fuzzer.run(kind)
     assert outcome.ok, "\n".join(outcome.problems)

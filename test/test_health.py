@@ -213,6 +213,26 @@ def test_loss_detector_message_is_throttled_and_ignores_pauses():
     assert quiet.missing() == (0, 32)
 
 
+def test_loss_figures_come_from_what_arrived_even_around_a_burst():
+    """Issue 28: a burst of 38 frames 1 ms apart on a complete 15 Hz stream made the period 1 ms and
+    every real gap ~66 missing frames ('2027 of the last 2091 expected frames missing' while 38 had
+    arrived). Gaps beyond MAX_RUN periods are a change of rate, not loss: no figures from them."""
+    period = 66_666_667
+    stamps = stream(period, 40, lambda i, rng: True, jitter_ns=2_000_000)
+
+    def with_burst(n: int) -> list[int]:
+        burst = [stamps[-1] + (k + 1) * 1_000_000 for k in range(n)]
+        return stamps + burst + [burst[-1] + (k + 1) * period for k in range(30)]
+
+    detector = FrameLossDetector(window=64, clock=FakeClock())
+    assert [detector.add(s) for s in with_burst(38)] == [None] * (40 + 38 + 30)
+    for n in range(1, 64):  # whichever share of the window the burst fills
+        partial = FrameLossDetector(window=64, clock=FakeClock())
+        for stamp in with_burst(n):
+            partial.add(stamp)
+        assert partial.missing()[0] == 0, n
+
+
 def test_loss_detector_cannot_see_a_regularly_halved_stream():
     """Without sequence numbers, losing every second frame looks like a camera at half the rate."""
     detector = FrameLossDetector(window=32, clock=FakeClock())
@@ -266,6 +286,7 @@ def test_node_health_levels_inputs_and_frame_loss():
         stamps.now = 50.0 + (i + 1) / 30
         if rng.random() < 0.5:  # half of a 30 Hz stream arrives
             health.image(int((stamps.now - 0.05) * 1e9))
+            health.frame(int((stamps.now - 0.05) * 1e9))
         health.command(int(stamps.now * 1e9))
         if i % 30 == 29:
             statuses = health.statuses({"count.images": i}, history=1 if i < 60 else 8, min_history=2)
@@ -274,7 +295,14 @@ def test_node_health_levels_inputs_and_frame_loss():
     assert statuses["image input"].level == Level.OK  # ~15 Hz within the tolerance, 50 ms old
     missing, expected = (int(n) for n in statuses["node"].values["image.frames_missing_recent"].split("/"))
     assert 0.3 < missing / expected < 0.7
+    why = "no robot state from state_topic within command_staleness=0.5 s before the frame stamp 5 ns"
+    counts = {"count.images": 200, "dropped.missing_state": 20}
+    dropping = health.statuses(counts, 8, 2, {"dropped.missing_state": why, "dropped.stale_command": "old"})
+    assert dropping["node"].message.endswith(f"; dropped.missing_state: {why}")  # recent drops only
+    assert dropping["node"].values["dropped.missing_state.reason"] == why
+    assert "stale_command" not in dropping["node"].message
     warming = NodeHealth(config, stamp_clock=stamps, clock=clock).statuses({}, history=1, min_history=2)
+
     assert warming["node"].level == Level.WARN and warming["node"].message == "warming up (1/2)"
     assert warming["image input"].level == Level.ERROR  # nothing received
     settings = SimpleNamespace(

@@ -119,6 +119,15 @@ def test_a_second_camera_with_an_old_clock_never_resets_the_state():
     assert gate([100 * S, 0, period, 100 * S + period]) == ["first", "unconfirmed", "unconfirmed", "ok"]
 
 
+def test_sample_timelines_confirm_only_a_jump_back():
+    """Commands and states (``backward_only``): a stream that pauses resumes at once, a sample far
+    back is rejected until three in a row confirm the new timeline (a bag loop)."""
+    jumps, newest = JumpConfirmation(3, backward_only=True), 10 * S
+    assert jumps.accept(newest + 60 * S, newest, S)  # a pause of a minute: no jump
+    assert [jumps.accept(newest - 10 * S + k * MS, newest, S) for k in range(3)] == [False, False, True]
+    assert jumps.accept(newest - S // 2, newest, S)  # late, within max_image_gap: no jump
+
+
 def test_joint_state_and_twist_magnitude_limits():
     from geometry_msgs.msg import Twist
 

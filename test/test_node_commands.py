@@ -107,6 +107,27 @@ def test_joint_trajectory_first_point_by_name_in_force_at_stamp_plus_time_from_s
         commands.trajectory_to_command(unknown, "joint_position", ORDER, NOW, TOLERANCE)
 
 
+def test_a_trajectory_point_takes_effect_at_most_max_image_gap_ahead():
+    """Issue 28: a point 1e6 s ahead (only the int32 range was checked) held the command timeline."""
+    limits = (NOW, TOLERANCE, 10.0, 10**9)  # max_image_gap 1 s
+
+    def to_command(from_start_ns: int) -> tuple[int, np.ndarray]:
+        msg = trajectory(ORDER, positions=[0, 0, 0], from_start_ns=from_start_ns)
+        return commands.trajectory_to_command(msg, "joint_position", ORDER, *limits)
+
+    assert to_command(9 * 10**8)[0] == NOW + 9 * 10**8
+    for from_start_ns in (10**15, -5 * 10**9, 10**9 + 1):
+        assert reason_of(to_command, from_start_ns) == "trajectory_time_from_start"
+    with pytest.raises(
+        InputError, match=r"time_from_start 1e\+06 s takes effect 1000000.000 s after .*max_image_gap=1 s"
+    ):
+        to_command(10**15)
+    msg = trajectory(ORDER, positions=[0, 0, 0], from_start_ns=10**15)
+    assert (
+        commands.joint_command(msg, "joint_position", (), ORDER, 0, TOLERANCE, 10.0, 10**9)[0] > 0
+    )  # clock at 0
+
+
 def test_joint_state_commands_read_the_field_of_the_modality():
     msg = joint_state(("c", "b", "a"), positions=[3.0, 2.0, 1.0], velocities=[0.3, 0.2, 0.1])
     stamp, position = commands.joint_command(msg, "joint_position", (), ORDER, NOW, TOLERANCE)
@@ -138,13 +159,23 @@ def test_robot_state_from_joint_states_by_name_extra_joints_ignored():
     assert commands.joint_state_to_state(unstamped, ORDER, NOW, TOLERANCE)[0] == NOW
 
     def reason(msg: JointState, order=ORDER) -> str:
-        return reason_of(commands.joint_state_to_state, msg, order, NOW, TOLERANCE)
+        return reason_of(commands.joint_state_to_state, msg, order, NOW, TOLERANCE, 10.0)
 
     assert reason(joint_state(("a", "b"), positions=[0, 0])) == "state_joint_names"  # missing joint
     assert reason(joint_state(("a", "a", "b", "c"), positions=[0, 0, 0, 0])) == "state_joint_names"
     assert reason(joint_state(ORDER, positions=[0, 0])) == "state_joint_count"
     assert reason(joint_state(ORDER, velocities=[0, 0, 0])) == "state_joint_count"  # no positions
     assert reason(joint_state(ORDER, positions=[0, NAN, 0])) == "state_non_finite"
+    assert reason(joint_state(ORDER, positions=[0, 11.0, 0])) == "state_magnitude"  # max_command_magnitude
+    # finite in float64, inf as the float32 the model takes (issue 28): rejected, no "overflow" warning
+    with np.errstate(over="raise"):
+        assert reason(joint_state(ORDER, positions=[0, 1e39, 0])) == "state_magnitude"
+    with pytest.raises(
+        InputError, match=r"up to 1e\+39 \(inf as float32\); expected at most max_command_magnitude=10"
+    ):
+        commands.joint_state_to_state(joint_state(ORDER, positions=[0, 1e39, 0]), ORDER, NOW, TOLERANCE, 10.0)
+    huge = joint_state(ORDER, positions=[1e39] * 3)  # the planner's states: no limit but float32's
+    assert reason_of(commands.joint_state_to_state, huge, ORDER, NOW, TOLERANCE) == "state_magnitude"
     assert reason(joint_state(ORDER, positions=[0, 0, 0], stamp_ns=NOW + 10**9)) == "state_stamp_future"
     assert reason(joint_state(ORDER, positions=[0, 0, 0]), None) == "state_joint_order"
     assert reason(joint_state([f"j{i}" for i in range(300)], positions=[0] * 300)) == "joint_names_limit"

@@ -19,8 +19,8 @@ from astra_ros.ros.isolation import isolate_ros
 isolate_ros()
 import rclpy  # noqa: E402
 from harness import COPY_LAST_JOINTS, Driver, NodeProcess, make_image, make_joint_state, own_rss_kb, stream  # noqa: E402
-from lifecycle_msgs.msg import Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from lifecycle_msgs.msg import Transition, TransitionEvent  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
@@ -122,11 +122,31 @@ def test_lifecycle_transitions_predict_only_while_active():
     with NodeProcess({**COPY_LAST, "autostart": False}) as proc:
         driver = Driver()
         life = Lifecycle(driver)
+        events: list[TransitionEvent] = []
+        driver.node.create_subscription(TransitionEvent, f"{NODE}/transition_event", events.append, 50)
         try:
             life.wait(proc)
+            assert driver.spin_until(
+                lambda: driver.node.count_publishers(f"/{NODE}/transition_event") > 0, 10
+            )
             assert life.state() == "unconfigured"
             assert not driver.call(driver.reset, Trigger.Request()).success  # no state yet
+            assert not life.transition(
+                Transition.TRANSITION_ACTIVATE
+            )  # not available: refused, with a reason
+            assert (
+                "change_state refused: transition id=3 label='' is not available in state 'unconfigured'"
+                in (proc.output())
+            )
             assert life.transition(Transition.TRANSITION_CONFIGURE) and life.state() == "inactive"
+            assert driver.spin_until(lambda: len(events) >= 2, 10)  # as rcl publishes them
+            assert [(e.transition.label, e.start_state.label, e.goal_state.label) for e in events] == [
+                ("configure", "unconfigured", "configuring"),
+                ("transition_success", "configuring", "inactive"),
+            ]
+            graph = driver.node.create_client(GetAvailableTransitions, f"{NODE}/get_transition_graph")
+            transitions = driver.call(graph, GetAvailableTransitions.Request()).available_transitions
+            assert len(transitions) == 25 and transitions[0].goal_state.label == "configuring"
             driver.spin_for(0.5)
             assert not image_subscribed(driver)  # inactive: no subscriptions, nothing can arrive
             assert status_after(driver, lambda s: s.message == "inactive").level == b"\x00"
@@ -189,6 +209,55 @@ def test_cleanup_releases_the_model_memory():
             assert loaded > 10_000, rss  # the 34 MB model's weights
             assert released > 0.75 * loaded, rss
             assert rss[3] < rss[1] + 10_000, rss  # no growth from one cycle to the next (allocator noise)
+        finally:
+            driver.close()
+
+
+def test_a_cleanup_during_an_imagine_returns_its_memory():
+    """Issue 28: a cleanup during a 16-candidate Imagine kept the old model and the candidates' caches
+    alive until the Imagine ended, after the new model was loaded (98-110 MB retained). Now the
+    cleanup stops the Imagine (answered, refused), and a deactivate/cleanup/configure/activate
+    cycle with one in flight leaves the RSS where a cycle without one does."""
+    with NodeProcess({**ONNX, "prediction_rate": 2.0}) as proc:
+        driver = Driver()
+        life = Lifecycle(driver)
+        try:
+            life.wait(proc)
+            assert driver.wait_connected(proc, 30), proc.output()
+            start = [BASE]
+
+            def feed(count: int) -> None:
+                start[0] = stream(driver, count, 15.0, KUKA_JOINTS, start_ns=start[0]) + 66_666_667
+
+            def cycle() -> int:
+                for transition in (
+                    Transition.TRANSITION_DEACTIVATE,
+                    Transition.TRANSITION_CLEANUP,
+                    Transition.TRANSITION_CONFIGURE,
+                    Transition.TRANSITION_ACTIVATE,
+                ):
+                    assert life.transition(transition), proc.output()
+                assert driver.spin_until(lambda: image_subscribed(driver), 10)
+                feed(30)
+                return own_rss_kb(proc.proc.pid)
+
+            feed(30)
+            without = cycle()
+            request = Imagine.Request(  # 64 frames: still under way at the cleanup on any CPU
+                modality="joint_velocity",
+                joint_names=KUKA_JOINTS,
+                num_candidates=16,
+                horizon=64,
+                action_dim=7,
+            )
+            request.actions = [0.1] * (16 * 64 * 7)
+            imagine = driver.imagine.call_async(request)
+            feed(8)  # the Imagine is under way
+            assert not imagine.done()
+            during = cycle()
+            assert during < without + 20_000, (without, during)  # kB; it held ~100 MB more before
+            assert driver.spin_until(imagine.done, 30)
+            assert not imagine.result().success and "cancelled" in imagine.result().error
         finally:
             driver.close()
 

@@ -10,7 +10,7 @@ from harness import COPY_LAST_JOINTS, session_config
 
 from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import ModelInfo
-from astra_ros.runtime.session import ImagineRefused, Prediction, StreamSession
+from astra_ros.runtime.session import STATE_BUFFER, ImagineRefused, Prediction, StreamSession
 from astra_ros.runtime.streaming import StreamingBackend
 
 BASE = 1_700_000_000 * 1_000_000_000
@@ -123,7 +123,6 @@ def test_reset_clears_the_state_and_imagine_needs_a_warm_cache(rec):
     assert rec.predictions[-1].context_stamps[0] == BASE + 5 * PERIOD
 
 
-
 def test_imagine_hands_its_seed_and_shared_noise_to_the_backend(rec, monkeypatch):
     rec.feed(0, 3)
     calls = []
@@ -133,6 +132,7 @@ def test_imagine_hands_its_seed_and_shared_noise_to_the_backend(rec, monkeypatch
     rec.session.imagine(np.zeros((2, 4, WIDTH), np.float32), "joint_velocity", seed=7)
     assert calls == [(7, True), (7, False)]
 
+
 def test_commands_missing_stale_and_out_of_order():
     backend, config = session_config(prediction_rate=0.0, stale_command_policy="skip")
     session = StreamSession(backend, config, lambda p: None)
@@ -140,14 +140,105 @@ def test_commands_missing_stale_and_out_of_order():
         assert session.submit(np.zeros((64, 64, 3), np.uint8), BASE) == "dropped"
         session.start_commands(WIDTH)
         assert session.submit_command(BASE, np.zeros(WIDTH, np.float32))
-        assert not session.submit_command(BASE - 1_000, np.zeros(WIDTH, np.float32))
+        assert session.submit_command(BASE - 1_000, np.zeros(WIDTH, np.float32))  # late: at its stamp
+        assert not session.submit_command(BASE - 10 * 10**9, np.zeros(WIDTH, np.float32))  # 10 s back
         assert session.submit(np.zeros((64, 64, 3), np.uint8), BASE + 10**9) == "dropped"  # stale, skip
         counts = session.stats().counts
         assert counts["dropped.missing_command"] == 1 and counts["dropped.stale_command"] == 1
-        assert counts["rejected.command_out_of_order"] == 1
+        assert counts["rejected.command_unconfirmed_jump"] == 1 and counts["count.commands"] == 2
         assert counts["command_fallback.stale_command_skip"] == 1
+        assert "stale_command_policy=skip" in session.stats().drop_reasons["dropped.stale_command"]
     finally:
         session.close()
+
+
+class PositionArm:
+    """A joint_position session fed like a position-controlled arm: per frame a target and the
+    state at its stamp (every ``states_per_frame`` states between two frames), then the image."""
+
+    def __init__(self, **params):
+        self.rec = Recorder(command_modality="joint_position", stale_command_policy="hold", **params)
+        self.session = self.rec.session
+
+    def frame(self, i: int, states: bool = True, states_per_frame: int = 1) -> str:
+        stamp = BASE + i * PERIOD
+        self.session.submit_command(stamp, np.full(WIDTH, 0.1, np.float32))
+        if states:
+            for k in range(states_per_frame, 0, -1):
+                self.session.submit_state(
+                    stamp - (k - 1) * PERIOD // states_per_frame, np.zeros(WIDTH, np.float32)
+                )
+        verdict = self.session.submit(np.full((64, 64, 3), 100, np.uint8), stamp, "camera")
+        assert self.session.wait_idle(10)
+        return verdict
+
+    def dropped(self) -> dict[str, int]:
+        return {k: v for k, v in self.rec.counts().items() if k.startswith("dropped.missing")}
+
+
+def test_one_stale_or_future_state_never_stops_the_frames():
+    """Issue 28: one state stamped 10 s back (it used to clear the states) or 0.4 s ahead (inside
+    future_stamp_tolerance; the next real states used to clear it and the history with it)."""
+    arm = PositionArm()
+    try:
+        assert [arm.frame(i) for i in range(3)] == ["queued"] * 3
+        assert not arm.session.submit_state(BASE + 2 * PERIOD - 10 * 10**9, np.ones(WIDTH, np.float32))
+        assert [arm.frame(i) for i in range(3, 6)] == ["queued"] * 3
+        assert arm.session.submit_state(BASE + 6 * PERIOD + 4 * 10**8, np.ones(WIDTH, np.float32))
+        assert [arm.frame(i) for i in range(6, 12)] == ["queued"] * 6
+        counts = arm.rec.counts()
+        assert counts["rejected.state_unconfirmed_jump"] == 1 and not arm.dropped()
+        assert counts["count.predictions"] == 11 and not any(k.startswith("reset.") for k in counts)
+    finally:
+        arm.session.close()
+
+
+def test_a_dropped_frame_starts_the_next_interval_so_the_stream_recovers():
+    """The root cause of issue 28: a dropped frame never moved the interval start on, so once the
+    state at that start was gone (here: pushed out of the state buffer by a fast /joint_states
+    while the camera paused), every later frame was dropped too. Now one frame is dropped, the
+    log and ``drop_reasons`` say why, and the next frame is taken."""
+    arm = PositionArm(max_image_gap=5.0)
+    try:
+        assert [arm.frame(i) for i in range(2)] == ["queued"] * 2
+        assert arm.frame(10, states_per_frame=STATE_BUFFER + 10) == "dropped"  # state at frame 1 gone
+        assert [arm.frame(i) for i in range(11, 14)] == ["queued"] * 3
+        assert arm.dropped() == {"dropped.missing_state": 1}
+        why = arm.session.stats().drop_reasons["dropped.missing_state"]
+        assert "no robot state" in why and "interval start" in why and "command_staleness=0.5 s" in why
+        logged = [text for level, text, *_ in arm.rec.logs if level == "warning"]
+        assert any(text.startswith("frame dropped (missing_state): no robot state") for text in logged)
+        assert "reset.input_gap" not in arm.rec.counts()  # 0.3 s without frames: no gap
+    finally:
+        arm.session.close()
+
+
+def test_frames_dropped_for_longer_than_max_image_gap_reset_the_state():
+    """A hole in the history longer than max_image_gap (1 s) resets the state, as an image gap
+    would; the first frame after it starts the fresh history at once."""
+    arm = PositionArm()
+    try:
+        assert [arm.frame(i) for i in range(3)] == ["queued"] * 3
+        without = [arm.frame(i, states=False) for i in range(3, 61)]  # the state at frame 2 holds 0.5 s
+        assert without == ["queued"] * 15 + ["dropped"] * 43
+        assert [arm.frame(i) for i in range(61, 63)] == ["queued"] * 2
+        counts = arm.rec.counts()
+        assert counts["reset.input_gap"] == 1 and arm.dropped() == {"dropped.missing_state": 43}
+        first = arm.rec.predictions[-1]
+        assert first.state_reset and first.context_stamps == [BASE + 61 * PERIOD, BASE + 62 * PERIOD]
+    finally:
+        arm.session.close()
+
+
+def test_a_model_frame_period_longer_than_max_image_gap_is_no_input_gap():
+    rec = Recorder(frame_period=1.5, max_image_gap=1.0)  # a slow model: one frame in 45 images
+    try:
+        rec.feed(0, 140)
+        counts = rec.counts()
+        assert counts["count.decimated"] == 140 - 4 and not any(k.startswith("reset.") for k in counts)
+        assert len(rec.predictions) == 3  # min_history 2: from the second taken frame on
+    finally:
+        rec.session.close()
 
 
 def test_the_worker_survives_a_failing_backend(rec):
@@ -395,3 +486,39 @@ def test_live_predictions_go_on_between_the_chunks_of_a_long_imagine():
         assert session.stats().counts["count.predictions"] == 2 + horizon
     finally:
         session.close()
+
+
+def test_close_stops_an_imagine_in_flight_so_nothing_holds_the_model():
+    """Issue 28: a cleanup during a 16x16 Imagine left the old model and the candidates' caches
+    alive until the Imagine ended, after the new model was loaded (98-110 MB retained)."""
+    backend = GatedBackend()
+    _, config = session_config(prediction_rate=0.0, frame_period=0.0, horizon=2, denoising_steps=1)
+    session = StreamSession(backend, config, lambda p: None, WIDTH)
+    size = backend.info.image_size
+    for i in range(3):
+        session.submit_command(BASE + i * PERIOD - 1_000, np.zeros(WIDTH, np.float32))
+        session.submit(np.zeros((size, size, 3), np.uint8), BASE + i * PERIOD, "camera")
+        assert session.wait_idle(10)
+    errors: list[str] = []
+
+    def imagine() -> None:
+        try:
+            session.imagine(np.zeros((2, 8, WIDTH), np.float32), "joint_velocity")
+        except ImagineRefused as err:
+            errors.append(str(err))
+
+    thread = threading.Thread(target=imagine)
+    thread.start()
+    backend.gate.wait()  # the Imagine holds the backend in its first frame
+    closer = threading.Thread(target=session.close)
+    closer.start()
+    with session._cond:  # close() has begun (it waits for the Imagine)
+        assert session._cond.wait_for(lambda: session._stop, 10)
+    backend.gate.wait()  # the first frame ends; the Imagine sees the close before the next one
+    closer.join(30)
+    thread.join(30)
+    assert not closer.is_alive() and not thread.is_alive()
+    assert backend.imagined == 1 and errors == [
+        "cancelled: the node was cleaned up or shut down during the Imagine"
+    ]
+    assert session._imagines == 0

@@ -22,7 +22,6 @@ the frame).
 from __future__ import annotations
 
 import bisect
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -110,10 +109,14 @@ def plan_means(points_ns: Sequence[int], commands: np.ndarray, edges_ns: Sequenc
 
 
 class CommandBuffer:
-    """The newest commands of a stream, paired with frames by the action rule of this module.
+    """The newest commands of a stream (or robot states), paired with frames by the action rule of
+    this module.
 
-    Commands must arrive in stamp order; a backwards step larger than ``jump_ns`` clears the
-    buffer (bag loop), a smaller one is rejected (``push`` returns False).
+    Samples are kept in stamp order: one stamped before the newest by at most ``jump_ns`` (a late
+    or reordered message) is inserted at its place, so a sample stamped ahead of the others takes
+    effect at its stamp and holds none of them up; a larger step back clears the buffer (a bag
+    loop; the node confirms such a jump first, ``input_limits.JumpConfirmation``). ``jump_ns`` 0:
+    every step back clears it.
     """
 
     def __init__(
@@ -129,8 +132,9 @@ class CommandBuffer:
         self.staleness_ns = staleness_ns
         self.policy = policy
         self.jump_ns = jump_ns
-        self._stamps: deque[int] = deque(maxlen=capacity)
-        self._commands: deque[np.ndarray] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self._stamps: list[int] = []
+        self._commands: list[np.ndarray] = []
 
     def __len__(self) -> int:
         return len(self._stamps)
@@ -139,17 +143,23 @@ class CommandBuffer:
         self._stamps.clear()
         self._commands.clear()
 
-    def push(self, stamp_ns: int, command: np.ndarray) -> bool:
+    @property
+    def newest_stamp(self) -> int | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def push(self, stamp_ns: int, command: np.ndarray) -> None:
+        """Add a sample at its stamp (the oldest goes beyond ``capacity``); raises ValueError on a
+        wrong shape."""
         command = np.asarray(command, np.float32)
         if command.shape != (self.width,):
             raise ValueError(f"command has shape {command.shape}; expected ({self.width},)")
-        if self._stamps and stamp_ns < self._stamps[-1]:
-            if self._stamps[-1] - stamp_ns <= self.jump_ns:
-                return False
+        if self._stamps and self._stamps[-1] - stamp_ns > self.jump_ns:
             self.clear()
-        self._stamps.append(stamp_ns)
-        self._commands.append(command)
-        return True
+        index = bisect.bisect_right(self._stamps, stamp_ns)
+        self._stamps.insert(index, stamp_ns)
+        self._commands.insert(index, command)
+        if len(self._stamps) > self.capacity:
+            del self._stamps[0], self._commands[0]
 
     def newest(self) -> np.ndarray | None:
         return self._commands[-1] if self._commands else None

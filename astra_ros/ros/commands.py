@@ -11,11 +11,14 @@ by ``command_modality``), each converted to the model's joint order:
   message has no stamp, so it is in force from its arrival (node clock).
 - ``joint_trajectory``: ``trajectory_msgs/JointTrajectory`` (joint_trajectory_controller): the first
   point's velocities or positions by joint name (an unknown joint rejects the message), in force at
-  header stamp (0: now) + the point's time_from_start.
+  header stamp (0: now) + the point's time_from_start, at most ``max_image_gap`` after the node
+  clock (a later point would hold the command timeline for that long).
 
 Robot state: ``sensor_msgs/JointState`` positions by name (extra joints are ignored: /joint_states
-carries every joint of the robot), stamped by its header (0: now). Errors are ``InputError`` whose
-``reason`` is the ``rejected.<reason>`` counter key.
+carries every joint of the robot), stamped by its header (0: now), within the magnitude limit of
+commands (``max_command_magnitude``, rad). Every value is checked as the float32 the model takes
+(``conversions.bounded``). Errors are ``InputError`` whose ``reason`` is the ``rejected.<reason>``
+counter key.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from astra_ros.ros.conversions import (
     stamp_to_ns,
     values_by_name,
 )
-from astra_ros.ros.input_limits import InputError, check_stamp_ns, truncate_for_log
+from astra_ros.ros.input_limits import INT32_MAX_NS, InputError, check_stamp_ns, truncate_for_log
 
 JointCommand = JointState | Float64MultiArray | JointTrajectory
 JOINT_COMMAND_TYPES: dict[str, type] = {
@@ -78,11 +81,13 @@ def trajectory_to_command(
     now_ns: int,
     future_tolerance_ns: int,
     max_magnitude: float = float("inf"),
+    max_ahead_ns: int = INT32_MAX_NS,
 ) -> tuple[int, np.ndarray]:
     """JointTrajectory -> (stamp ns at which the first point is in force, its values in ``joint_order``).
 
-    The header stamp is checked like any command stamp (``conversions.command_stamp_to_ns``), the
-    stamp plus time_from_start for the int32 range.
+    The header stamp is checked like any command stamp (``conversions.command_stamp_to_ns``); the
+    point's time_from_start must not be negative, and the point must take effect at most
+    ``max_ahead_ns`` (``max_image_gap``) after the node clock (not checked while it reads 0).
     """
     if not msg.points:
         raise InputError("trajectory_empty", "JointTrajectory has no points; expected at least one")
@@ -92,7 +97,15 @@ def trajectory_to_command(
     values = values_by_name(msg.joint_names, getattr(point, field), joint_order, what, extra_joints=False)
     command = bounded(values, what, max_magnitude)
     stamp_ns = command_stamp_to_ns(msg.header.stamp, now_ns, future_tolerance_ns)
-    in_force_ns = check_stamp_ns(stamp_ns + duration_to_ns(point.time_from_start), "command", 0, 0)
+    offset_ns = duration_to_ns(point.time_from_start)
+    in_force_ns = check_stamp_ns(stamp_ns + offset_ns, "command", 0, 0)
+    if offset_ns < 0 or (now_ns > 0 and in_force_ns - now_ns > max_ahead_ns):
+        raise InputError(
+            "trajectory_time_from_start",
+            f"JointTrajectory point 0 time_from_start {offset_ns / 1e9:g} s takes effect "
+            f"{(in_force_ns - now_ns) / 1e9:.3f} s after the node clock; expected time_from_start >= 0 "
+            f"and at most max_image_gap={max_ahead_ns / 1e9:g} s ahead",
+        )
     return in_force_ns, command
 
 
@@ -109,23 +122,30 @@ def joint_command(
     now_ns: int,
     future_tolerance_ns: int,
     max_magnitude: float = float("inf"),
+    max_ahead_ns: int = INT32_MAX_NS,
 ) -> tuple[int, np.ndarray]:
     """A joint command of any ``JOINT_COMMAND_TYPES`` -> (stamp ns, values in ``joint_order``);
-    a Float64MultiArray is in force from ``now_ns``."""
+    a Float64MultiArray is in force from ``now_ns``; ``max_ahead_ns``: see ``trajectory_to_command``."""
     if isinstance(msg, JointState):
         what = f"JointState {modality}"
         values = joint_state_field(msg, modality)
         command = joint_state_to_command(msg.name, values, joint_order, max_magnitude, what)
         return command_stamp_to_ns(msg.header.stamp, now_ns, future_tolerance_ns), command
     if isinstance(msg, JointTrajectory):
-        return trajectory_to_command(msg, modality, joint_order, now_ns, future_tolerance_ns, max_magnitude)
+        args = (now_ns, future_tolerance_ns, max_magnitude, max_ahead_ns)
+        return trajectory_to_command(msg, modality, joint_order, *args)
     return now_ns, multi_array_to_command(msg, value_names, joint_order, max_magnitude)
 
 
 def joint_state_to_state(
-    msg: JointState, joint_order: Sequence[str], now_ns: int, future_tolerance_ns: int
+    msg: JointState,
+    joint_order: Sequence[str],
+    now_ns: int,
+    future_tolerance_ns: int,
+    max_magnitude: float = float("inf"),
 ) -> tuple[int, np.ndarray]:
-    """/joint_states -> (stamp ns, joint positions (D,) float32 in ``joint_order``); reasons ``state_*``."""
+    """/joint_states -> (stamp ns, joint positions (D,) float32 in ``joint_order``), finite and within
+    ``max_magnitude`` as float32; reasons ``state_*``."""
     if not joint_order:
         raise InputError(
             "state_joint_order",
@@ -136,9 +156,4 @@ def joint_state_to_state(
     stamp_ns = check_stamp_ns(stamp_ns, "state", now_ns, future_tolerance_ns) if stamp_ns else now_ns
     what = "JointState position"
     positions = values_by_name(msg.name, msg.position, joint_order, what, prefix="state_")
-    if not np.all(np.isfinite(positions)):
-        raise InputError(
-            "state_non_finite",
-            truncate_for_log(f"{what} contains NaN or inf: {positions.tolist()}; expected finite values"),
-        )
-    return stamp_ns, positions.astype(np.float32)
+    return stamp_ns, bounded(positions, what, max_magnitude, "state")

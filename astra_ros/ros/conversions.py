@@ -28,6 +28,7 @@ from astra_ros.ros.input_limits import (
 )
 
 TWIST_WIDTH = 6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # --- time ---------------------------------------------------------------------------------
@@ -108,19 +109,26 @@ def image_to_model(
 
 
 def bounded(values: np.ndarray, what: str, max_magnitude: float, prefix: str = "command") -> np.ndarray:
-    """``values`` (float64) as float32 if finite and within ``max_magnitude``."""
+    """``values`` (float64, as received) as the float32 the model takes, if finite and within
+    ``max_magnitude`` there (a finite float64 beyond float32's range, e.g. 1e39, becomes inf and is
+    rejected by the magnitude rule, whatever the limit)."""
     if not np.all(np.isfinite(values)):
         raise InputError(
             f"{prefix}_non_finite",
             truncate_for_log(f"{what} contains NaN or inf: {values.tolist()}; expected finite values"),
         )
-    largest = float(np.max(np.abs(values), initial=0.0))
-    if largest > max_magnitude:
+    with np.errstate(over="ignore"):
+        single = values.astype(np.float32)
+    largest = float(np.max(np.abs(single), initial=0.0))
+    if largest > min(max_magnitude, FLOAT32_MAX):
+        received = float(np.max(np.abs(values)))
+        within = "" if max_magnitude <= FLOAT32_MAX else f" (and float32's {FLOAT32_MAX:.4g})"
         raise InputError(
             f"{prefix}_magnitude",
-            f"{what} has |value| up to {largest:g}; expected at most max_command_magnitude={max_magnitude:g}",
+            f"{what} has |value| up to {received:g} ({largest:g} as float32); expected at most "
+            f"max_command_magnitude={max_magnitude:g}{within}",
         )
-    return values.astype(np.float32)
+    return single
 
 
 def command_stamp_to_ns(stamp: Time, now_ns: int, future_tolerance_ns: int) -> int:

@@ -23,7 +23,7 @@ def session_statuses(
     warm-up; backend, rates, latency, counts), then one per input (``"<prefix>: image input"``, ...).
     Advances the health windows."""
     info, stats = session.backend.info, session.stats()
-    statuses = health.statuses(stats.counts, stats.history, min_history)
+    statuses = health.statuses(stats.counts, stats.history, min_history, stats.drop_reasons)
     statuses["node"].values = {
         "backend": info.backend,
         "model_id": info.model_id,

@@ -7,7 +7,8 @@
 - ``RecentProblems``: the node's level from the RECENT share of rejected or lost messages per input
   (a sliding window), not from cumulative counts, so the node returns to OK once problems stop.
 - ``FrameLossDetector``: frames lost from a stream without sequence numbers (a best-effort image
-  stream), judged by stamp gaps, with a throttled message for the log.
+  stream), judged by the stamp gaps of the frames that arrived on the node's timeline, with a
+  throttled message for the log.
 
 Levels are the ``diagnostic_msgs/DiagnosticStatus`` bytes; every class takes its clock (a callable
 returning seconds), so tests drive them with a fake one.
@@ -31,6 +32,8 @@ LOSS_MESSAGE = (
     "best-effort stream losing frames: {missing} of the last {expected} expected frames missing; "
     "consider image_qos_reliability=reliable"
 )
+MAX_RUN = 10
+"""A gap of more periods than this is a pause or a change of rate of the stream, not loss."""
 
 
 class Level(IntEnum):
@@ -313,10 +316,12 @@ class FrameLossDetector:
     are shorter than 0.6 of it, it is the median of those instead (once more than half of the
     frames are lost, the plain median spans lost frames). A gap of n periods (rounded) holds n - 1
     missing frames. Regular loss (every second frame) looks like a slower camera and is not seen.
-    Gaps longer than ``max_gap_s`` are pauses of the stream, not loss; a stamp that does not
-    increase starts the judgement afresh. ``add`` returns the log message (``LOSS_MESSAGE``) when
-    at least ``min_missing_fraction`` of the frames expected over the last ``window`` gaps (at
-    least ``min_gaps``) are missing, at most once per ``throttle_s`` seconds of ``clock``.
+    Gaps longer than ``max_gap_s`` or than ``MAX_RUN`` periods are pauses (or a burst that changed
+    the rate), not loss, and are left out of the figures, so the expected frames never exceed the
+    judged gaps' arrivals plus what those gaps can hold; a stamp that does not increase starts the
+    judgement afresh. ``add`` returns the log message (``LOSS_MESSAGE``) when at least
+    ``min_missing_fraction`` of the frames expected over the judged gaps among the last ``window``
+    (at least ``min_gaps``) are missing, at most once per ``throttle_s`` seconds of ``clock``.
     """
 
     def __init__(
@@ -340,15 +345,20 @@ class FrameLossDetector:
         self._last = None
 
     def missing(self) -> tuple[int, int]:
-        """(missing, expected) frames over the recent gaps; (0, 0) before ``min_gaps`` gaps."""
+        """(missing, expected) frames over the judged recent gaps (``expected - missing`` of them
+        arrived); (0, 0) before ``min_gaps`` judged gaps."""
         if len(self._gaps) < self.min_gaps:
             return 0, 0
         gaps = np.asarray(self._gaps, np.float64)
         period = float(np.median(gaps))
         while (shorter := gaps[gaps < 0.6 * period]).size >= max(3, gaps.size // 10):
             period = float(np.median(shorter))
-        expected = int(np.maximum(1, np.rint(gaps / period)).sum())
-        return expected - gaps.size, expected
+        runs = np.maximum(1, np.rint(gaps / period))
+        runs = runs[runs <= MAX_RUN]
+        if runs.size < self.min_gaps:
+            return 0, 0
+        expected = int(runs.sum())
+        return expected - runs.size, expected
 
     def add(self, stamp_ns: int) -> str | None:
         last, self._last = self._last, stamp_ns
@@ -421,18 +431,30 @@ class NodeHealth:
             else None
         )
 
-    def image(self, stamp_ns: int) -> str | None:
-        """An image arrived; returns the frame-loss message while a best-effort stream loses frames."""
+    def image(self, stamp_ns: int) -> None:
+        """An image arrived (any stamp: its rate and stamp age)."""
         self.inputs["image"].tick(stamp_ns / 1e9)
+
+    def frame(self, stamp_ns: int) -> str | None:
+        """An image was taken onto the timeline (its stamp checked); returns the frame-loss message
+        while a best-effort stream loses frames."""
         return self.loss.add(stamp_ns) if self.loss is not None else None
 
     def command(self, stamp_ns: int) -> None:
         self.inputs["commands"].tick(stamp_ns / 1e9)
 
-    def statuses(self, counts: dict[str, int], history: int, min_history: int) -> dict[str, Status]:
-        """``{"node": ..., "image input": ..., "commands input": ...}``; advances the windows."""
+    def statuses(
+        self, counts: dict[str, int], history: int, min_history: int, reasons: dict[str, str] | None = None
+    ) -> dict[str, Status]:
+        """``{"node": ..., "image input": ..., "commands input": ...}``; advances the windows.
+        ``reasons``: why frames were dropped (``dropped.<reason>`` -> text, the session's
+        ``drop_reasons``); those of recent drops are added to the node's message and values."""
         self.problems.observe(counts)
         node = self.problems.status()
+        for key, why in sorted((reasons or {}).items()):
+            if f"recent.image/{key}" in node.values:
+                node.message += f"; {key}: {why}"
+                node.values[f"{key}.reason"] = why
         if history < min_history and node.level == Level.OK:
             node = Status(Level.WARN, f"warming up ({history}/{min_history})", node.values)
         if self.loss is not None:

@@ -12,6 +12,8 @@ jump only when ``JUMP_CONFIRM_FRAMES`` frames in a row lie on the new timeline (
 (``image_unconfirmed_jump``); a frame that continues the old timeline cancels the jump. A bag loop
 or a camera restart therefore costs ``JUMP_CONFIRM_FRAMES - 1`` frames, while a second camera with
 another clock, interleaved with the real one, is rejected frame by frame and never resets the state.
+The command and robot-state timelines use the same gate for a jump back only (``backward_only``: a
+command stream may pause), so one stale message cannot clear the samples the next frames need.
 """
 
 from __future__ import annotations
@@ -129,10 +131,12 @@ def check_names(names: list[str], what: str) -> list[str]:
 
 
 class JumpConfirmation:
-    """Gate in front of the image timeline: a jump is taken only once confirmed (module docstring)."""
+    """Gate in front of a timeline: a jump is taken only once confirmed (module docstring);
+    ``backward_only``: a forward gap is no jump (the sample timelines of commands and states)."""
 
-    def __init__(self, frames: int = JUMP_CONFIRM_FRAMES):
+    def __init__(self, frames: int = JUMP_CONFIRM_FRAMES, backward_only: bool = False):
         self.frames = frames
+        self.backward_only = backward_only
         self._candidate_ns: int | None = None  # newest frame of the unconfirmed new timeline
         self._seen = 0
 
@@ -142,7 +146,7 @@ class JumpConfirmation:
 
     def accept(self, stamp_ns: int, last_ns: int | None, max_gap_ns: int) -> bool:
         """False: ``stamp_ns`` jumps away from ``last_ns`` (the timeline's newest) unconfirmed."""
-        if last_ns is None or not _is_jump(stamp_ns, last_ns, max_gap_ns):
+        if last_ns is None or not _is_jump(stamp_ns, last_ns, max_gap_ns, self.backward_only):
             self.reset()
             return True
         if self._candidate_ns is not None and _continues(stamp_ns, self._candidate_ns, max_gap_ns):
@@ -156,10 +160,10 @@ class JumpConfirmation:
         return False
 
 
-def _is_jump(stamp_ns: int, last_ns: int, max_gap_ns: int) -> bool:
+def _is_jump(stamp_ns: int, last_ns: int, max_gap_ns: int, backward_only: bool) -> bool:
     if stamp_ns < last_ns:
         return not max_gap_ns or last_ns - stamp_ns > max_gap_ns
-    return bool(max_gap_ns) and stamp_ns - last_ns > max_gap_ns
+    return not backward_only and bool(max_gap_ns) and stamp_ns - last_ns > max_gap_ns
 
 
 def _continues(stamp_ns: int, previous_ns: int, max_gap_ns: int) -> bool:

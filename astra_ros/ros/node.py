@@ -5,6 +5,7 @@ A managed (lifecycle) node: ``configure`` loads the model and starts a ``StreamS
 (``runtime/session.py``: queue, worker, decimation, accounting, statistics); ``activate`` creates the
 subscriptions and enables the publishers; ``deactivate`` removes the subscriptions and clears the
 causal state; ``cleanup`` releases the model (``autostart``, the default, does the first two at start).
+The lifecycle services keep every call, like the node's own (``ros/lifecycle.py``).
 Callbacks only convert, validate and hand over; each ``Prediction`` goes out as ``PredictedFrames``
 (``ros/messages.py``); threads: docs/node.md. Data stamps are copied from the image, never ``now()``.
 """
@@ -41,10 +42,12 @@ from astra_ros.ros.diagnostics import diagnostic_array, idle_status, session_sta
 from astra_ros.ros.health import HealthConfig, NodeHealth
 from astra_ros.ros.input_limits import ThrottledLog, stamp_reserve_ns, truncate_for_log
 from astra_ros.ros.isolation import default_discovery
+from astra_ros.ros.lifecycle import serve_lifecycle
 from astra_ros.ros.messages import imagine_confidence, imagined_images, predicted_frames, predicted_image
 from astra_ros.ros.process import StartupError, helper_node, spin_managed
 from astra_ros.ros.settings import SettingsError, declare_settings, joint_order, load_world_model, qos
 from astra_ros.runtime.base import WorldModelBackend
+from astra_ros.runtime.kv_pool import return_free_heap
 from astra_ros.runtime.session import ImagineRefused, Prediction, SessionConfig, StreamSession
 from astra_ros.srv import Imagine
 
@@ -56,7 +59,7 @@ class WorldModelNode(LifecycleNode):
         self.backend: WorldModelBackend | None = None
         self.session: StreamSession | None = None
         self.imagine_node: Node | None = None
-        super().__init__(NODE_NAME, **node_kwargs)
+        super().__init__(NODE_NAME, enable_communication_interface=False, **node_kwargs)
         try:
             self.settings = declare_settings(self)
         except SettingsError as err:
@@ -68,6 +71,7 @@ class WorldModelNode(LifecycleNode):
         self._health: NodeHealth | None = None
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         every_call = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
+        serve_lifecycle(self, every_call, self._log)
         self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=every_call)
         self.create_timer(self.settings.diagnostics_period, self._publish_diagnostics)
         self.imagine_node = helper_node(self, "imagine")
@@ -96,6 +100,7 @@ class WorldModelNode(LifecycleNode):
         reserve = stamp_reserve_ns(s.imagine_max_horizon, s.max_image_gap, s.frame_period, info.frame_period)
         self._stamp_reserve_ns = reserve
         self._future_tolerance_ns = int(s.future_stamp_tolerance * 1e9)
+        self._max_ahead_ns = int(s.max_image_gap * 1e9)  # a JointTrajectory point takes effect within it
         try:
             config = SessionConfig.from_settings(s)
             self.session = StreamSession(self.backend, config, self._publish, width, self._now_ns, self._log)
@@ -165,7 +170,8 @@ class WorldModelNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _release(self) -> None:
-        """Stop the worker, drop the publishers and the model (its memory is returned)."""
+        """Stop the worker and any Imagine in flight, drop the publishers and the model; its memory
+        is returned to the system (``return_free_heap``)."""
         if self.session is not None:
             self.session.close()
         for name in ("_frames_pub", "_image_pub"):
@@ -174,6 +180,7 @@ class WorldModelNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(publisher)
         self.session = self.backend = None
         gc.collect()
+        return_free_heap()
 
     @property
     def active(self) -> bool:
@@ -209,7 +216,7 @@ class WorldModelNode(LifecycleNode):
                 learnt = f"joint order learnt from the first JointState: {list(self.joint_order)}"
                 self.get_logger().info(truncate_for_log(learnt))
             args = (s.joint_names, self.joint_order, now, self._future_tolerance_ns, s.max_command_magnitude)
-            stamp_ns, command = commands.joint_command(msg, self.modality, *args)
+            stamp_ns, command = commands.joint_command(msg, self.modality, *args, self._max_ahead_ns)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
@@ -217,8 +224,9 @@ class WorldModelNode(LifecycleNode):
 
     def _on_state(self, msg: JointState) -> None:
         order, now = self.backend.info.joint_names or self.joint_order, self._now_ns()
+        limits = (self._future_tolerance_ns, self.settings.max_command_magnitude)
         try:
-            stamp_ns, positions = commands.joint_state_to_state(msg, order, now, self._future_tolerance_ns)
+            stamp_ns, positions = commands.joint_state_to_state(msg, order, now, *limits)
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
@@ -247,10 +255,8 @@ class WorldModelNode(LifecycleNode):
         self.session.submit_plan(stamp_to_ns(msg.header.stamp), offsets, planned)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        stamp_ns = stamp_to_ns(msg.header.stamp)
         self.session.image_received()
-        if loss := self._health.image(stamp_ns):
-            self._log("warning", loss, True, "frame_loss")
+        self._health.image(stamp_to_ns(msg.header.stamp))
         s, size, now_ns = self.settings, self.backend.info.image_size, self._now_ns()
         try:
             stamp_ns, rgb = image_to_model(
@@ -259,7 +265,9 @@ class WorldModelNode(LifecycleNode):
         except InputError as err:
             self.session.reject(err.reason, str(err))
             return
-        self.session.submit(rgb, stamp_ns, msg.header.frame_id)
+        if self.session.submit(rgb, stamp_ns, msg.header.frame_id) != "rejected":  # on the timeline
+            if loss := self._health.frame(stamp_ns):
+                self._log("warning", loss, True, "frame_loss")
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.session is None:

@@ -228,8 +228,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_image_gap",
         1.0,
-        "Seconds: a forward image gap or backwards jump larger than this resets the causal state; "
-        "a smaller backwards step is rejected as out of order.",
+        "Seconds: a forward image gap or backwards jump larger than this resets the causal state "
+        "(so do frames dropped for a missing input for longer); a smaller backwards image step is "
+        "rejected as out of order. Commands and robot states up to this far behind the newest are "
+        "taken in stamp order, further back only once 3 in a row confirm the jump; a JointTrajectory "
+        "point takes effect at most this far ahead of the node clock.",
         min=0.0,
         max=3600.0,
     ),
@@ -264,8 +267,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "max_command_magnitude",
         10.0,
         "Largest |value| of a command component (rad/s, m/s, rad for position targets) in commands, "
-        "plans and Imagine actions; beyond it the message is rejected (rejected.command_magnitude). "
-        "The shipped model was trained on |joint velocity| <= 3.5 rad/s.",
+        "plans and Imagine actions, and of a joint position in robot states, checked as the float32 "
+        "the model takes; beyond it the message is rejected (rejected.command_magnitude, "
+        "rejected.state_magnitude). The shipped model was trained on |joint velocity| <= 3.5 rad/s.",
         min=0.0,
         max=1e6,
     ),

@@ -23,6 +23,13 @@ future step's the target minus the one before (the first: minus the newest frame
 without both states is dropped (``dropped.missing_state``), and one before the first target
 (``dropped.missing_command``: no target is not a zero target). ``Prediction.actions`` stay absolute.
 
+Commands and states keep one timeline rule (``CommandBuffer``, ``_push_sample``): a late sample is
+inserted at its stamp, a jump back beyond ``max_image_gap`` is rejected until confirmed. A frame
+dropped for a missing input is logged with the reason (throttled, also in ``stats().drop_reasons``)
+and still ends its interval, so the next frame is paired from it and the stream recovers with the
+next valid inputs; when frames were dropped for longer than ``max_image_gap`` (beyond one model frame
+period) the next one resets the causal state (``reset.input_gap``), as an image gap would.
+
 Counters (``stats().counts``) are keyed ``count.*``, ``dropped.*``, ``rejected.*``,
 ``command_fallback.*`` and ``reset.*``; every submitted frame ends in exactly one of them or in a
 prediction. All stamps are integers of nanoseconds in the caller's clock.
@@ -40,7 +47,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from astra_ros.data.pairing import CommandBuffer, plan_means
+from astra_ros.data.pairing import CommandBuffer, Paired, plan_means
 from astra_ros.model.actions import relative_targets
 from astra_ros.ros.input_limits import JUMP_CONFIRM_FRAMES, JumpConfirmation, truncate_for_log
 from astra_ros.runtime.base import WorldModelBackend
@@ -149,6 +156,7 @@ class SessionStats:
     cache_size: int
     queue_length: int
     counts: dict[str, int]
+    drop_reasons: dict[str, str]  # dropped.<reason> -> why the newest frame of that reason was dropped
 
     @property
     def rejected(self) -> int:
@@ -202,16 +210,20 @@ class StreamSession:
         self._image_periods = PeriodEstimator()
         self._frame_periods = PeriodEstimator()  # of the frames the model takes: its time step
         self._last_due_ns: int | None = None
-        self._last_frame_ns: int | None = None  # previous enqueued frame: the action interval starts there
+        self._last_frame_ns: int | None = None  # previous frame (taken or dropped): the interval starts there
         self._carry_reset: str | None = None  # a reset not yet attached to an enqueued frame
         self._plan: tuple[int, list[int], np.ndarray] | None = None  # (stamp, offsets, commands)
-        self._states: deque[tuple[int, np.ndarray]] = deque(maxlen=STATE_BUFFER)  # (stamp, joint positions)
+        self._states: CommandBuffer | None = None  # joint positions, from the first state on
+        self._command_jumps = JumpConfirmation(backward_only=True)
+        self._state_jumps = JumpConfirmation(backward_only=True)
+        self._last_taken_ns: int | None = None  # the newest frame in the queue or the history
 
         # worker hand-off
         self._queue: deque[Frame] = deque()
         self._cond = threading.Condition()
         self._busy = False
         self._worker_rounds = 0  # worker loop passes (a step or an idle wait each)
+        self._imagines = 0  # Imagine calls in flight
         self._stop = False
         self._reset_requested = False  # a reset() waiting for the backend (applied before its next use)
         self._backend_lock = threading.Lock()
@@ -225,6 +237,7 @@ class StreamSession:
         self._stats_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._logged_reasons: set[str] = set()
+        self._drop_reasons: dict[str, str] = {}  # dropped.<reason> -> why, the newest
         self._latency_ms = LatencyStats()
         self._ingest_ms = LatencyStats()
         self._predict_ms = LatencyStats()
@@ -254,8 +267,10 @@ class StreamSession:
         the others must equal the running config."""
         with self._input_lock:
             self.config = config  # one reference: the worker reads it per step
+            for buffer in (self._commands, self._states):
+                if buffer is not None:
+                    buffer.staleness_ns = int(config.command_staleness * 1e9)
             if self._commands is not None:
-                self._commands.staleness_ns = int(config.command_staleness * 1e9)
                 self._commands.policy = config.stale_command_policy
 
     def count(self, key: str) -> None:
@@ -278,33 +293,46 @@ class StreamSession:
             self._input_rate.tick(time.monotonic())
 
     def submit_command(self, stamp_ns: int, command: np.ndarray) -> bool:
-        """Add a command; False (counted, logged) when it is older than the previous one."""
+        """Add a command at its stamp; False (counted, logged) for an unconfirmed jump back."""
         if self._commands is None:
             raise RuntimeError("submit_command() before start_commands()")
-        with self._input_lock:
-            accepted = self._commands.push(stamp_ns, command)
-        if not accepted:
-            self.reject("command_out_of_order", f"command stamp {stamp_ns} ns is older than the previous one")
-            return False
-        self.count("count.commands")
-        return True
+        return self._push_sample("command", self._commands, self._command_jumps, stamp_ns, command)
 
-    def submit_state(self, stamp_ns: int, positions: np.ndarray) -> None:
-        """Add a measured robot state (joint positions in the model's joint order); each frame gets
-        the newest one at or before its stamp, within ``command_staleness``."""
+    def submit_state(self, stamp_ns: int, positions: np.ndarray) -> bool:
+        """Add a measured robot state (joint positions in the model's joint order) at its stamp; each
+        frame gets the newest one at or before its stamp, within ``command_staleness``. False
+        (counted, logged) for an unconfirmed jump back."""
+        if self._states is None:
+            limit_ns, gap_ns = int(self.config.command_staleness * 1e9), int(self.config.max_image_gap * 1e9)
+            self._states = CommandBuffer(len(positions), limit_ns, "skip", gap_ns, STATE_BUFFER)
+        return self._push_sample("state", self._states, self._state_jumps, stamp_ns, positions)
+
+    def _push_sample(
+        self, what: str, buffer: CommandBuffer, jumps: JumpConfirmation, stamp_ns: int, values: np.ndarray
+    ) -> bool:
+        """The timeline rule of commands and states: a sample older than the newest by at most
+        ``max_image_gap`` is inserted at its place, one older still is a jump back (a bag loop) that
+        is taken only once ``JUMP_CONFIRM_FRAMES`` samples in a row confirm it, so one stale message
+        can never clear the samples the next frames are paired with."""
         with self._input_lock:
-            if self._states and stamp_ns < self._states[-1][0]:
-                self._states.clear()  # the clock went back: older states belong to another timeline
-            self._states.append((stamp_ns, np.asarray(positions, np.float32).copy()))
-        self.count("count.states")
+            newest = buffer.newest_stamp
+            accepted = jumps.accept(stamp_ns, newest, buffer.jump_ns)
+            if accepted:
+                buffer.push(stamp_ns, values)
+        if not accepted:
+            self.reject(
+                f"{what}_unconfirmed_jump",
+                f"{what} stamp {stamp_ns} ns is {(newest - stamp_ns) / 1e9:.3f} s before the newest {what}; "
+                f"expected at most max_image_gap={buffer.jump_ns / 1e9:g} s (a jump back is taken after "
+                f"{JUMP_CONFIRM_FRAMES} {what}s in a row on the new timeline)",
+            )
+            return False
+        self.count(f"count.{what}s")
+        return True
 
     def _state_at(self, stamp_ns: int) -> np.ndarray | None:
         """The newest state at or before ``stamp_ns`` within the staleness limit; caller holds _input_lock."""
-        limit = int(self.config.command_staleness * 1e9)
-        for stamp, positions in reversed(self._states):
-            if stamp <= stamp_ns:
-                return positions if stamp_ns - stamp <= limit else None
-        return None
+        return None if self._states is None else self._states.at(stamp_ns).command
 
     def submit_plan(self, stamp_ns: int, offsets_ns: list[int], commands: np.ndarray) -> None:
         """Planned future commands (``future_command_policy: planned``); stamp 0 = from each frame."""
@@ -340,24 +368,25 @@ class StreamSession:
                 self.count("count.decimated")
                 return "decimated"
             self._frame_periods.add(stamp_ns)
-            if self._commands is None:
-                self.count("dropped.missing_command")
-                return "dropped"
-            start_ns = self._last_frame_ns if self._last_frame_ns is not None else stamp_ns
-            paired = self._commands.over(min(start_ns, stamp_ns), stamp_ns)
-            current = self._commands.at(stamp_ns).command
-            if paired.fallback:
-                self.count(f"command_fallback.{paired.fallback}_{self.config.stale_command_policy}")
-            if paired.command is None:
-                self.count(f"dropped.{paired.fallback or 'missing_command'}")
-                return "dropped"
-            state, relative_to = self._state_at(stamp_ns), None
-            if self.config.modality == "joint_position":  # absolute targets: none is not zero
-                relative_to = self._state_at(min(start_ns, stamp_ns))
-                missing = paired.fallback == "missing_command"
-                if missing or state is None or relative_to is None:
-                    self.count(f"dropped.missing_{'command' if missing else 'state'}")
-                    return "dropped"
+            gap_ns, last_taken = self._timeline.max_gap_ns, self._last_taken_ns
+            if last_taken is not None and gap_ns and stamp_ns - last_taken > gap_ns + self._grid.period_ns:
+                self._carry_reset = self._carry_reset or "input_gap"  # frames dropped over max_image_gap
+                last_taken = None
+            # a fresh history starts with this frame; else its interval starts at the previous frame,
+            # taken or dropped (a dropped one never holds up the next)
+            fresh = last_taken is None or self._last_frame_ns is None
+            start_ns = stamp_ns if fresh else min(self._last_frame_ns, stamp_ns)
+            self._last_frame_ns = stamp_ns
+            paired, current, state, relative_to = None, None, self._state_at(stamp_ns), None
+            if self._commands is not None:
+                paired = self._commands.over(start_ns, stamp_ns)
+                current = self._commands.at(stamp_ns).command
+                if paired.fallback:
+                    self.count(f"command_fallback.{paired.fallback}_{self.config.stale_command_policy}")
+            if self.config.modality == "joint_position":
+                relative_to = self._state_at(start_ns)
+            if missing := self._missing_input(start_ns, stamp_ns, paired, state, relative_to):
+                return self._drop(*missing)
             due = due_for_prediction(stamp_ns, self._last_due_ns, self.config.prediction_rate)
             if due:
                 self._last_due_ns = stamp_ns
@@ -369,18 +398,61 @@ class StreamSession:
                 self._frame_periods.median_ns(self._default_step_ns),
                 int(due),
                 self._carry_reset,
-                stamp_ns - min(start_ns, stamp_ns),
+                stamp_ns - start_ns,
                 current,
                 state,
                 relative_to,
             )
             self._carry_reset = None
-            self._last_frame_ns = stamp_ns
+            self._last_taken_ns = stamp_ns
         with self._cond:
             if enqueue_dropping_oldest(self._queue, frame, self.config.ingest_queue_size):
                 self.count("dropped.ingest_queue_full")
             self._cond.notify_all()
         return "queued"
+
+    def _missing_input(
+        self,
+        start_ns: int,
+        stamp_ns: int,
+        paired: Paired | None,
+        state: np.ndarray | None,
+        relative_to: np.ndarray | None,
+    ) -> tuple[str, str] | None:
+        """(reason, why) when the frame over ``[start_ns, stamp_ns]`` lacks an input, else None."""
+        c = self.config
+        if paired is None:
+            return "missing_command", "no command yet (the joint order comes from the first JointState)"
+        newest_command = _newest(self._commands, stamp_ns)
+        if paired.command is None:
+            return paired.fallback or "missing_command", (
+                f"no command in force over the frame interval [{start_ns}, {stamp_ns}] ns within "
+                f"command_staleness={c.command_staleness:g} s (stale_command_policy=skip); newest command "
+                f"{newest_command}"
+            )
+        if c.modality != "joint_position":
+            return None
+        if paired.fallback == "missing_command":  # absolute targets: none is not zero
+            return "missing_command", (
+                f"no joint_position target in force at the frame interval start {start_ns} ns (a missing "
+                f"target is not a zero target); newest target {newest_command}"
+            )
+        if state is None or relative_to is None:
+            at, which = (stamp_ns, "stamp") if state is None else (start_ns, "interval start")
+            return "missing_state", (
+                f"no robot state from state_topic within command_staleness={c.command_staleness:g} s "
+                f"before the frame {which} {at} ns; newest state {_newest(self._states, stamp_ns)}"
+            )
+        return None
+
+    def _drop(self, reason: str, why: str) -> str:
+        """Drop a frame for a missing input: counted (``dropped.<reason>``), logged (throttled) and
+        kept for /diagnostics (``stats().drop_reasons``), so a lasting cause is named, not only counted."""
+        with self._stats_lock:
+            self._counts[f"dropped.{reason}"] += 1
+            self._drop_reasons[f"dropped.{reason}"] = why
+        self._log("warning", f"frame dropped ({reason}): {truncate_for_log(why)}", True, f"dropped.{reason}")
+        return "dropped"
 
     def reset(self, reason: str) -> int:
         """Clear the causal state, the queue and the timeline; returns the queued frames discarded.
@@ -412,6 +484,7 @@ class StreamSession:
         self._grid.reset()
         self._last_due_ns = None
         self._last_frame_ns = None
+        self._last_taken_ns = None
 
     # --- imagine ----------------------------------------------------------------------------
 
@@ -421,9 +494,19 @@ class StreamSession:
         """Roll out ``(B, H, D)`` candidate commands from the live state (left unchanged);
         ``seed`` 0 = the session's seed + rollout id; ``share_noise``: one noise for every candidate.
         The rollout runs ``imagine_chunk`` frames at a time under the backend lock; live frames
-        waiting in between go first. Raises ImagineRefused."""
+        waiting in between go first; ``close()`` stops it between chunks. Raises ImagineRefused."""
         self._check_imagine_size(actions)
         seed = int(seed) or self.config.seed + self._rollout_id
+        with self._cond:
+            self._imagines += 1
+        try:
+            return self._imagine(actions, modality, seed, share_noise)
+        finally:
+            with self._cond:
+                self._imagines -= 1
+                self._cond.notify_all()
+
+    def _imagine(self, actions: np.ndarray, modality: str, seed: int, share_noise: bool) -> Imagined:
         with self._backend_lock:
             self._apply_requested_reset()
             newest = self._newest
@@ -440,6 +523,8 @@ class StreamSession:
         try:
             while not rollout.done:
                 self._let_live_frames_pass()
+                if self._stop:  # the node is cleaned up or shut down: its model goes with this rollout
+                    raise ImagineRefused("cancelled: the node was cleaned up or shut down during the Imagine")
                 with self._backend_lock, self._refused_by_backend():
                     rollout.advance(self.imagine_chunk)
         finally:
@@ -505,11 +590,14 @@ class StreamSession:
                 lambda: not self._queue and not self._busy and not self._reset_requested, timeout
             )
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the worker and every Imagine in flight (within one chunk), so that nothing holds the
+        backend or the candidates' caches once this returns (within ``timeout`` s each)."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        self._worker.join(timeout=5.0)
+            self._cond.wait_for(lambda: not self._imagines, timeout)
+        self._worker.join(timeout)
 
     def _reset_state(self) -> None:
         """Clear the causal state; caller holds _backend_lock."""
@@ -646,7 +734,16 @@ class StreamSession:
                 cache_size=self.history_cap,
                 queue_length=len(self._queue),
                 counts=dict(self._counts),
+                drop_reasons=dict(self._drop_reasons),
             )
+
+
+def _newest(buffer: CommandBuffer | None, stamp_ns: int) -> str:
+    """The newest sample of ``buffer`` relative to a frame stamp, for a log line."""
+    newest = None if buffer is None else buffer.newest_stamp
+    if newest is None:
+        return "none received"
+    return f"stamped {newest} ns ({(newest - stamp_ns) / 1e9:+.3f} s from the frame)"
 
 
 def enqueue_dropping_oldest(queue: deque[Frame], frame: Frame, size: int) -> bool:
