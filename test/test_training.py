@@ -395,3 +395,26 @@ def test_training_tensors_stay_on_the_cpu(kuka_bag, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="device='cuda' but torch.cuda.is_available"):
             trainer_on("cuda", kuka_bag, tmp_path / "cuda")
+
+
+def test_augmented_batches_are_reproducible_per_step_and_change_frames_only(kuka_bag, tmp_path):
+    """A resumed run draws the same augmentation: step n's batch depends on (seed, n) alone."""
+    from astra_ros.data.bags import read_bag
+    from astra_ros.training.trainer import Trainer
+
+    cfg = AstraConfig.preset("tiny")
+    episodes, _ = read_bag(str(kuka_bag), size=cfg.image_size)
+
+    def batch(augment: str, step: int) -> dict[str, torch.Tensor]:
+        s = TrainSettings(batch_size=3, steps=1, device="cpu", precision="fp32", augment=augment)
+        return Trainer(cfg, episodes, [], tmp_path / augment, s, {})._batch(step)[0]
+
+    light, again, plain = batch("light", 5), batch("light", 5), batch("none", 5)
+    for key in light:
+        assert torch.equal(light[key], again[key]), key
+        if key != "frames":
+            assert torch.equal(light[key], plain[key]), key  # same windows, commands untouched
+    assert not torch.equal(light["frames"], plain["frames"])
+    assert not torch.equal(batch("light", 6)["frames"], light["frames"])
+    with pytest.raises(TrainingError, match="augment='heavy'; expected one of"):
+        batch("heavy", 0)
