@@ -91,7 +91,8 @@ def test_one_transform_for_every_frame_of_a_window():
 def test_commands_states_and_masks_are_untouched():
     ds = dataset("strong")
     indices = [1, 4, 8]
-    for item, window in zip((ds[i] for i in indices), ds.windows(indices, np.random.default_rng(1)), strict=True):
+    windows = ds.windows(indices, np.random.default_rng(1))
+    for item, window in zip((ds[i] for i in indices), windows, strict=True):
         assert set(item) == set(window)
         for key in item:
             if key != "frames":

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -418,3 +419,23 @@ def test_augmented_batches_are_reproducible_per_step_and_change_frames_only(kuka
     assert not torch.equal(batch("light", 6)["frames"], light["frames"])
     with pytest.raises(TrainingError, match="augment='heavy'; expected one of"):
         batch("heavy", 0)
+
+
+def test_val_episodes_validate_on_a_named_set_and_train_on_every_other(tmp_path):
+    """A protocol's held-out set as the validation episodes: all --episodes train, none validate."""
+    from lerobot_fixtures import write_dataset
+
+    from astra_ros.training.config import DataSettings
+    from astra_ros.training.train import load_data
+
+    root = write_dataset(tmp_path / "lerobot", episodes={0: 8, 1: 8, 2: 8})
+    cfg = AstraConfig.preset("tiny")
+    data = DataSettings(paths=[str(root)], episodes="0-1", val_episodes="2", cache_dir=tmp_path / "cache")
+    train_eps, val_eps, meta = load_data(data, cfg, 3, seed=0)
+    assert [e.source.rsplit(" ", 1)[1] for e in train_eps] == ["0", "1"]
+    assert [e.source.rsplit(" ", 1)[1] for e in val_eps] == ["2"]
+    assert meta["train_episodes"] == 2 and meta["val_episodes"] == 1
+    for episodes in ("0-2", None):
+        bad = replace(data, episodes=episodes)
+        with pytest.raises(TrainingError, match="val_episodes='2' and episodes="):
+            load_data(bad, cfg, 3, seed=0)
