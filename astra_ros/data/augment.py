@@ -128,3 +128,40 @@ AUGMENTATIONS: dict[str, Augmentation] = {
     "light": Augmentation(scale=0.06, shift=3.0, brightness=0.15, contrast=0.15, saturation=0.1),
     "strong": Augmentation(scale=0.1, shift=6.0, brightness=0.25, contrast=0.25, saturation=0.2, hue=0.03),
 }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m astra_ros.data.augment``: the cost of augmenting one training batch."""
+    import argparse
+    import time
+
+    p = argparse.ArgumentParser(prog="python -m astra_ros.data.augment", description=main.__doc__)
+    p.add_argument("--windows", type=int, default=8)
+    p.add_argument("--frames", type=int, default=9, help="frames per window")
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--batches", type=int, default=50, help="per repeat; 5 repeats")
+    args = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    shape = (args.frames, args.size, args.size, 3)
+    frames = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(args.windows)]
+    for name, augmentation in AUGMENTATIONS.items():
+        if not augmentation.active:
+            continue
+        wall, cpu = [], []
+        for repeat in range(5):
+            draws = np.random.default_rng(repeat)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for _ in range(args.batches):
+                [augmentation.draw(draws)(window) for window in frames]
+            wall.append((time.perf_counter() - start) / args.batches * 1e3)
+            cpu.append((time.process_time() - start_cpu) / args.batches * 1e3)
+        print(
+            f"{name}: {args.windows} windows x {args.frames} frames x {args.size}x{args.size} per batch: "
+            f"CPU {min(cpu):.2f} / {float(np.median(cpu)):.2f} ms, wall {min(wall):.2f} / "
+            f"{float(np.median(wall)):.2f} ms (best / median of 5 x {args.batches})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
