@@ -124,3 +124,18 @@ def test_the_g1_protocol_holds_out_the_latest_session_and_trains_on_the_rest(cap
     ]
     assert main([str(G1_PROTOCOL), "later"]) == 0
     assert capsys.readouterr().out.strip() == format_episodes(protocol.heldout["later"])
+
+
+def test_the_command_line_writes_signatures_and_a_plot(tmp_path):
+    from lerobot_fixtures import write_dataset
+
+    from astra_ros.data.sessions import main as sessions_main
+
+    root = write_dataset(tmp_path / "lerobot", episodes={0: 8, 1: 8, 2: 8, 3: 8})
+    out = tmp_path / "out"
+    argv = ["--data", str(root), "--cache-dir", str(tmp_path / "c"), "--size", "32"]
+    assert sessions_main([*argv, "--json", str(out / "s.json"), "--plot", str(out / "s.png")]) == 0
+    result = json.loads((out / "s.json").read_text())
+    assert [e["episode"] for e in result["episodes"]] == [0, 1, 2, 3]
+    assert [i for text in result["sessions"] for i in parse_episodes(text)] == [0, 1, 2, 3]
+    assert (out / "s.png").stat().st_size > 0

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from astra_ros.data.sources import add_data_arguments, open_episodes
+from astra_ros.data.splits import format_episodes
 
 __all__ = [
     "EpisodeSignature",
@@ -164,12 +165,6 @@ def boundaries(signs: Sequence[EpisodeSignature], min_shift: int = 2, min_novelt
     return out
 
 
-def _ranges(ids: Sequence[int]) -> str:
-    from astra_ros.data.splits import format_episodes
-
-    return format_episodes(ids)
-
-
 def plot(path: Path, signs: list[EpisodeSignature], medians: np.ndarray, similarity: np.ndarray,
          starts: list[int]) -> None:
     """Similarity matrix, camera offsets, novelty, and the median frames on both sides of each
@@ -241,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     signs, medians, similarity = signatures(frames, ids, args.reference, args.max_shift, width=args.width)
     starts = boundaries(signs, args.min_shift, args.min_novelty)
     edges = [0, *starts, len(signs)]
-    sessions = [_ranges(ids[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    sessions = [format_episodes(ids[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     result = {
         "data": args.paths,
         "command": "python -m astra_ros.data.sessions " + " ".join(sys.argv[1:] if argv is None else argv),
