@@ -263,13 +263,17 @@ class LiveInterface:
     state_topic: str | None  # absolute; None: no /joint_states played
 
 
-def live_parameters(args: argparse.Namespace, episodes: list[Any]) -> tuple[dict[str, Any], LiveInterface]:
+def live_parameters(
+    args: argparse.Namespace, episodes: list[Any], state_model: bool = False
+) -> tuple[dict[str, Any], LiveInterface]:
     """The node's parameters for ``--live`` and the interface they set.
 
     Start from ``--live-params`` (a YAML for ``astra-ros-run --params``); where it says nothing, the
     command interface follows the data: ``joint_state`` messages for joint_velocity, absolute
     ``float64_multi_array`` targets with ``/joint_states`` for joint_position (``hold`` between
-    targets), ``joint_names`` in the episodes' order.
+    targets), ``joint_names`` in the episodes' order. Joint states are played where the node
+    subscribes to them: for joint_position, or for a model that takes the robot state
+    (``state_model``) when the episodes have them.
     """
     from astra_ros.ros.run import load_params
     from astra_ros.ros.settings import SettingsError
@@ -311,7 +315,8 @@ def live_parameters(args: argparse.Namespace, episodes: list[Any]) -> tuple[dict
     if position:
         params.setdefault("stale_command_policy", "hold")
     topic = str(params.setdefault("state_topic", "joint_states"))
-    state_topic = ("/" + topic.lstrip("/")) if position and topic else None
+    with_states = position or (state_model and all(ep.states is not None for ep in episodes))
+    state_topic = ("/" + topic.lstrip("/")) if with_states and topic else None
     return params, LiveInterface(command_type, modality, order, state_topic)
 
 
@@ -421,11 +426,11 @@ def command_message(interface: LiveInterface, names: list[str], values: np.ndarr
 
 
 def play_into_node(
-    args: argparse.Namespace, episodes: list[Any], out: Path
+    args: argparse.Namespace, episodes: list[Any], out: Path, state_model: bool = False
 ) -> tuple[dict[tuple[int, int], np.ndarray], list[float], float | None]:
     """Play the episodes into a fresh node, frame by frame; collect its PredictedFrames.
 
-    Each frame: /clock, the joint state (joint_position), the command in force in the node's
+    Each frame: /clock, the joint state (``live_parameters``), the command in force in the node's
     ``command_type``, the plan of the true commands from this frame on (planned_commands), then the
     image; from the ``context``-th frame of an episode on, wait for the node's prediction for that
     frame before the next one. Episodes are played one after the other on one increasing timeline
@@ -450,7 +455,7 @@ def play_into_node(
     from astra_ros.ros.conversions import ns_to_duration, ns_to_stamp, rgb_to_image, stamp_to_ns
     from astra_ros.ros.recorder import predicted_frames_to_numpy
 
-    params, interface = live_parameters(args, episodes)
+    params, interface = live_parameters(args, episodes, state_model)
     position = interface.modality == "joint_position"
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "node.log"
@@ -466,7 +471,9 @@ def play_into_node(
     command_msg = JOINT_COMMAND_TYPES[interface.command_type]
     cmd_pub = player.create_publisher(command_msg, "/joint_commands", reliable)
     plan_pub = player.create_publisher(JointTrajectory, "/planned_commands", reliable)
-    state_pub = player.create_publisher(JointState, interface.state_topic, reliable) if position else None
+    state_pub = None
+    if interface.state_topic is not None:
+        state_pub = player.create_publisher(JointState, interface.state_topic, reliable)
     reset_client = player.create_client(Trigger, "/astra_world_model/reset")
     received: dict[int, tuple[Any, float]] = {}
     player.create_subscription(
@@ -580,7 +587,8 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
 
     backend, episodes = open_inputs(args)
     out = Path(args.out)
-    predictions, latencies, target_error = play_into_node(args, episodes, out)
+    state_model = bool(backend.info.state_dim)
+    predictions, latencies, target_error = play_into_node(args, episodes, out, state_model)
     scores, metrics = score(args, backend, episodes, "live", model_predictions=predictions)
     metrics["offline_latency_ms"] = metrics["latency_ms"]
     metrics["latency_ms"] = latency_summary(latencies)
