@@ -14,7 +14,7 @@ FPS = 10
 SIDE = 32  # source video frames are SIDE x SIDE
 
 
-def episode_content(index: int, rows: int) -> dict[str, np.ndarray]:
+def episode_content(index: int, rows: int, joints: tuple[str, ...] = JOINTS) -> dict[str, np.ndarray]:
     """Frames that change on every row except rows 2 and 3 (exact repeats of the row before), and
     states/actions that differ per row."""
     rng = np.random.default_rng(index)
@@ -22,7 +22,7 @@ def episode_content(index: int, rows: int) -> dict[str, np.ndarray]:
     frames = np.repeat(np.repeat(frames[:, ::8, ::8], 8, axis=1), 8, axis=2)  # 8x8 blocks survive coding
     frames[2] = frames[1]
     frames[3] = frames[1]
-    state = (np.arange(rows)[:, None] * 0.1 + np.arange(len(JOINTS))[None] + index).astype(np.float32)
+    state = (0.1 * (np.arange(rows)[:, None] + np.arange(len(joints))[None]) + index).astype(np.float32)
     action = state + np.float32(0.05)
     return {"frames": frames, "state": state, "action": action, "timestamp": np.arange(rows) / FPS}
 
@@ -45,11 +45,11 @@ def write_video(path: Path, frames: np.ndarray, codec: str = "libx264") -> None:
 def _table(content: dict[str, np.ndarray], index: int, start: int = 0):
     import pyarrow as pa
 
-    rows = len(content["state"])
+    rows, joints = content["state"].shape
     return pa.table(
         {
-            "observation.state": pa.array(list(content["state"]), pa.list_(pa.float32(), len(JOINTS))),
-            "action": pa.array(list(content["action"]), pa.list_(pa.float32(), len(JOINTS))),
+            "observation.state": pa.array(list(content["state"]), pa.list_(pa.float32(), joints)),
+            "action": pa.array(list(content["action"]), pa.list_(pa.float32(), joints)),
             "timestamp": pa.array(content["timestamp"].astype(np.float32)),
             "frame_index": pa.array(np.arange(rows)),
             "episode_index": pa.array(np.full(rows, index)),
@@ -59,8 +59,8 @@ def _table(content: dict[str, np.ndarray], index: int, start: int = 0):
     )
 
 
-def _info(version: str, episodes: dict[int, int]) -> dict:
-    vector = {"dtype": "float32", "shape": [len(JOINTS)], "names": [list(JOINTS)]}
+def _info(version: str, episodes: dict[int, int], joints: tuple[str, ...] = JOINTS) -> dict:
+    vector = {"dtype": "float32", "shape": [len(joints)], "names": [list(joints)]}
     info = {
         "codebase_version": version,
         "robot_type": "test_arm",
@@ -88,15 +88,21 @@ def _info(version: str, episodes: dict[int, int]) -> dict:
     return info
 
 
-def write_dataset(root: Path, version: str = "v2.1", episodes: dict[int, int] | None = None) -> Path:
-    """A LeRobot dataset of ``episodes`` (index -> rows, default {0: 8, 1: 6}) with one camera."""
+def write_dataset(
+    root: Path,
+    version: str = "v2.1",
+    episodes: dict[int, int] | None = None,
+    joints: tuple[str, ...] = JOINTS,
+) -> Path:
+    """A LeRobot dataset of ``episodes`` (index -> rows, default {0: 8, 1: 6}) with one camera and
+    ``joints`` in its state and action."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     episodes = episodes or {0: 8, 1: 6}
     (root / "meta").mkdir(parents=True, exist_ok=True)
-    (root / "meta" / "info.json").write_text(json.dumps(_info(version, episodes), indent=1))
-    contents = {i: episode_content(i, n) for i, n in episodes.items()}
+    (root / "meta" / "info.json").write_text(json.dumps(_info(version, episodes, joints), indent=1))
+    contents = {i: episode_content(i, n, joints) for i, n in episodes.items()}
     if version == "v2.1":
         lines = [
             json.dumps({"episode_index": i, "tasks": ["test"], "length": n}) for i, n in episodes.items()

@@ -9,6 +9,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +396,46 @@ def test_training_tensors_stay_on_the_cpu(kuka_bag, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(TrainingError, match="device='cuda' but torch.cuda.is_available"):
             trainer_on("cuda", kuka_bag, tmp_path / "cuda")
+
+
+def test_augmented_batches_are_reproducible_per_step_and_change_frames_only(kuka_bag, tmp_path):
+    """A resumed run draws the same augmentation: step n's batch depends on (seed, n) alone."""
+    from astra_ros.data.bags import read_bag
+    from astra_ros.training.trainer import Trainer
+
+    cfg = AstraConfig.preset("tiny")
+    episodes, _ = read_bag(str(kuka_bag), size=cfg.image_size)
+
+    def batch(augment: str, step: int) -> dict[str, torch.Tensor]:
+        s = TrainSettings(batch_size=3, steps=1, device="cpu", precision="fp32", augment=augment)
+        return Trainer(cfg, episodes, [], tmp_path / augment, s, {})._batch(step)[0]
+
+    light, again, plain = batch("light", 5), batch("light", 5), batch("none", 5)
+    for key in light:
+        assert torch.equal(light[key], again[key]), key
+        if key != "frames":
+            assert torch.equal(light[key], plain[key]), key  # same windows, commands untouched
+    assert not torch.equal(light["frames"], plain["frames"])
+    assert not torch.equal(batch("light", 6)["frames"], light["frames"])
+    with pytest.raises(TrainingError, match="augment='heavy'; expected one of"):
+        batch("heavy", 0)
+
+
+def test_val_episodes_validate_on_a_named_set_and_train_on_every_other(tmp_path):
+    """A protocol's held-out set as the validation episodes: all --episodes train, none validate."""
+    from lerobot_fixtures import write_dataset
+
+    from astra_ros.training.config import DataSettings
+    from astra_ros.training.train import load_data
+
+    root = write_dataset(tmp_path / "lerobot", episodes={0: 8, 1: 8, 2: 8})
+    cfg = AstraConfig.preset("tiny")
+    data = DataSettings(paths=[str(root)], episodes="0-1", val_episodes="2", cache_dir=tmp_path / "cache")
+    train_eps, val_eps, meta = load_data(data, cfg, 3, seed=0)
+    assert [e.source.rsplit(" ", 1)[1] for e in train_eps] == ["0", "1"]
+    assert [e.source.rsplit(" ", 1)[1] for e in val_eps] == ["2"]
+    assert meta["train_episodes"] == 2 and meta["val_episodes"] == 1
+    for episodes in ("0-2", None):
+        bad = replace(data, episodes=episodes)
+        with pytest.raises(TrainingError, match="val_episodes='2' and episodes="):
+            load_data(bad, cfg, 3, seed=0)

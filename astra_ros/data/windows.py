@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from astra_ros.data.augment import Augmentation
 from astra_ros.data.bags import Episode
 from astra_ros.model.actions import modality_id, pack_actions, state_step
 from astra_ros.model.config import AstraConfig
@@ -25,14 +26,25 @@ class WindowDataset:
     positions recorded at each frame (mask 0 where the episode has none), and ``state_delta``
     (T, cfg.max_joints): the displacement that frame t's command asks for over its interval
     (``state_delta``), which the objective integrates to dead-reckon states as the runtime does.
+
+    ``augmentation`` (``data/augment.py``) transforms the frames of the windows that ``windows``
+    returns, one draw per window; item access (``dataset[i]``) is never augmented.
     """
 
-    def __init__(self, episodes: Sequence[Episode], window: int, cfg: AstraConfig, stride: int = 1) -> None:
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        window: int,
+        cfg: AstraConfig,
+        stride: int = 1,
+        augmentation: Augmentation | None = None,
+    ) -> None:
         if window < 1:
             raise ValueError(f"window={window}; expected >= 1")
         if stride < 1:
             raise ValueError(f"stride={stride}; expected >= 1")
         self.window, self.stride, self.cfg = window, stride, cfg
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
         self.episodes = list(episodes)
         self._packed: list[tuple[np.ndarray, np.ndarray, int]] = []
         self._states: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -79,6 +91,14 @@ class WindowDataset:
             state, state_mask, delta = self._states[e]
             item.update(state=state[sl], state_mask=state_mask[sl], state_delta=delta[sl])
         return item
+
+    def windows(self, indices: Sequence[int], rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
+        """The windows at ``indices`` (a training batch); with an augmentation, window ``k``'s frames
+        are transformed by the ``k``-th draw from ``rng`` (nothing is drawn without one)."""
+        items = [self[int(i)] for i in indices]
+        if self.augmentation is None:
+            return items
+        return [{**item, "frames": self.augmentation.draw(rng)(item["frames"])} for item in items]
 
 
 def episode_states(ep: Episode, cfg: AstraConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

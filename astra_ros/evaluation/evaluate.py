@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampler seed and shuffled-commands pairing")
     p.add_argument("--examples", type=int, default=4, help="example strips in the report")
     p.add_argument("--live", action="store_true", help="score the astra_world_model node over ROS 2")
+    p.add_argument(
+        "--live-params",
+        default=None,
+        metavar="YAML",
+        help="--live: the node's parameter file (as for astra-ros-run --params): its command_type, "
+        "command_modality, joint_names and state_topic say what is played; default: from the data",
+    )
     p.add_argument(
         "--live-timeout",
         type=float,
@@ -240,15 +248,89 @@ def run_offline(args: argparse.Namespace) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------ live
 
-NODE_MODULE = "astra_ros.ros.node"
+RUN_MODULE = "astra_ros.ros.run"  # astra-ros-run: the node from a parameter file
+LIVE_COMMAND_TYPES = ("joint_state", "float64_multi_array", "joint_trajectory")
+EPISODE_GAP_FRAMES = 2  # frame periods between the played episodes (stamps only increase)
 
 
-def start_node(args: argparse.Namespace, log_path: Path, extra: list[str] | None = None) -> Any:
-    """Start ``astra_world_model`` as a subprocess (ROS_DOMAIN_ID etc. inherited from os.environ)."""
+@dataclass(frozen=True)
+class LiveInterface:
+    """How the player speaks to the node, from the node's parameters."""
+
+    command_type: str  # one of LIVE_COMMAND_TYPES, on /joint_commands
+    modality: str  # joint_velocity | joint_position
+    joint_names: tuple[str, ...]  # order of Float64MultiArray data (the node's joint_names)
+    state_topic: str | None  # absolute; None: no /joint_states played
+
+
+def live_parameters(
+    args: argparse.Namespace, episodes: list[Any], state_model: bool = False
+) -> tuple[dict[str, Any], LiveInterface]:
+    """The node's parameters for ``--live`` and the interface they set.
+
+    Start from ``--live-params`` (a YAML for ``astra-ros-run --params``); where it says nothing, the
+    command interface follows the data: ``joint_state`` messages for joint_velocity, absolute
+    ``float64_multi_array`` targets with ``/joint_states`` for joint_position (``hold`` between
+    targets), ``joint_names`` in the episodes' order. Joint states are played where the node
+    subscribes to them: for joint_position, or for a model that takes the robot state
+    (``state_model``) when the episodes have them.
+    """
+    from astra_ros.ros.run import load_params
+    from astra_ros.ros.settings import SettingsError
+
+    try:
+        params = dict(load_params(args.live_params)) if args.live_params else {}
+    except SettingsError as err:
+        raise ValueError(str(err)) from err
+    source = args.live_params or "the data"
+    modality = params.setdefault("command_modality", args.modality)
+    if modality != args.modality:
+        raise ValueError(
+            f"--live-params {source}: command_modality={modality!r}; "
+            f"the data's commands are {args.modality!r}"
+        )
+    if modality not in ("joint_velocity", "joint_position"):
+        raise ValueError(f"--live plays joint commands; the data's modality is {modality!r}")
+    position = modality == "joint_position"
+    default_type = "float64_multi_array" if position else "joint_state"
+    command_type = params.setdefault("command_type", default_type)
+    if command_type not in LIVE_COMMAND_TYPES:
+        raise ValueError(
+            f"--live-params {source}: command_type={command_type!r}; "
+            f"expected one of {list(LIVE_COMMAND_TYPES)}"
+        )
+    names = tuple(episodes[0].joint_names)
+    for ep in episodes:
+        if tuple(ep.joint_names) != names:
+            raise ValueError(f"{ep.source}: joint names {list(ep.joint_names)}; expected {list(names)}")
+        if position and ep.states is None:
+            raise ValueError(f"{ep.source}: no joint states; joint_position targets are played with them")
+    order = tuple(params.get("joint_names") or names)
+    unknown = sorted(set(order) - set(names))
+    if unknown:
+        raise ValueError(
+            f"--live-params {source}: joint_names {unknown} are not in the data's joints {list(names)}"
+        )
+    params["joint_names"] = list(order)
+    if position:
+        params.setdefault("stale_command_policy", "hold")
+    topic = str(params.setdefault("state_topic", "joint_states"))
+    with_states = position or (state_model and all(ep.states is not None for ep in episodes))
+    state_topic = ("/" + topic.lstrip("/")) if with_states and topic else None
+    return params, LiveInterface(command_type, modality, order, state_topic)
+
+
+def start_node(
+    args: argparse.Namespace, params: dict[str, Any], out: Path, extra: list[str] | None = None
+) -> Any:
+    """Start the node as ``astra-ros-run --params OUT/node_params.yaml`` with ``params`` in the file
+    and what the evaluation needs as ``-p`` overrides (they win); ROS_DOMAIN_ID etc. are inherited."""
     import subprocess
 
+    import yaml
+
     model = args.model if args.model == COPY_LAST else str(Path(args.model).resolve())
-    params = {
+    overrides = {
         "model_path": model,
         "backend": args.backend,
         "use_sim_time": "true",
@@ -257,23 +339,27 @@ def start_node(args: argparse.Namespace, log_path: Path, extra: list[str] | None
         "max_history": args.context,  # attend to the newest `context` frames (a sliding window)
         "prediction_rate": "0.0",  # predict at every frame
         "future_command_policy": "planned",  # the bag's true future commands, as offline
+        "image_transport": "raw",
         "image_qos_reliability": "reliable",
         "image_qos_depth": 50,
         "seed": args.seed,
     }
     if args.steps is not None:
-        params["denoising_steps"] = args.steps
+        overrides["denoising_steps"] = args.steps
     if args.precision is not None:
-        params["precision"] = args.precision
+        overrides["precision"] = args.precision
     if args.context_noise is not None:
-        params["context_noise"] = args.context_noise
+        overrides["context_noise"] = args.context_noise
     if args.guidance_scale is not None:
-        params["guidance_scale"] = args.guidance_scale
-    cmd = [sys.executable, "-m", NODE_MODULE, "--ros-args"]
-    for key, value in params.items():
+        overrides["guidance_scale"] = args.guidance_scale
+    params_path = out / "node_params.yaml"
+    document = {"astra_world_model": {"ros__parameters": params}}
+    params_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    cmd = [sys.executable, "-m", RUN_MODULE, "--params", str(params_path), "--ros-args"]
+    for key, value in overrides.items():
         cmd += ["-p", f"{key}:={value}"]
     cmd += extra or []
-    log = open(log_path, "w")  # noqa: SIM115 - closed with the process by stop_process
+    log = open(out / "node.log", "w")  # noqa: SIM115 - closed with the process by stop_process
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
     proc.log_file = log  # type: ignore[attr-defined]
     return proc
@@ -307,19 +393,52 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def played_commands(ep: Any, modality: str) -> np.ndarray:
+    """The commands as the robot was sent them: velocities, or for joint_position the absolute
+    targets (the episode's relative command plus the state it is relative to)."""
+    if modality == "joint_position":
+        return np.asarray(ep.commands, np.float64) + ep.states.positions
+    return np.asarray(ep.commands, np.float64)
+
+
+def command_message(interface: LiveInterface, names: list[str], values: np.ndarray, stamp_ns: int) -> Any:
+    """One joint command of ``interface.command_type`` (values in the order of ``names``)."""
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    from astra_ros.ros.conversions import ns_to_stamp
+
+    position = interface.modality == "joint_position"
+    if interface.command_type == "float64_multi_array":
+        index = {name: i for i, name in enumerate(names)}
+        return Float64MultiArray(data=[float(values[index[name]]) for name in interface.joint_names])
+    if interface.command_type == "joint_trajectory":
+        msg = JointTrajectory(joint_names=names)
+        msg.header.stamp = ns_to_stamp(stamp_ns)
+        field = "positions" if position else "velocities"
+        msg.points = [JointTrajectoryPoint(**{field: [float(v) for v in values]})]
+        return msg
+    msg = JointState(name=names)
+    msg.header.stamp = ns_to_stamp(stamp_ns)
+    setattr(msg, "position" if position else "velocity", [float(v) for v in values])
+    return msg
+
+
 def play_into_node(
-    args: argparse.Namespace, episodes: list[Any], out: Path
-) -> tuple[dict[tuple[int, int], np.ndarray], list[float]]:
+    args: argparse.Namespace, episodes: list[Any], out: Path, state_model: bool = False
+) -> tuple[dict[tuple[int, int], np.ndarray], list[float], float | None]:
     """Play the episodes into a fresh node, frame by frame; collect its PredictedFrames.
 
-    Each frame: /clock, the command in force (JointState for joint_velocity), the plan of the true
-    commands from this frame on (planned_commands), then the image; from the ``context``-th frame of
-    an episode on, wait for the node's prediction for that frame before the next one. Between episodes the
-    node's ``~/reset`` service clears its state. Returns ``(episode, frame index) -> (H, S, S, 3)``
-    and the image-publish -> prediction-receive latencies (ms).
+    Each frame: /clock, the joint state (``live_parameters``), the command in force in the node's
+    ``command_type``, the plan of the true commands from this frame on (planned_commands), then the
+    image; from the ``context``-th frame of an episode on, wait for the node's prediction for that
+    frame before the next one. Episodes are played one after the other on one increasing timeline
+    (each starts ``EPISODE_GAP_FRAMES`` frame periods after the last); between them the node's
+    ``~/reset`` service clears its state. Returns ``(episode, frame index) -> (H, S, S, 3)``, the
+    image-publish -> prediction-receive latencies (ms) and, for joint_position, the largest
+    difference between the targets a prediction says it was conditioned on and those played (rad).
     """
-    if args.modality != "joint_velocity":
-        raise ValueError(f"--live supports --modality joint_velocity; got {args.modality!r}")
     from astra_ros.ros.isolation import isolate_ros
 
     isolate_ros()
@@ -332,12 +451,15 @@ def play_into_node(
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
     from astra_ros.msg import PredictedFrames
+    from astra_ros.ros.commands import JOINT_COMMAND_TYPES
     from astra_ros.ros.conversions import ns_to_duration, ns_to_stamp, rgb_to_image, stamp_to_ns
     from astra_ros.ros.recorder import predicted_frames_to_numpy
 
+    params, interface = live_parameters(args, episodes, state_model)
+    position = interface.modality == "joint_position"
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "node.log"
-    node_proc = start_node(args, log_path)
+    node_proc = start_node(args, params, out)
     context = rclpy.Context()
     rclpy.init(context=context)
     player = rclpy.create_node("astra_eval_player", context=context)
@@ -346,8 +468,12 @@ def play_into_node(
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     clock_pub = player.create_publisher(Clock, "/clock", reliable)
     image_pub = player.create_publisher(Image, "/image", reliable)
-    cmd_pub = player.create_publisher(JointState, "/joint_commands", reliable)
+    command_msg = JOINT_COMMAND_TYPES[interface.command_type]
+    cmd_pub = player.create_publisher(command_msg, "/joint_commands", reliable)
     plan_pub = player.create_publisher(JointTrajectory, "/planned_commands", reliable)
+    state_pub = None
+    if interface.state_topic is not None:
+        state_pub = player.create_publisher(JointState, interface.state_topic, reliable)
     reset_client = player.create_client(Trigger, "/astra_world_model/reset")
     received: dict[int, tuple[Any, float]] = {}
     player.create_subscription(
@@ -369,52 +495,57 @@ def play_into_node(
                 raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; see {log_path}")
             executor.spin_once(timeout_sec=0.01)
 
+    def settle(seconds: float = 0.01) -> None:
+        """Let what was just published reach the node before what follows (its clock first)."""
+        until = time.monotonic() + seconds
+        spin_until(lambda: time.monotonic() > until, 5.0, "settling")
+
     predictions: dict[tuple[int, int], np.ndarray] = {}
     latencies: list[float] = []
+    target_error = 0.0 if position else None
     try:
+        publishers = [image_pub, plan_pub, cmd_pub] + ([state_pub] if state_pub else [])
         spin_until(
-            lambda: (
-                image_pub.get_subscription_count() > 0
-                and plan_pub.get_subscription_count() > 0
-                and cmd_pub.get_subscription_count() > 0
-                and reset_client.service_is_ready()
-            ),
+            lambda: all(p.get_subscription_count() for p in publishers) and reset_client.service_is_ready(),
             max(60.0, args.live_timeout),
             "the astra_world_model node to start",
         )
-        settle = time.monotonic() + 0.5  # let discovery finish on the node's side too
-        spin_until(lambda: time.monotonic() > settle, 5.0, "discovery")
+        settle(0.5)  # let discovery finish on the node's side too
         total = sum(len(ep.frames) for ep in episodes)
         from tqdm import tqdm
 
         bar = tqdm(total=total, desc="astra-eval --live", unit="frame", disable=args.no_progress)
+        cursor = 1_000_000_000  # the first episode starts at 1 s (a zero stamp means "now" to the node)
         for e, ep in enumerate(episodes):
             if e > 0:
                 future = reset_client.call_async(Trigger.Request())
                 spin_until(future.done, args.live_timeout, "the node's ~/reset")
             period = int(np.median(np.diff(ep.stamps))) if len(ep.stamps) > 1 else 66_666_667
+            stamps = np.asarray(ep.stamps, np.int64) - int(ep.stamps[0]) + cursor
+            cursor = int(stamps[-1]) + EPISODE_GAP_FRAMES * period
             names = list(ep.joint_names)
+            commands = played_commands(ep, interface.modality)
             for t in range(len(ep.frames)):
-                stamp = int(ep.stamps[t])
+                stamp = int(stamps[t])
                 clock_pub.publish(Clock(clock=ns_to_stamp(stamp)))
-                cmd = JointState()
-                cmd.header.stamp = ns_to_stamp(stamp)
-                cmd.name = names
-                cmd.velocity = [float(v) for v in ep.commands[t]]
-                cmd_pub.publish(cmd)
+                settle()  # a Float64MultiArray is stamped with the node's clock when it arrives
+                if state_pub is not None:
+                    state = JointState(name=names, position=[float(v) for v in ep.states.positions[t]])
+                    state.header.stamp = ns_to_stamp(stamp)
+                    state_pub.publish(state)
+                cmd_pub.publish(command_message(interface, names, commands[t], stamp))
                 plan = JointTrajectory()
                 plan.header.stamp = ns_to_stamp(stamp)
                 plan.joint_names = names
                 for k in range(args.horizon + 2):  # from this frame's command on, a few spare points
                     src = min(t + k, len(ep.frames) - 1)
-                    offset = int(ep.stamps[src]) - stamp if t + k < len(ep.frames) else k * period
-                    point = JointTrajectoryPoint()
-                    point.velocities = [float(v) for v in ep.commands[src]]
-                    point.time_from_start = ns_to_duration(offset - period // 2)  # hold covers +-half a frame
+                    offset = int(stamps[src]) - stamp if t + k < len(ep.frames) else k * period
+                    values = [float(v) for v in commands[src]]
+                    point = JointTrajectoryPoint(**{"positions" if position else "velocities": values})
+                    point.time_from_start = ns_to_duration(offset)  # in force over [its frame, the next)
                     plan.points.append(point)
                 plan_pub.publish(plan)
-                settle = time.monotonic() + 0.01  # the command and plan reach the node before the image
-                spin_until(lambda s=settle: time.monotonic() > s, 5.0, "settling")
+                settle()  # the state, command and plan reach the node before the image
                 sent = time.monotonic()
                 image_pub.publish(rgb_to_image(ep.frames[t], stamp, "camera"))
                 if t >= args.context - 1:
@@ -426,6 +557,8 @@ def play_into_node(
                     msg, recv = received.pop(stamp)
                     predictions[(e, t)] = predicted_frames_to_numpy(msg)
                     latencies.append((recv - sent) * 1e3)
+                    if position:
+                        target_error = max(target_error, conditioned_error(msg, names, commands, t))
                 bar.update(1)
         bar.close()
     finally:
@@ -433,7 +566,19 @@ def play_into_node(
         player.destroy_node()
         rclpy.try_shutdown(context=context)
         stop_process(node_proc)
-    return predictions, latencies
+    return predictions, latencies, target_error
+
+
+def conditioned_error(msg: Any, names: list[str], targets: np.ndarray, t: int) -> float:
+    """The largest |target the node conditioned on - target played| over the prediction's frames
+    that the episode covers (PredictedFrames.actions holds absolute targets for joint_position)."""
+    index = [names.index(name) for name in msg.actions.joint_names]
+    errors = [
+        float(np.max(np.abs(np.asarray(point.positions) - targets[t + h][index])))
+        for h, point in enumerate(msg.actions.points)
+        if t + h < len(targets)
+    ]
+    return max(errors, default=0.0)
 
 
 def run_live(args: argparse.Namespace) -> dict[str, Any]:
@@ -442,12 +587,15 @@ def run_live(args: argparse.Namespace) -> dict[str, Any]:
 
     backend, episodes = open_inputs(args)
     out = Path(args.out)
-    predictions, latencies = play_into_node(args, episodes, out)
+    state_model = bool(backend.info.state_dim)
+    predictions, latencies, target_error = play_into_node(args, episodes, out, state_model)
     scores, metrics = score(args, backend, episodes, "live", model_predictions=predictions)
     metrics["offline_latency_ms"] = metrics["latency_ms"]
     metrics["latency_ms"] = latency_summary(latencies)
     metrics["live_predictions"] = len(predictions)
     metrics["live_missing_windows"] = scores.missing
+    if target_error is not None:
+        metrics["live_target_max_error_rad"] = round(target_error, 6)
     metrics["sources"] = {
         "model": "PredictedFrames of the astra_world_model node (image publish -> receive latency)",
         "offline_model": "the same model through the backend in this process",

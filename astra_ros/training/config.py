@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from astra_ros.data.augment import AUGMENTATIONS
 from astra_ros.data.lerobot import DEFAULT_CACHE_DIR, FROZEN_POLICIES
 from astra_ros.data.sources import FORMATS
 from astra_ros.model.config import PRESETS
@@ -98,6 +99,12 @@ class TrainSettings:
         "bf16 autocast or fp32; auto: bf16 on CUDA, and on a CPU with native bf16, else fp32",
         choices=("auto", "bf16", "fp32"),
     )
+    augment: str = setting(
+        "none",
+        "augmentation of the training windows' frames, one draw per window (data/augment.py): "
+        "none, light or strong",
+        choices=tuple(AUGMENTATIONS),
+    )
     compile: bool = setting(
         False, "torch.compile the network (off by default: not measured to help here; see device_check)"
     )
@@ -131,6 +138,11 @@ class DataSettings:
         flag=("--modality", "--modalities"),
     )
     val_fraction: float = setting(0.1, "share of the episodes held out for validation")
+    val_episodes: str | None = setting(
+        None,
+        "LeRobot episodes validated during training instead of a val_fraction share of the training "
+        "episodes (e.g. a held-out set of config/splits/*.yaml); disjoint from episodes",
+    )
 
 
 @dataclass

@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 import yaml
 
 from astra_ros.data.bags import BagError, Episode
+from astra_ros.data.lerobot import parse_episodes
 from astra_ros.data.sources import open_episodes
 from astra_ros.data.windows import split_episodes
 from astra_ros.model.actions import JOINT_MODALITIES
@@ -60,8 +62,22 @@ def check_config(config: TrainConfig) -> None:
 def load_data(
     data: DataSettings, cfg: AstraConfig, window: int, seed: int
 ) -> tuple[list[Episode], list[Episode], dict[str, Any]]:
-    episodes, reports = open_episodes(data, cfg.image_size, min_frames=max(window, cfg.max_history + 1))
-    train, val = split_episodes(episodes, data.val_fraction, seed)
+    min_frames = max(window, cfg.max_history + 1)
+    if data.val_episodes:
+        held = parse_episodes(data.val_episodes)
+        overlap = sorted(set(held) & set(parse_episodes(data.episodes))) if data.episodes else held
+        if overlap:
+            raise TrainingError(
+                f"val_episodes={data.val_episodes!r} and episodes={data.episodes!r} share {overlap}; "
+                "expected --episodes naming the training episodes, disjoint from --val-episodes"
+            )
+    episodes, reports = open_episodes(data, cfg.image_size, min_frames=min_frames)
+    if data.val_episodes:
+        train = episodes
+        held_out = replace(data, episodes=data.val_episodes)
+        val, _ = open_episodes(held_out, cfg.image_size, min_frames=min_frames)
+    else:
+        train, val = split_episodes(episodes, data.val_fraction, seed)
     joint_names = next((e.joint_names for e in train if e.modality in JOINT_MODALITIES), ())
     meta = {
         "modalities": sorted({e.modality for e in train}),

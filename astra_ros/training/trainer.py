@@ -1,8 +1,8 @@
 """The training loop: data, optimisation, EMA, validation, logging, atomic checkpoints, DDP.
 
-Determinism: the batch indices and every noise draw of step ``n`` come from generators seeded
-with ``(seed, n, rank)``, so a run resumed from a checkpoint continues exactly as if it had
-never stopped (the checkpoint holds model, EMA, optimizer and the step counter).
+Determinism: the batch indices, the windows' augmentation and every noise draw of step ``n`` come
+from generators seeded with ``(seed, n, rank)``, so a run resumed from a checkpoint continues
+exactly as if it had never stopped (the checkpoint holds model, EMA, optimizer and the step counter).
 
 Devices: ``device`` auto picks CUDA when available. Model, EMA and optimizer state live there;
 batches are collated on the host, pinned and copied asynchronously; the noise generators are
@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from astra_ros.data.augment import AUGMENTATIONS
 from astra_ros.data.bags import Episode
 from astra_ros.data.windows import WindowDataset
 from astra_ros.model.astra import AstraWorldModel
@@ -151,7 +152,9 @@ class Trainer:
             raise TrainingError("the cosine learning-rate schedule decays over --steps; give --steps")
         check_memory(cfg, settings, self.device)
         self.cfg, self.settings, self.run_dir, self.val = cfg, settings, run_dir, val
-        self.data = WindowDataset(train, settings.window, cfg)
+        if settings.augment not in AUGMENTATIONS:
+            raise TrainingError(f"augment={settings.augment!r}; expected one of {sorted(AUGMENTATIONS)}")
+        self.data = WindowDataset(train, settings.window, cfg, augmentation=AUGMENTATIONS[settings.augment])
         if len(self.data) == 0:
             raise TrainingError(f"no training windows of {settings.window} frames in {len(train)} episodes")
         torch.manual_seed(settings.seed)
@@ -226,7 +229,7 @@ class Trainer:
         seed = (self.settings.seed * 1_000_003 + step) * 64 + self.rank
         rng = np.random.default_rng(seed)
         indices = rng.integers(0, len(self.data), self.settings.batch_size)
-        batch = collate([self.data[int(i)] for i in indices], self.device)
+        batch = collate(self.data.windows(indices, rng), self.device)
         return batch, torch.Generator(self.device).manual_seed(seed)
 
     def _done(self) -> bool:
