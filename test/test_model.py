@@ -370,3 +370,44 @@ def test_warp_head_starts_as_copy_last_and_streams_like_the_full_forward():
         AstraConfig.preset("tiny", output_head="flow")
     with pytest.raises(ValueError, match="predict_delta"):
         AstraConfig.preset("tiny", output_head="warp", predict_delta=False)
+
+
+def test_fused_step_model_predicts_from_its_writes_like_the_full_forward():
+    cfg = AstraConfig.preset("tiny", fused_step=True, robot_state=True)
+    assert AstraWorldModel(cfg)(*random_inputs(cfg, 1, 3)[:3])[0].abs().max() == 0.0  # untrained: copy-last
+    model = perturbed_model(cfg)
+    b, t = 2, cfg.max_history + 3  # the ring buffer wraps
+    context, level, actions = random_inputs(cfg, b, t)[:3]
+    actions = actions._replace(
+        state=torch.randn(b, t, cfg.max_joints), state_mask=torch.ones(b, t, cfg.max_joints)
+    )
+    with torch.no_grad():
+        full, _ = model(context, level, actions)
+        cache, previous, streamed = model.empty_cache(b), torch.zeros_like(context[:, 0]), []
+        for k in range(t):
+            step = model.step(context[:, k], previous, level[:, k], at(actions, k), cache, *rope(cfg, k, b))
+            model.write(cache, step.keys, step.values, k % cfg.max_history)
+            previous = context[:, k]
+            streamed.append(step.output)
+    assert full.abs().max() > 0.01
+    assert (torch.stack(streamed, 1) - full).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="fused_step"):
+        AstraConfig.preset("tiny", fused_step=True, sampling_steps=2)
+
+
+def test_fused_step_rollout_runs_one_step_per_predicted_frame_and_follows_its_commands():
+    cfg = AstraConfig.preset("tiny", fused_step=True)
+    backend = TorchBackend(perturbed_model(cfg), model_info("torch", {}, cfg, "0" * 64), seed=0)
+    frames = np.random.default_rng(0).integers(0, 255, (2, cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    for frame in frames:
+        backend.ingest(frame, np.zeros(7), "joint_velocity")
+    calls = []
+    step = backend._step
+    backend._step = lambda *args, **kw: calls.append(args[-1] if len(args) > 9 else kw) or step(*args, **kw)
+    plan = np.zeros((2, 3, 7), np.float32)
+    plan[1, 1] = 2.0  # differs only in the command from predicted frame 0 to 1
+    video = backend.predict(plan, "joint_velocity", seed=3, share_noise=True).astype(int)
+    assert calls == [True, True, True]  # one pass per predicted frame, each with its output
+    assert np.array_equal(video[0, 0], video[1, 0]) and np.abs(video[0, 1] - video[1, 1]).max() > 0
+    with pytest.raises(ValueError, match="one pass per frame"):
+        TorchBackend(perturbed_model(cfg), model_info("torch", {}, cfg, "0" * 64), steps=2)

@@ -19,9 +19,9 @@ from astra_ros.training.objective import (
 )
 
 
-def tiny_model(robot_state: bool = False) -> AstraWorldModel:
+def tiny_model(robot_state: bool = False, fused_step: bool = False) -> AstraWorldModel:
     torch.manual_seed(0)
-    model = AstraWorldModel(AstraConfig.preset("tiny", robot_state=robot_state))
+    model = AstraWorldModel(AstraConfig.preset("tiny", robot_state=robot_state, fused_step=fused_step))
     for p in model.final.parameters():  # a zero-initialised head would predict the last frame
         torch.nn.init.normal_(p, std=0.05)
     return model
@@ -89,9 +89,9 @@ def test_shuffled_commands_take_the_next_windows_commands_only():
     assert other["frames"] is batch["frames"] and other["state"] is batch["state"]
 
 
-@pytest.mark.parametrize("robot_state", [False, True])
-def test_every_term_adds_its_weight_and_trains_the_network(robot_state):
-    model = tiny_model(robot_state)
+@pytest.mark.parametrize(("robot_state", "fused_step"), [(False, False), (True, False), (True, True)])
+def test_every_term_adds_its_weight_and_trains_the_network(robot_state, fused_step):
+    model = tiny_model(robot_state, fused_step)
     batch = moving_batch(model.cfg)
     base = ObjectiveSettings(rollout_prob=0.0, full_noise_prob=1.0)
     plain_loss, plain = training_loss(model, batch, base, torch.Generator().manual_seed(2))
@@ -99,6 +99,10 @@ def test_every_term_adds_its_weight_and_trains_the_network(robot_state):
     settings = ObjectiveSettings(
         rollout_prob=0.0, full_noise_prob=1.0, gradient_weight=0.5, ranking_weight=2.0, ranking_margin=5.0
     )
+    rolled = training_loss(
+        model, batch, ObjectiveSettings(rollout_prob=1.0), torch.Generator().manual_seed(2)
+    )
+    assert rolled[1]["rolled"] == 1.0 and torch.isfinite(rolled[0])
     loss, stats = training_loss(model, batch, settings, torch.Generator().manual_seed(2))
     assert stats["diffusion"] == pytest.approx(plain["diffusion"])
     assert stats["gradient"] > 0 and stats["ranking"] > 0  # a margin of 5 motion energies is never met

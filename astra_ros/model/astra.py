@@ -19,6 +19,10 @@ does not grow with the history length. ``step`` returns the new frame's keys and
 ``write`` stores them in the next slot, overwriting the oldest frame once the buffer is full (no
 attention sink: an old sink frame would sit at a frame distance never seen in training).
 
+A ``fused_step`` model has no target stream: a context frame's own tokens also predict the frame
+after it, so a rollout runs one step per predicted frame (write the frame, read the next one off the
+same pass) instead of a write plus a denoising step, and training attends over half the tokens.
+
 Conditioning per frame: the noise level enters adaLN-Zero modulation (DiT); the action enters
 through the action-aware adapter (added to the modulated input of self-attention, plus an
 identity-initialised projector after it), produced by a mixture of action experts. With
@@ -393,11 +397,14 @@ class AstraWorldModel(nn.Module):
     # -- full sequence (training) ---------------------------------------------------------------
 
     def attention_mask(self, frames: int, device: torch.device) -> torch.Tensor:
-        """Boolean ``(2TN, 2TN)`` mask over [context frames; target frames] tokens."""
+        """Boolean ``(2TN, 2TN)`` mask over [context frames; target frames] tokens (``(TN, TN)`` over
+        the context frames alone for a ``fused_step`` model)."""
         m, n = self.cfg.max_history, self.cfg.tokens_per_frame
         i = torch.arange(frames, device=device)
         dist = i[:, None] - i[None, :]  # query frame - key frame
         ctx_ctx = (dist >= 0) & (dist <= m)
+        if self.cfg.fused_step:
+            return ctx_ctx.repeat_interleave(n, 0).repeat_interleave(n, 1)
         tgt_ctx = (dist >= 0) & (dist < m)
         tgt_tgt = dist == 0
         none = torch.zeros_like(tgt_tgt)
@@ -409,35 +416,41 @@ class AstraWorldModel(nn.Module):
         context: torch.Tensor,
         context_level: torch.Tensor,
         context_actions: Actions,
-        target: torch.Tensor,
-        target_level: torch.Tensor,
-        target_actions: Actions,
+        target: torch.Tensor | None = None,
+        target_level: torch.Tensor | None = None,
+        target_actions: Actions | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Denoise every target frame against its causal context, in one pass.
+        """Predict every frame that follows a context frame, in one pass.
 
         context, target: ``(B, T, C, H, W)`` (noisy) frames; ``*_level``: ``(B, T)`` noise levels;
-        actions ``(B, T, A)``. Target ``k`` follows context ``k``. Returns the network output for
-        each target ``(B, T, C, H, W)`` and the router's load-balancing loss.
+        actions ``(B, T, A)``. Target ``k`` follows context ``k`` and is denoised against it; a
+        ``fused_step`` model has no target stream (pass None): context ``k``'s own tokens predict
+        frame ``k + 1``. Returns the network output for each following frame ``(B, T, C, H, W)``
+        (its change from context ``k``) and the router's load-balancing loss.
         """
         b, t = context.shape[:2]
         n, hd = self.cfg.tokens_per_frame, self.cfg.head_dim
-        c_ctx, a_ctx, bal_ctx = self.conditioning(context_level, context_actions)  # (B, T, W)
-        c_tgt, a_tgt, bal_tgt = self.conditioning(target_level, target_actions)
+        c, a, balance = self.conditioning(context_level, context_actions)  # (B, T, W)
         context_previous = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], 1)
-        x = torch.cat(
-            [self.embed(context, context_previous), self.embed(target, context)], 1
-        )  # (B, 2T, N, W)
-        c = torch.cat([c_ctx, c_tgt], 1)[:, :, None]  # (B, 2T, 1, W)
-        a = torch.cat([a_ctx, a_tgt], 1)[:, :, None]
-        positions = torch.cat([torch.arange(t), torch.arange(1, t + 1)]).repeat_interleave(n)
-        cos, sin = rope_angles(positions.to(x.device), hd)
+        x = self.embed(context, context_previous)  # (B, T, N, W)
+        positions = torch.arange(t)
+        if not self.cfg.fused_step:
+            if target is None or target_level is None or target_actions is None:
+                raise ValueError("target, target_level and target_actions are required without fused_step")
+            c_tgt, a_tgt, bal_tgt = self.conditioning(target_level, target_actions)
+            x = torch.cat([x, self.embed(target, context)], 1)  # (B, 2T, N, W)
+            c, a = torch.cat([c, c_tgt], 1), torch.cat([a, a_tgt], 1)
+            positions = torch.cat([positions, torch.arange(1, t + 1)])
+            balance = (balance + bal_tgt) / 2
+        c, a = c[:, :, None], a[:, :, None]  # (B, F, 1, W)
+        cos, sin = rope_angles(positions.repeat_interleave(n).to(x.device), hd)
         mask = self.attention_mask(t, x.device)
         for block in self.blocks:
             mod = block.modulation(c, a)
             q, k, v = block.attn.split(block.attention_input(x, mod, a))
             x = block.finish(x, block.attn.merge(rotate(q, cos, sin), rotate(k, cos, sin), v, mask), mod)
-        out = self.final(x[:, t:], c[:, t:])  # (B, T, N, p*p*C')
-        return self.head(out, context), (bal_ctx + bal_tgt) / 2
+        out = self.final(x[:, -t:], c[:, -t:])  # (B, T, N, p*p*C')
+        return self.head(out, context), balance
 
     # -- streaming (inference, export) ----------------------------------------------------------
 
@@ -465,7 +478,8 @@ class AstraWorldModel(nn.Module):
         ``rope_sin`` ``(B, head_dim / 2)`` of the frame's index (``rope.rope_tables``). Denoising
         steps use the output; writing a context frame (at the small context noise level) passes the
         returned keys and values to ``write``; it needs no output (``with_output=False``: the last
-        block stops at its keys/values, the final layer is skipped).
+        block stops at its keys/values, the final layer is skipped). A ``fused_step`` model's write
+        also predicts: its output is the change from ``frame`` to the frame after it.
         """
         cfg = self.cfg
         n = cfg.tokens_per_frame
@@ -489,7 +503,8 @@ class AstraWorldModel(nn.Module):
             q = rotate(q, cos, sin)
             attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
             x = block.finish(x, attn, mod)
-        out = self.head(self.final(x, c), previous[:, None])[:, 0] if with_output else None
+        base = frame if cfg.fused_step else previous  # the frame the output is a change from
+        out = self.head(self.final(x, c), base[:, None])[:, 0] if with_output else None
         return StepOutput(out, torch.stack(new_keys), torch.stack(new_values))
 
     def write(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:

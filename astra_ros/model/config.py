@@ -53,6 +53,10 @@ class AstraConfig:
     context_noise_schedule: str = "uniform"  # "uniform" or "recency" (far past noisier)
     context_noise_max: float = 0.3  # training: history levels drawn from [0, max]
     sampling_steps: int = 1
+    # One pass per frame: a history frame's tokens also predict the next frame (its output is the
+    # change to the next frame), so writing a frame and predicting the one after it are one step;
+    # no separate denoising stream, half the tokens in training (sampling_steps must be 1)
+    fused_step: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -81,6 +85,12 @@ class AstraConfig:
             raise ValueError("output_head='warp' needs parameterization='x0' and predict_delta=True")
         if not 1 <= self.sampling_steps <= 50:
             raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
+        one_pass = self.sampling_steps == 1 and self.parameterization == "x0" and self.predict_delta
+        if self.fused_step and not one_pass:
+            raise ValueError(
+                "fused_step=True needs sampling_steps=1, parameterization='x0' and predict_delta=True "
+                f"(got {self.sampling_steps}, {self.parameterization!r}, {self.predict_delta})"
+            )
 
     @property
     def tokens_per_frame(self) -> int:

@@ -80,6 +80,11 @@ class StreamingBackend(WorldModelBackend):
             raise ValueError(f"steps={self.steps}; expected 1..50")
         if not 0.0 <= self.context_noise < 1.0:
             raise ValueError(f"context_noise={self.context_noise}; expected [0, 1)")
+        if config.fused_step and (self.steps != 1 or guidance_scale != 1.0):
+            raise ValueError(
+                f"steps={self.steps}, guidance_scale={guidance_scale}: a fused_step model predicts in "
+                "one pass per frame; expected steps=1 and guidance_scale=1"
+            )
         self.seed = int(seed)
         self.history_limit = config.max_history
         self.reset()
@@ -164,7 +169,7 @@ class StreamingBackend(WorldModelBackend):
             rng = np.random.default_rng((self.seed, 0, self._cache.position))
             noise = rng.standard_normal(self._pending.shape, dtype=np.float32)
             modality_ids = np.array([modality_id(modality)])
-            self._written = self._write(
+            self._written, _ = self._write(
                 self._pending,
                 self._written,
                 actions,
@@ -283,14 +288,17 @@ class StreamingBackend(WorldModelBackend):
         cache: Cache,
         noise: np.ndarray,
         state: State,
-    ) -> np.ndarray:
+        with_output: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Write clean frames with the command over the interval after them into ``cache`` (in
         place) at the context noise level, ``noise`` broadcast over the batch; returns the frames
-        as written (the next step's ``previous``)."""
+        as written (the next step's ``previous``) and, ``with_output``, the step's output (a
+        ``fused_step`` model's change to the next frame)."""
         level = np.full(x0.shape[0], self.context_noise, np.float32)
         x = noisy(x0, noise, self.context_noise).astype(np.float32)
         rope = self._rope(cache)
-        entries = self._step(x, previous, level, actions, mask, modality, cache, rope, state, False)[1]
+        step = self._step(x, previous, level, actions, mask, modality, cache, rope, state, with_output)
+        output, entries = step
         self._store(cache.kv, entries, cache.slot)
         cache.valid[:, cache.slot] = 1.0
         cache.position += 1
@@ -298,7 +306,7 @@ class StreamingBackend(WorldModelBackend):
         if self.history_limit < slots:
             age = (cache.position - 1 - np.arange(slots)) % slots  # 0 = the frame just written
             cache.valid[:, age >= self.history_limit] = 0.0
-        return x
+        return x, output
 
     def _rope(self, cache: Cache) -> tuple[np.ndarray, np.ndarray]:
         """cos/sin of the next frame's index for every stream of ``cache``."""
@@ -374,15 +382,21 @@ class CachedRollout(Rollout):
             self.close()
 
     def _roll(self, h: int) -> None:
-        """Predicted frame ``h`` of every candidate."""
+        """Predicted frame ``h`` of every candidate: write the newest frame with command ``h``, then
+        denoise the frame it leads to (a ``fused_step`` model reads it off the write's output)."""
         b, cache, modality = self._backend, self._cache, self._modality
         a, m = self._packed[:, h], self._mask[:, h]
         state, following = self._states[h], self._states[h + 1]
         context = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
-        self._written = b._write(self._frame, self._written, a, m, modality, cache, context, state)
-        start = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
-        steps = self._steps
-        self._frame = b._sample(cache, self._written, self._frame, a, m, modality, start, steps, following)
+        fused = b.config.fused_step
+        written, change = b._write(self._frame, self._written, a, m, modality, cache, context, state, fused)
+        self._written = written
+        if fused:
+            self._frame = (self._frame + change).clip(-1.0, 1.0)
+        else:
+            start = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
+            steps = self._steps
+            self._frame = b._sample(cache, written, self._frame, a, m, modality, start, steps, following)
         self._video[:, h] = np.round((self._frame.transpose(0, 2, 3, 1) + 1.0) * 127.5).astype(np.uint8)
 
     def result(self) -> np.ndarray:

@@ -186,12 +186,15 @@ def rollout_history(
         level = context_levels(cfg, b, t - 1, generator)
         noise = torch.randn(history.shape, generator=generator, device=device)
         context = noisy(history, noise, level[..., None, None, None])
-        start = torch.randn(history.shape, generator=generator, device=device)
-        ones = torch.ones(b, t - 1, device=device)
-        out, _ = model(context, level, context_actions, start, ones, target_actions)
-        x0 = predicted_x0(out.float(), start, 1.0, history, cfg.parameterization, cfg.predict_delta).clamp(
-            -1, 1
-        )
+        if cfg.fused_step:
+            out, _ = model(context, level, context_actions)
+            x0 = (history + out.float()).clamp(-1, 1)
+        else:
+            start = torch.randn(history.shape, generator=generator, device=device)
+            ones = torch.ones(b, t - 1, device=device)
+            out, _ = model(context, level, context_actions, start, ones, target_actions)
+            x0 = predicted_x0(out.float(), start, 1.0, history, cfg.parameterization, cfg.predict_delta)
+            x0 = x0.clamp(-1, 1)
         history[:, keep:] = x0[:, keep - 1 : -1]
     return history
 
@@ -207,7 +210,8 @@ def training_loss(
     (the DDP wrapper in distributed runs); ``model`` the plain model for no-grad passes.
 
     Squared error weighted toward moving pixels (``motion_weight``), plus the optional structural,
-    gradient-difference and command-ranking terms. Ranking: the same noisy inputs are denoised again
+    gradient-difference and command-ranking terms. A ``fused_step`` model predicts each frame from
+    the context frame before it (no target stream). Ranking: the same noisy inputs are run again
     with every window's commands taken from another window; on the targets after the newest
     observed frame (where the state is dead-reckoned from the commands) the true commands' error
     must be lower than the other commands' by ``ranking_margin`` times the window's motion energy.
@@ -227,18 +231,28 @@ def training_loss(
         history = frames[:, :-1]
     target_clean = frames[:, 1:]
     c_level = context_levels(cfg, b, t - 1, generator)
-    t_level = target_levels(b, t - 1, settings.full_noise_prob, generator)
     c_noise = torch.randn(history.shape, generator=generator, device=device)
     context = noisy(history, c_noise, c_level[..., None, None, None])
-    noise = torch.randn(target_clean.shape, generator=generator, device=device)
-    s = t_level[..., None, None, None]
-    target = noisy(target_clean, noise, s)
     drop = torch.rand(b, generator=generator, device=device) < cfg.action_drop_prob
-    out, balance = network(
-        context, c_level, context_actions, target, t_level, drop_actions(target_actions, drop)
-    )
-    out = out.float()
-    x0 = predicted_x0(out, target, s, history, cfg.parameterization, cfg.predict_delta)
+    if not cfg.fused_step:
+        t_level = target_levels(b, t - 1, settings.full_noise_prob, generator)
+        noise = torch.randn(target_clean.shape, generator=generator, device=device)
+        s = t_level[..., None, None, None]
+        target = noisy(target_clean, noise, s)
+
+    def predict(actions: tuple[Actions, Actions]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The network output, the balance loss and the clean frames predicted with these commands."""
+        context_actions, target_actions = actions
+        if cfg.fused_step:  # context k's own tokens predict frame k + 1
+            out, balance = network(context, c_level, drop_actions(context_actions, drop))
+            return out.float(), balance, history + out.float()
+        out, balance = network(
+            context, c_level, context_actions, target, t_level, drop_actions(target_actions, drop)
+        )
+        x0 = predicted_x0(out.float(), target, s, history, cfg.parameterization, cfg.predict_delta)
+        return out.float(), balance, x0
+
+    out, balance, x0 = predict((context_actions, target_actions))
     weights = motion_weights(target_clean, frames[:, :-1], settings)
     zero = torch.zeros((), device=device)
     if cfg.parameterization == "velocity":
@@ -249,14 +263,7 @@ def training_loss(
     gradient = gradient_difference(x0, target_clean) if settings.gradient_weight > 0 else zero
     ranking = zero
     if settings.ranking_weight > 0:
-        other = shuffled_commands(batch)
-        other_context, other_target = window_actions(cfg, other, observed, keep_state)
-        other_out, _ = network(
-            context, c_level, other_context, target, t_level, drop_actions(other_target, drop)
-        )
-        other_x0 = predicted_x0(
-            other_out.float(), target, s, history, cfg.parameterization, cfg.predict_delta
-        )
+        other_x0 = predict(window_actions(cfg, shuffled_commands(batch), observed, keep_state))[2]
         after = slice(observed, None)  # targets after the newest observed frame
         own_error = weighted_error(x0[:, after], target_clean[:, after], weights[:, after]).mean(1)
         other_error = weighted_error(other_x0[:, after], target_clean[:, after], weights[:, after]).mean(1)
