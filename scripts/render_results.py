@@ -1,12 +1,14 @@
-"""Render README.md's model card from the results data, between the results markers.
+"""Render README.md's model card and docs/screening.md's table from the results data, between the
+results markers.
 
-    python scripts/render_results.py           # rewrite the block in README.md
-    python scripts/render_results.py --check   # exit 1 when the block is stale
+    python scripts/render_results.py           # rewrite the blocks
+    python scripts/render_results.py --check   # exit 1 when a block is stale
 
 Sources: ``engines/astra_small.train.json`` (training record), ``engines/astra_small.json`` (the
 shipped ONNX's sidecar), and ``docs/results/``: ``astra_small_heldout.json`` (astra-eval's
 metrics.json for the shipped model), ``astra_small_planner.json`` and ``benchmarks.json``. Results
 recorded for another model than the shipped ONNX are refused: re-run the evaluation first.
+docs/screening.md's table comes from ``docs/results/screening/*.json`` (``scripts/record_screening.py``).
 """
 
 from __future__ import annotations
@@ -195,10 +197,73 @@ def render_block(root: Path = ROOT) -> str:
     return "\n".join(lines[:-1]) + "\n"
 
 
-def split_readme(text: str) -> tuple[str, str, str]:
+SCREENING_ORDER = ("baseline", "fused", "state", "motion", "ranking", "warp", "no_history_noise", "width192")
+
+
+def screening_block(root: Path = ROOT) -> str:
+    """docs/screening.md's table: one row per recorded lever (docs/results/screening/*.json)."""
+    records = [load_json(p) for p in sorted((root / "docs/results/screening").glob("*.json"))]
+    order = {name: i for i, name in enumerate(SCREENING_ORDER)}
+    records.sort(key=lambda r: (order.get(r["lever"], len(order)), r["lever"]))
+    rows = []
+    for r in records:
+        t, h = r["training"], r["heldout"]
+        psnr, ssim = h["psnr"], h["ssim"]
+        rank, geo = h.get("ranking"), h.get("geometry")
+        plan = r.get("planning", {}).get("planners", {}).get("model")
+        rows.append(
+            [
+                f"`{r['lever']}`",
+                str(t["steps"]),
+                f"{t['seconds_per_step_median']:.2f}",
+                f"{psnr['model']['h8']:.2f} ({psnr['model']['h8'] - psnr['copy_last']['h8']:+.2f})",
+                f"{psnr['model']['h4'] - psnr['shuffled_commands']['h4']:+.2f}",
+                f"{ssim['model']['h8']:.3f} / {ssim['copy_last']['h8']:.3f}",
+                f"{rank['top1_moving']:.2f}" if rank else "-",
+                f"{geo['model']['link_iou']['h4']:.3f} / {geo['model']['link_iou']['h8']:.3f}"
+                if geo
+                else "-",
+                f"{geo['model']['ee_lost']['h8']:.0%}" if geo else "-",
+                f"{plan['closed_fraction_mean']:+.2f}" if plan else "-",
+            ]
+        )
+    copy = (
+        records[0]["heldout"]["geometry"]["copy_last"]
+        if records and "geometry" in records[0]["heldout"]
+        else None
+    )
+    lines = [
+        "<!-- rendered by scripts/render_results.py from docs/results/screening/; do not edit -->",
+        *table(
+            [
+                "lever",
+                "steps",
+                "s / step",
+                "PSNR h8 dB (vs copy-last)",
+                "h4 vs shuffled commands dB",
+                "SSIM h8 model / copy-last",
+                "ranking top-1 (moving)",
+                "link IoU h4 / h8",
+                "EE lost h8",
+                "plan closed",
+            ],
+            rows,
+        ),
+    ]
+    if copy is not None:
+        lines += [
+            "",
+            f"Copy-last on the same windows: link IoU {copy['link_iou']['h4']:.3f} / "
+            f"{copy['link_iou']['h8']:.3f}, end effector lost at h8 {copy['ee_lost']['h8']:.0%}; "
+            "ranking chance 0.125.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def split_readme(text: str, name: str = "README.md") -> tuple[str, str, str]:
     """(before and BEGIN, the block, END and after); raises when the markers are not there once each."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ResultsError(f"README.md: expected one {BEGIN} followed by one {END}")
+        raise ResultsError(f"{name}: expected one {BEGIN} followed by one {END}")
     head, rest = text.split(BEGIN)
     block, tail = rest.split(END)
     return head + BEGIN + "\n", block.removeprefix("\n"), END + tail
@@ -209,21 +274,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 when README.md's block is stale")
     p.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     args = p.parse_args(argv)
-    readme = args.root / "README.md"
-    try:
-        head, block, tail = split_readme(readme.read_text())
-        fresh = render_block(args.root)
-    except ResultsError as err:
-        print(f"render_results: error: {err}", file=sys.stderr)
-        return 2
-    if block == fresh:
-        return 0
-    if args.check:
-        print(f"render_results: {readme} is stale; run python scripts/render_results.py", file=sys.stderr)
-        return 1
-    readme.write_text(head + fresh + tail)
-    print(f"render_results: updated {readme}")
-    return 0
+    stale = []
+    for path, render in (
+        (args.root / "README.md", render_block),
+        (args.root / "docs/screening.md", screening_block),
+    ):
+        try:
+            head, block, tail = split_readme(path.read_text(), path.name)
+            fresh = render(args.root)
+        except ResultsError as err:
+            print(f"render_results: error: {err}", file=sys.stderr)
+            return 2
+        if block == fresh:
+            continue
+        if args.check:
+            stale.append(path)
+            continue
+        path.write_text(head + fresh + tail)
+        print(f"render_results: updated {path}")
+    for path in stale:
+        print(f"render_results: {path} is stale; run python scripts/render_results.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

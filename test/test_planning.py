@@ -122,30 +122,48 @@ def test_the_planner_reaches_a_kuka_goal_with_the_simulator_as_model():
 
 
 def test_astra_plan_bench_quick(tmp_path):
-    from astra_ros.planning.bench import Episode, main, planning_gain
+    from astra_ros.planning.bench import main, planning_gain
 
     out = tmp_path / "bench"
-    assert main(["--model", "copy_last", "--out", str(out), "--quick", "--no-progress"]) == 0
+    quick = ["--out", str(out), "--quick", "--no-progress"]
+    assert main(["--model", "copy_last", "--planners", "stay,random,oracle", *quick]) == 0
     report = json.loads((out / "plan_bench.json").read_text())
-    assert set(report["planners"]) == {"model", "stay", "random", "oracle"} and report["goals"] == 2
-    for name in ("model", "oracle"):
-        assert (
-            report["planners"][name]["plan_steps"] == 2 * 2
-            and report["planners"][name]["plan_seconds_p50"] > 0
-        )
+    assert set(report["planners"]) == {"stay", "random", "oracle"} and report["goals"] == 2
+    assert (
+        report["planners"]["oracle"]["plan_steps"] == 2 * 2
+        and report["planners"]["oracle"]["plan_seconds_p50"] > 0
+    )
     stay, oracle = (report["planners"][n] for n in ("stay", "oracle"))
     assert stay["closed_fraction_mean"] == pytest.approx(0.0, abs=0.1)  # zero commands: nearly still
     assert oracle["closed_fraction_mean"] > stay["closed_fraction_mean"]
     low, high = oracle["closed_fraction_ci95"]
     assert low <= oracle["closed_fraction_mean"] <= high
     assert report["oracle_check"]["target"] == 0.6 and (out / "plan_bench.png").stat().st_size > 0
+    # the model alone, with the oracle, stay and random of the same benchmark reused
+    model_out = tmp_path / "model"
+    reuse = ["--reuse", str(out / "plan_bench.json")]
+    args = [
+        "--model",
+        "copy_last",
+        "--planners",
+        "model",
+        "--out",
+        str(model_out),
+        "--quick",
+        "--no-progress",
+    ]
+    assert main([*args, *reuse]) == 0
+    both = json.loads((model_out / "plan_bench.json").read_text())
+    assert set(both["planners"]) == {"model", "stay", "random", "oracle"}
+    assert both["planners"]["oracle"] == oracle and both["planners"]["model"]["plan_steps"] == 2 * 2
+    assert isinstance(both["planning_gain"]["gain"], float)
+    assert main([*args, *reuse, "--seed", "7"]) == 2  # another benchmark's goals cannot be reused
 
-    def runs(*closed: float) -> list[Episode]:
-        return [Episode(1.0, 1.0 - c, 0.0, [], []) for c in closed]
-
-    gain = planning_gain({"model": runs(0.2, 0.4), "oracle": runs(0.6, 0.6)})
+    gain = planning_gain({"model": np.array([0.2, 0.4]), "oracle": np.array([0.6, 0.6])})
     assert gain["gain"] == pytest.approx(0.5) and gain["ci95"][0] <= 0.5 <= gain["ci95"][1]
-    assert planning_gain({"model": runs(0.2), "oracle": runs(-0.1)}) is None  # the oracle closes nothing
+    assert (
+        planning_gain({"model": np.array([0.2]), "oracle": np.array([-0.1])}) is None
+    )  # the oracle closes nothing
     assert main(["--model", "copy_last", "--out", str(out), "--planners", "model,teleport"]) == 2
 
 

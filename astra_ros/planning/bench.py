@@ -196,13 +196,13 @@ def summarise(episodes: list[Episode], success_radius: float) -> dict[str, Any]:
     }
 
 
-def planning_gain(episodes: dict[str, list[Episode]]) -> dict[str, Any] | None:
-    """The model's mean closed fraction over the oracle's, with a paired bootstrap interval over goals;
-    None without both, or when the oracle closes nothing (then the ratio measures nothing)."""
-    if "model" not in episodes or "oracle" not in episodes:
+def planning_gain(closed: dict[str, np.ndarray]) -> dict[str, Any] | None:
+    """The model's mean closed fraction over the oracle's (per-goal closed fractions of the same
+    goals), with a paired bootstrap interval over goals; None without both, or when the oracle
+    closes nothing (then the ratio measures nothing)."""
+    if "model" not in closed or "oracle" not in closed:
         return None
-    model = np.array([e.closed for e in episodes["model"]])
-    oracle = np.array([e.closed for e in episodes["oracle"]])
+    model, oracle = closed["model"], closed["oracle"]
     if oracle.mean() <= 0:
         return None
     rng = np.random.default_rng(0)
@@ -212,6 +212,27 @@ def planning_gain(episodes: dict[str, list[Episode]]) -> dict[str, Any] | None:
         "gain": float(model.mean() / oracle.mean()),
         "ci95": [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))],
     }
+
+
+BENCHMARK_SETTINGS = (
+    "goals", "candidates", "horizon", "execute", "goal_frames", "frames", "context", "method",
+    "iterations", "knots", "cost", "std", "smoothness", "min_motion", "success_radius", "seed",
+)  # fmt: skip
+"""The settings that define the goals and the planners; ``--reuse`` needs them equal."""
+
+
+def reused_planners(path: str, args: argparse.Namespace, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The planners of an earlier report with the same benchmark settings that this run does not run
+    (the oracle takes most of a run's time and does not depend on the model)."""
+    report = json.loads(Path(path).read_text())
+    differ = {
+        k: [report["settings"].get(k), getattr(args, k)]
+        for k in BENCHMARK_SETTINGS
+        if report["settings"].get(k) != getattr(args, k)
+    }
+    if differ:
+        raise ValueError(f"--reuse {path}: settings {differ} (theirs, this run's); expected equal ones")
+    return {name: r for name, r in report["planners"].items() if name not in names}
 
 
 def plot(results: dict[str, dict[str, Any]], path: Path) -> Path:
@@ -257,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-motion", type=float, default=0.15, help="metres the EE must move to its goal")
     p.add_argument("--success-radius", type=float, default=0.05, help="metres: a goal counts as reached")
     p.add_argument("--seed", type=int, default=90_000, help="held-out goal seed (not a training seed)")
+    p.add_argument(
+        "--reuse", default=None, help="plan_bench.json of the same benchmark: take its other planners from it"
+    )
     p.add_argument("--quick", action="store_true", help=f"a smoke-test setting: {QUICK}")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -292,6 +316,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{args.frames}, --goal-frames {args.goal_frames}; expected 1 <= execute <= horizon and "
             "context, frames, goal-frames >= 1"
         )
+    reused = reused_planners(args.reuse, args, names) if args.reuse else {}
     model = open_model(args) if "model" in names else None
     size = model.info.image_size if model is not None else 64
     env = KukaEnv(size)
@@ -328,7 +353,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rng = np.random.default_rng((args.seed, g))
                 episodes[name].append(run_episode(env, goal, name, planners.get(name), args, rng))
                 bar.update(1)
-            report = write_report(args, model, config, goals[: g + 1], episodes, out)  # after every goal
+            # rewritten after every goal, so a long run that is stopped still leaves its results
+            report = write_report(args, model, config, goals[: g + 1], episodes, reused, out)
         bar.close()
     finally:
         env.close()
@@ -344,11 +370,12 @@ def write_report(
     config: PlannerConfig,
     goals: list[Goal],
     episodes: dict[str, list[Episode]],
+    reused: dict[str, dict[str, Any]],
     out: Path,
 ) -> dict[str, Any]:
-    """``OUT/plan_bench.json`` over the goals run so far (rewritten after each, so a long run that
-    is stopped still leaves its results)."""
-    results = {n: summarise(e, args.success_radius) for n, e in episodes.items()}
+    """``OUT/plan_bench.json`` over the goals run so far, with the ``reused`` planners' results."""
+    results = {**reused, **{n: summarise(e, args.success_radius) for n, e in episodes.items()}}
+    closed = {n: np.array(r["per_goal_closed_fraction"][: len(goals)]) for n, r in results.items()}
     start = [float(np.linalg.norm(g.start_ee - g.goal_ee)) for g in goals]
     oracle = results.get("oracle")
     report = {
@@ -367,7 +394,8 @@ def write_report(
             "target": ORACLE_TARGET,
             "passed": oracle["closed_fraction_mean"] >= ORACLE_TARGET,
         },
-        "planning_gain": planning_gain(episodes),
+        "reused_from": args.reuse,
+        "planning_gain": planning_gain(closed),
     }
     (out / "plan_bench.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
