@@ -128,10 +128,10 @@ def test_kinematics_exports_and_passes_parity(tmp_path):
     from astra_ros.model.astra import AstraWorldModel
     from astra_ros.model.checkpoint import Checkpoint, save_checkpoint
     from astra_ros.model.config import AstraConfig
-    from astra_ros.sim.kuka import JOINT_NAMES
+    from astra_ros.sim.kuka import JOINT_NAMES, kinematics_description
 
     torch.manual_seed(0)
-    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa")
+    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics=kinematics_description())
     model = AstraWorldModel(cfg)
     with torch.no_grad():
         for p in model.parameters():

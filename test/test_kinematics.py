@@ -13,9 +13,10 @@ import torch
 from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.config import AstraConfig
 from astra_ros.model.kinematics import ChainProjection
-from astra_ros.model.robot_description import KINEMATICS, kuka_iiwa, urdf_chain
-from astra_ros.sim.kuka import JOINT_NAMES, KukaEnv, camera_matrices
-from astra_ros.training.config import config_from_args
+from astra_ros.model.robot_description import opengl_camera, urdf_chain
+from astra_ros.sim import kuka
+from astra_ros.sim.kuka import JOINT_NAMES, KukaEnv, camera_matrices, kinematics_description
+from astra_ros.training.config import config_from_args, model_config
 from astra_ros.training.train import build_parser, check_state_joints
 from astra_ros.training.trainer import TrainingError
 
@@ -27,7 +28,7 @@ def opengl(matrix: tuple[float, ...]) -> np.ndarray:
 def test_forward_kinematics_and_projection_match_pybullet():
     size = 64
     env = KukaEnv(size)
-    chain = ChainProjection(kuka_iiwa(), size)
+    chain = ChainProjection(kinematics_description(), size)
     rng = np.random.default_rng(0)
     q = rng.uniform(env.lower, env.upper, (12, len(JOINT_NAMES)))
     world = chain.world(torch.tensor(q, dtype=torch.float32)).double().numpy()  # (12, 8, 3)
@@ -51,6 +52,32 @@ def test_forward_kinematics_and_projection_match_pybullet():
         on_robot += list(seg[y[inside], x[inside]] >= 0)
     env.close()
     assert len(on_robot) > 60 and np.mean(on_robot) > 0.95
+
+
+def test_a_ros_camera_from_its_pose_and_intrinsics_projects_as_a_pinhole():
+    eye, target = np.array(kuka.CAMERA_EYE), np.array(kuka.CAMERA_TARGET)
+    z = (target - eye) / np.linalg.norm(target - eye)  # the optical frame: x right, y down, z forward
+    x = np.cross(z, kuka.CAMERA_UP)
+    x /= np.linalg.norm(x)
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = np.stack([x, np.cross(z, x), z], 1), eye
+    # the simulator's camera as camera_info would give it: pybullet's matrices
+    f = 32 / math.tan(math.radians(kuka.CAMERA_FOV) / 2)
+    k = np.array([[f, 0.0, 31.5], [0.0, f, 31.5], [0.0, 0.0, 1.0]])
+    view, projection = opengl_camera(pose, k, 64, 64, kuka.CAMERA_NEAR, kuka.CAMERA_FAR)
+    np.testing.assert_allclose(view, camera_matrices()[0], atol=1e-6)
+    np.testing.assert_allclose(projection, camera_matrices()[1], atol=1e-6)
+    # an off-centre principal point on an 80 x 48 image resized to the model's 32 x 32
+    k = np.array([[60.0, 0.0, 30.0], [0.0, 50.0, 20.0], [0.0, 0.0, 1.0]])
+    view, projection = opengl_camera(pose, k, 80, 48, 0.1, 6.0)
+    chain = ChainProjection({**kinematics_description(), "view": view, "projection": projection}, 32)
+    q = torch.tensor(np.random.default_rng(1).uniform(-1, 1, (4, 7)), dtype=torch.float32)
+    world = chain.world(q).double().numpy()
+    optical = (world - eye) @ pose[:3, :3]  # (4, 8, 3) in the optical frame
+    u = 60.0 * optical[..., 0] / optical[..., 2] + 30.0 + 0.5
+    v = 50.0 * optical[..., 1] / optical[..., 2] + 20.0 + 0.5
+    expected = np.stack([u * 32 / 80, v * 32 / 48], -1)
+    np.testing.assert_allclose(chain(q)[0].double().numpy(), expected, atol=1e-3)
 
 
 URDF = """<robot name="toy">
@@ -86,32 +113,36 @@ def test_urdf_chain_in_chain_order_with_fixed_joints_and_a_tip(tmp_path):
         urdf_chain(path, tip="tool")
 
 
-def test_config_stores_the_named_description_as_numbers_and_checks_it():
-    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa")
-    assert cfg.kinematics == KINEMATICS["kuka_iiwa"]() and cfg.kinematics["joints"] == list(JOINT_NAMES)
+def test_config_holds_the_description_as_numbers_and_checks_it():
+    kuka = kinematics_description()
+    assert kuka["joints"] == list(JOINT_NAMES) and kuka["view"] == list(camera_matrices()[0])
+    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics=kuka)
     assert AstraConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError, match="robot_state=False"):
-        AstraConfig.preset("tiny", kinematics="kuka_iiwa")
-    with pytest.raises(ValueError, match="one of \\['kuka_iiwa'\\]"):
-        AstraConfig.preset("tiny", robot_state=True, kinematics="ur5")
+        AstraConfig.preset("tiny", kinematics=kuka)
+    with pytest.raises(ValueError, match="is a name"):
+        AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa")
     with pytest.raises(ValueError, match="kinematics\\['view'\\]"):
-        AstraConfig.preset("tiny", robot_state=True, kinematics={**cfg.kinematics, "view": [1.0] * 12})
+        AstraConfig.preset("tiny", robot_state=True, kinematics={**kuka, "view": [1.0] * 12})
+    axes = [*kuka["axis"][:2], [0.0, float("nan"), 1.0], *kuka["axis"][3:]]
     with pytest.raises(ValueError, match="kinematics\\['axis'\\]\\[2\\]"):
-        axes = [*cfg.kinematics["axis"][:2], [0.0, float("nan"), 1.0], *cfg.kinematics["axis"][3:]]
-        AstraConfig.preset("tiny", robot_state=True, kinematics={**cfg.kinematics, "axis": axes})
+        AstraConfig.preset("tiny", robot_state=True, kinematics={**kuka, "axis": axes})
     with pytest.raises(ValueError, match="7 movable joints"):
-        AstraConfig.preset("tiny", robot_state=True, max_joints=6, kinematics="kuka_iiwa")
+        AstraConfig.preset("tiny", robot_state=True, max_joints=6, kinematics=kuka)
 
 
-def test_training_yaml_names_the_kinematics_and_the_data_must_match_its_joints(tmp_path):
+def test_a_training_yaml_names_the_kinematics_and_the_run_stores_its_numbers(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("preset: tiny\nmodel: {robot_state: true, kinematics: kuka_iiwa}\n")
     config = config_from_args(build_parser().parse_args(["--config", str(path)]))
-    cfg = AstraConfig.preset(config.preset, **config.model)
-    assert cfg.kinematics["view"] == list(camera_matrices()[0])
+    cfg = model_config(config)
+    assert cfg.kinematics == kinematics_description()
     check_state_joints(cfg, list(JOINT_NAMES))
     with pytest.raises(TrainingError, match="chain's joints"):
         check_state_joints(cfg, ["a", *JOINT_NAMES])
+    path.write_text("preset: tiny\nmodel: {robot_state: true, kinematics: ur5}\n")
+    with pytest.raises(TrainingError, match="one of \\['kuka_iiwa'\\]"):
+        model_config(config_from_args(build_parser().parse_args(["--config", str(path)])))
 
 
 def states(b: int, t: int, cfg: AstraConfig, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +153,7 @@ def states(b: int, t: int, cfg: AstraConfig, seed: int = 0) -> tuple[torch.Tenso
 
 
 def test_kinematics_term_is_per_token_zero_when_masked_and_zero_at_initialisation():
-    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa")
+    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics=kinematics_description())
     model = AstraWorldModel(cfg).eval()
     embed = model.kinematics_embed
     state, mask = states(2, 3, cfg)

@@ -424,7 +424,9 @@ def with_states(actions: Actions, cfg: AstraConfig, seed: int) -> Actions:
 
 @pytest.mark.parametrize("fused", [False, True], ids=["two-stream", "fused_step"])
 def test_kinematics_streams_like_the_full_forward_and_starts_unchanged(fused):
-    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa", fused_step=fused)
+    from astra_ros.sim.kuka import kinematics_description
+
+    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics=kinematics_description(), fused_step=fused)
     b, t = 2, cfg.max_history + 3  # the ring buffer wraps
     ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, b, t)
     ctx_act, tgt_act = with_states(ctx_act, cfg, 1), with_states(tgt_act, cfg, 2)

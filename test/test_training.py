@@ -23,6 +23,7 @@ from astra_ros.model.actions import modality_id
 from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
+from astra_ros.sim.kuka import kinematics_description
 from astra_ros.training.objective import ObjectiveSettings, ssim, training_loss
 from astra_ros.training.train import main as train
 from astra_ros.training.trainer import TrainingError, TrainSettings, learning_rate
@@ -453,6 +454,6 @@ def test_init_switches_kinematics_on_for_a_state_model_and_stores_its_numbers(ku
     assert added == ["kinematics_embed.proj.bias", "kinematics_embed.proj.weight"]
     assert not any(grown[k].any() for k in added)  # zero: the model starts unchanged
     saved = load_checkpoint(tmp_path / "fk" / "model.pt").config.kinematics
-    assert saved == AstraConfig.preset("tiny", robot_state=True, kinematics="kuka_iiwa").kinematics
+    assert saved == kinematics_description()
     back = ["--set", "robot_state=true", "--out", str(tmp_path / "back")]
     assert train([*common, *back, "--init", str(tmp_path / "fk" / "model.pt")]) == 2

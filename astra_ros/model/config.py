@@ -44,10 +44,9 @@ class AstraConfig:
     num_modalities: int = len(MODALITIES)  # the first N of MODALITIES have action tables
     robot_state: bool = False  # per-frame joint positions (up to max_joints) condition every frame
     state_drop_prob: float = 0.2  # training: whole windows lose their state (the model runs without)
-    # The robot's chain and camera (model/robot_description.py): each frame's tokens also see where its
-    # joint positions put the links in the image. A name in robot_description.KINEMATICS is replaced
-    # by its numbers, so saved configs hold the geometry itself.
-    kinematics: dict[str, Any] | str | None = None
+    # The robot's chain and camera as numbers (model/robot_description.py): each frame's tokens also
+    # see where its joint positions put the links in the image
+    kinematics: dict[str, Any] | None = None
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)
@@ -92,7 +91,6 @@ class AstraConfig:
         if not 1 <= self.sampling_steps <= 50:
             raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
         if self.kinematics is not None:
-            self.kinematics = robot_description.resolve(self.kinematics)
             if not self.robot_state:
                 raise ValueError("kinematics is set but robot_state=False; expected robot_state=True")
             robot_description.check(self.kinematics, self.max_joints)

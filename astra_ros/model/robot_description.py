@@ -14,19 +14,20 @@ A description is a dict of JSON-able lists:
   projection maps onto the model's square image (any crop or resize folded in). For a real robot: the
   view matrix is the inverse of the camera's pose in the world (TF), in the OpenGL camera convention
   (x right, y up, looking along -z; the optical frame of ROS turned by pi about x); the projection
-  follows from camera_info's K and the image size.
+  follows from camera_info's K and the image size (``opengl_camera`` computes both).
 
-``KINEMATICS`` names the descriptions a training config may give by name (``model: {kinematics:
-kuka_iiwa}``); ``AstraConfig`` replaces the name by the numbers.
+Training configs may name a description instead (``model: {kinematics: kuka_iiwa}``,
+``training.config.KINEMATICS``); the run's config stores the numbers.
 """
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 VECTOR_KEYS = ("origin_xyz", "origin_rpy", "axis")
 KEYS = ("joints", *VECTOR_KEYS, "base_xyz", "base_rpy", "view", "projection")
@@ -107,37 +108,35 @@ def movable_joints(description: dict[str, Any]) -> list[str]:
     return [n for n, a in zip(description["joints"], description["axis"], strict=True) if any(a)]
 
 
-def kuka_iiwa() -> dict[str, Any]:
-    """The project's KUKA simulator: pybullet_data's iiwa URDF at its base position and its camera."""
-    import pybullet_data
-
-    from astra_ros.sim import kuka
-
-    chain = urdf_chain(Path(pybullet_data.getDataPath()) / kuka.ROBOT_URDF)
-    view, projection = kuka.camera_matrices()
-    return {
-        **chain,
-        "base_xyz": list(kuka.BASE_POSITION),
-        "base_rpy": [0.0, 0.0, 0.0],
-        "view": list(view),
-        "projection": list(projection),
-    }
-
-
-KINEMATICS: dict[str, Callable[[], dict[str, Any]]] = {"kuka_iiwa": kuka_iiwa}
-
-
-def resolve(value: Any) -> Any:
-    """A name in ``KINEMATICS`` -> its description; anything else unchanged."""
-    if isinstance(value, str):
-        if value not in KINEMATICS:
-            raise ValueError(f"kinematics={value!r}; expected a description or one of {sorted(KINEMATICS)}")
-        return KINEMATICS[value]()
-    return value
+def opengl_camera(
+    world_from_optical: np.ndarray, k: np.ndarray, width: int, height: int, near: float, far: float
+) -> tuple[list[float], list[float]]:
+    """``view`` and ``projection`` (column-major) of a ROS camera: the pose ``(4, 4)`` of its optical
+    frame (x right, y down, z forward) in the world (TF), and camera_info's ``K`` ``(3, 3)`` for its
+    ``width`` x ``height`` image, which the model sees resized to its square (crop first: shift ``cx``,
+    ``cy`` and pass the cropped size). ``K`` puts pixel centres at integers; the model's pixels start at
+    the image's edge, so the centres move by half a pixel. ``near`` / ``far``: the depth range (m)."""
+    gl_from_optical = np.diag([1.0, -1.0, -1.0, 1.0])  # a turn by pi about x
+    view = np.linalg.inv(np.asarray(world_from_optical, np.float64) @ gl_from_optical)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2] + 0.5, k[1, 2] + 0.5
+    projection = np.array(
+        [
+            [2 * fx / width, 0.0, 1 - 2 * cx / width, 0.0],
+            [0.0, 2 * fy / height, 2 * cy / height - 1, 0.0],
+            [0.0, 0.0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+            [0.0, 0.0, -1.0, 0.0],
+        ]
+    )
+    return view.T.reshape(-1).tolist(), projection.T.reshape(-1).tolist()
 
 
 def check(description: Any, max_joints: int) -> None:
     """Raise ValueError naming the key when ``description`` is not a valid description."""
+    if isinstance(description, str):
+        raise ValueError(
+            f"kinematics={description!r} is a name; expected its description (a training config's "
+            "model.kinematics resolves names: training.config.KINEMATICS)"
+        )
     if not isinstance(description, dict) or set(description) != set(KEYS):
         got = sorted(description) if isinstance(description, dict) else type(description).__name__
         raise ValueError(f"kinematics has keys {got}; expected {sorted(KEYS)}")

@@ -14,8 +14,12 @@ Segmentation ids: 0 the base (``lbr_iiwa_link_0``), ``i`` the link moved by join
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from astra_ros.model.robot_description import urdf_chain
 
 __all__ = [
     "BASE_POSITION",
@@ -29,6 +33,7 @@ __all__ = [
     "KukaEnv",
     "SimState",
     "camera_matrices",
+    "kinematics_description",
 ]
 
 JOINT_NAMES = tuple(f"lbr_iiwa_joint_{i}" for i in range(1, 8))
@@ -80,6 +85,21 @@ def camera_matrices() -> tuple[tuple[float, ...], tuple[float, ...]]:
     )
     proj = p.computeProjectionMatrixFOV(fov=CAMERA_FOV, aspect=1.0, nearVal=CAMERA_NEAR, farVal=CAMERA_FAR)
     return tuple(view), tuple(proj)
+
+
+def kinematics_description() -> dict[str, Any]:
+    """The arm's chain (pybullet_data's URDF) at its base position and the camera, as the numbers of
+    ``AstraConfig.kinematics``."""
+    import pybullet_data
+
+    view, projection = camera_matrices()
+    return {
+        **urdf_chain(Path(pybullet_data.getDataPath()) / ROBOT_URDF),
+        "base_xyz": list(BASE_POSITION),
+        "base_rpy": [0.0, 0.0, 0.0],
+        "view": list(view),
+        "projection": list(projection),
+    }
 
 
 def _joint_vector(name: str, value: np.ndarray | list[float], unit: str) -> np.ndarray:

@@ -34,7 +34,14 @@ from astra_ros.model.actions import JOINT_MODALITIES
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
 from astra_ros.model.robot_description import movable_joints
-from astra_ros.training.config import DataSettings, TrainConfig, add_arguments, config_from_args, to_dict
+from astra_ros.training.config import (
+    DataSettings,
+    TrainConfig,
+    add_arguments,
+    config_from_args,
+    model_config,
+    to_dict,
+)
 from astra_ros.training.trainer import Trainer, TrainingError
 
 
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         check_config(config)
-        cfg = AstraConfig.preset(config.preset, **config.model)
+        cfg = model_config(config)
         train, val, meta = load_data(config.data, cfg, config.train.window, config.train.seed)
         check_state_joints(cfg, meta["joint_names"])
         meta["config"] = to_dict(config)
