@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ from astra_ros.sim.kuka import JOINT_NAMES, KukaEnv, camera_matrices, kinematics
 from astra_ros.training.config import config_from_args, model_config
 from astra_ros.training.train import build_parser, check_state_joints
 from astra_ros.training.trainer import TrainingError
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def opengl(matrix: tuple[float, ...]) -> np.ndarray:
@@ -132,14 +135,15 @@ def test_config_holds_the_description_as_numbers_and_checks_it():
 
 
 def test_a_training_yaml_names_the_kinematics_and_the_run_stores_its_numbers(tmp_path):
-    path = tmp_path / "run.yaml"
-    path.write_text("preset: tiny\nmodel: {robot_state: true, kinematics: kuka_iiwa}\n")
-    config = config_from_args(build_parser().parse_args(["--config", str(path)]))
+    files = [REPO / "config/train/screen.yaml", REPO / "config/train/screen/kinematics.yaml"]
+    config = config_from_args(build_parser().parse_args(["--config", *map(str, files), "--preset", "tiny"]))
     cfg = model_config(config)
+    assert config.model["kinematics"] == "kuka_iiwa" and cfg.fused_step
     assert cfg.kinematics == kinematics_description()
     check_state_joints(cfg, list(JOINT_NAMES))
     with pytest.raises(TrainingError, match="chain's joints"):
         check_state_joints(cfg, ["a", *JOINT_NAMES])
+    path = tmp_path / "run.yaml"
     path.write_text("preset: tiny\nmodel: {robot_state: true, kinematics: ur5}\n")
     with pytest.raises(TrainingError, match="one of \\['kuka_iiwa'\\]"):
         model_config(config_from_args(build_parser().parse_args(["--config", str(path)])))
