@@ -160,8 +160,7 @@ def train_bench(
 ) -> dict[str, Any]:
     from runtime_fixtures import synthetic_episodes
 
-    from astra_ros.model.config import AstraConfig
-    from astra_ros.training.config import config_from_args, load_yaml, to_dict
+    from astra_ros.training.config import config_from_args, load_yaml, model_config, to_dict
     from astra_ros.training.train import build_parser
     from astra_ros.training.trainer import Trainer
 
@@ -172,7 +171,7 @@ def train_bench(
     flags += ["--compile"] if compile_network else []
     flags += ["--preset", preset] if preset else []
     config = config_from_args(build_parser().parse_args(flags))
-    cfg = AstraConfig.preset(config.preset, **config.model)
+    cfg = model_config(config)
     episodes = synthetic_episodes(cfg.image_size, episodes=4, length=60)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, episodes, [], Path(tmp), config.train, {})

@@ -411,3 +411,47 @@ def test_fused_step_rollout_runs_one_step_per_predicted_frame_and_follows_its_co
     assert np.array_equal(video[0, 0], video[1, 0]) and np.abs(video[0, 1] - video[1, 1]).max() > 0
     with pytest.raises(ValueError, match="one pass per frame"):
         TorchBackend(perturbed_model(cfg), model_info("torch", {}, cfg, "0" * 64), steps=2)
+
+
+def with_states(actions: Actions, cfg: AstraConfig, seed: int) -> Actions:
+    """``actions`` with random joint positions, every third frame's state unknown."""
+    g = torch.Generator().manual_seed(seed)
+    b, t = actions.modality.shape
+    mask = torch.ones(b, t, cfg.max_joints)
+    mask[:, ::3] = 0.0
+    return actions._replace(state=torch.rand(b, t, cfg.max_joints, generator=g) * 3 - 1.5, state_mask=mask)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["two-stream", "fused_step"])
+def test_kinematics_streams_like_the_full_forward_and_starts_unchanged(fused):
+    from astra_ros.sim.kuka import kinematics_description
+
+    cfg = AstraConfig.preset("tiny", robot_state=True, kinematics=kinematics_description(), fused_step=fused)
+    b, t = 2, cfg.max_history + 3  # the ring buffer wraps
+    ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act = random_inputs(cfg, b, t)
+    ctx_act, tgt_act = with_states(ctx_act, cfg, 1), with_states(tgt_act, cfg, 2)
+    inputs = (ctx, ctx_level, ctx_act) if fused else (ctx, ctx_level, ctx_act, tgt, tgt_level, tgt_act)
+    model = perturbed_model(cfg)
+    with torch.no_grad():
+        full, _ = model(*inputs)
+        if fused:
+            cache, previous, outs = model.empty_cache(b), torch.zeros_like(ctx[:, 0]), []
+            for k in range(t):
+                level, act = ctx_level[:, k], at(ctx_act, k)
+                step = model.step(ctx[:, k], previous, level, act, cache, *rope(cfg, k, b))
+                model.write(cache, step.keys, step.values, k % cfg.max_history)
+                previous = ctx[:, k]
+                outs.append(step.output)
+            streamed = torch.stack(outs, 1)
+        else:
+            streamed, _ = stream_targets(model, inputs)
+    assert (streamed - full).abs().max().item() < 1e-4
+    # with the term at its initial zero, the model is the same model without kinematics
+    without = AstraWorldModel(AstraConfig.preset("tiny", robot_state=True, fused_step=fused)).eval()
+    without.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        torch.nn.init.zeros_(model.kinematics_embed.proj.weight)
+        torch.nn.init.zeros_(model.kinematics_embed.proj.bias)
+        plain, _ = model(*inputs)
+        torch.testing.assert_close(plain, without(*inputs)[0], rtol=0, atol=0)
+    assert (plain - full).abs().max() > 1e-3  # the term was used

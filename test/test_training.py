@@ -23,6 +23,7 @@ from astra_ros.model.actions import modality_id
 from astra_ros.model.astra import AstraWorldModel
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
+from astra_ros.sim.kuka import kinematics_description
 from astra_ros.training.objective import ObjectiveSettings, ssim, training_loss
 from astra_ros.training.train import main as train
 from astra_ros.training.trainer import TrainingError, TrainSettings, learning_rate
@@ -439,3 +440,20 @@ def test_val_episodes_validate_on_a_named_set_and_train_on_every_other(tmp_path)
         bad = replace(data, episodes=episodes)
         with pytest.raises(TrainingError, match="val_episodes='2' and episodes="):
             load_data(bad, cfg, 3, seed=0)
+
+
+def test_init_switches_kinematics_on_for_a_state_model_and_stores_its_numbers(kuka_bag, tmp_path):
+    common = ["--bags", str(kuka_bag), *TINY, "--val-fraction", "0", "--steps", "1"]
+    assert train([*common, "--set", "robot_state=true", "--out", str(tmp_path / "base")]) == 0
+    base = load_checkpoint(tmp_path / "base" / "model.pt").model
+    on = ["--set", "robot_state=true", "kinematics=kuka_iiwa", "--lr", "0", "--out", str(tmp_path / "fk")]
+    assert train([*common, *on, "--init", str(tmp_path / "base" / "model.pt")]) == 0
+    grown = weights(tmp_path / "fk" / "checkpoint.pt")
+    assert all(torch.equal(base[k], grown[k]) for k in base)
+    added = sorted(k for k in grown if k not in base)
+    assert added == ["kinematics_embed.proj.bias", "kinematics_embed.proj.weight"]
+    assert not any(grown[k].any() for k in added)  # zero: the model starts unchanged
+    saved = load_checkpoint(tmp_path / "fk" / "model.pt").config.kinematics
+    assert saved == kinematics_description()
+    back = ["--set", "robot_state=true", "--out", str(tmp_path / "back")]
+    assert train([*common, *back, "--init", str(tmp_path / "fk" / "model.pt")]) == 2

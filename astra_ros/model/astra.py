@@ -29,7 +29,10 @@ identity-initialised projector after it), produced by a mixture of action expert
 ``action_modulation`` the action also adds a zero-initialised term to every block's modulation,
 so it can scale and gate features, not only shift the attention input. With ``robot_state`` the
 frame's measured (or, in a rollout, dead-reckoned) joint positions add a zero-initialised embedding
-to the action's, so the model knows the arm's configuration instead of reading it from pixels.
+to the action's, so the model knows the arm's configuration instead of reading it from pixels. With
+``kinematics`` (the robot's chain and camera) the same joint positions also place the arm in the
+image: each frame's tokens get a zero-initialised term from their distance to the projected links
+(``kinematics.py``), so the model need not learn forward kinematics and the camera from pixels.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from astra_ros.model.config import MODALITY_IDS, NO_ACTION, AstraConfig
+from astra_ros.model.kinematics import KinematicsEmbedder
 from astra_ros.model.rope import rope_frequencies
 
 
@@ -318,6 +322,7 @@ class AstraWorldModel(nn.Module):
         self.noise_embed = NoiseLevelEmbedder(w)
         self.action_embed = ActionExperts(cfg)
         self.state_embed = StateEmbedder(cfg) if cfg.robot_state else None
+        self.kinematics_embed = KinematicsEmbedder(cfg) if cfg.kinematics is not None else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.final = FinalLayer(cfg)
         self.initialize_weights()
@@ -344,6 +349,9 @@ class AstraWorldModel(nn.Module):
         if self.state_embed is not None:
             nn.init.zeros_(self.state_embed.mlp[-1].weight)
             nn.init.zeros_(self.state_embed.mlp[-1].bias)
+        if self.kinematics_embed is not None:
+            nn.init.zeros_(self.kinematics_embed.proj.weight)
+            nn.init.zeros_(self.kinematics_embed.proj.bias)
         nn.init.zeros_(self.final.adaLN[-1].weight)
         nn.init.zeros_(self.final.adaLN[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
@@ -381,10 +389,14 @@ class AstraWorldModel(nn.Module):
         flow, mask, residual = out[..., :2, :, :], out[..., 2:3, :, :], out[..., 3:, :, :]
         return torch.sigmoid(mask) * (warp(previous, flow * FLOW_SCALE) - previous) + residual
 
-    def embed(self, frames: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """Tokens of frames, each patch next to the same patch of the frame before it."""
+    def embed(self, frames: torch.Tensor, previous: torch.Tensor, actions: Actions) -> torch.Tensor:
+        """Tokens of frames, each patch next to the same patch of the frame before it (and, with
+        ``kinematics``, told where the frame's joint positions put the links)."""
         patches = torch.cat([self.patchify(frames), self.patchify(previous)], dim=-1)
-        return self.patch_embed(patches) + self.pos_embed  # (..., N, W)
+        x = self.patch_embed(patches) + self.pos_embed  # (..., N, W)
+        if self.kinematics_embed is not None and actions.state is not None:
+            x = x + self.kinematics_embed(actions.state, actions.state_mask)
+        return x
 
     def conditioning(
         self, s: torch.Tensor, actions: Actions
@@ -432,13 +444,13 @@ class AstraWorldModel(nn.Module):
         n, hd = self.cfg.tokens_per_frame, self.cfg.head_dim
         c, a, balance = self.conditioning(context_level, context_actions)  # (B, T, W)
         context_previous = torch.cat([torch.zeros_like(context[:, :1]), context[:, :-1]], 1)
-        x = self.embed(context, context_previous)  # (B, T, N, W)
+        x = self.embed(context, context_previous, context_actions)  # (B, T, N, W)
         positions = torch.arange(t)
         if not self.cfg.fused_step:
             if target is None or target_level is None or target_actions is None:
                 raise ValueError("target, target_level and target_actions are required without fused_step")
             c_tgt, a_tgt, bal_tgt = self.conditioning(target_level, target_actions)
-            x = torch.cat([x, self.embed(target, context)], 1)  # (B, 2T, N, W)
+            x = torch.cat([x, self.embed(target, context, target_actions)], 1)  # (B, 2T, N, W)
             c, a = torch.cat([c, c_tgt], 1), torch.cat([a, a_tgt], 1)
             positions = torch.cat([positions, torch.arange(1, t + 1)])
             balance = (balance + bal_tgt) / 2
@@ -485,7 +497,7 @@ class AstraWorldModel(nn.Module):
         n = cfg.tokens_per_frame
         c, a, _ = self.conditioning(level, actions)  # (B, W)
         c, a = c[:, None, None], a[:, None, None]  # (B, 1, 1, W)
-        x = self.embed(frame, previous)[:, None]  # (B, 1, N, W)
+        x = self.embed(frame, previous, actions)[:, None]  # (B, 1, N, W)
         b = x.shape[0]
         cos, sin = rope_cos[:, None, None], rope_sin[:, None, None]  # (B, 1, 1, head_dim / 2)
         # additive mask over the cached tokens: -inf on empty slots, 0 on valid ones

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from astra_ros.model import robot_description
+
 MODALITIES: tuple[str, ...] = ("joint_velocity", "twist", "pose_delta", "discrete", "joint_position")
 """Action modalities the mixture of action experts understands, in the order they were added."""
 
@@ -42,6 +44,9 @@ class AstraConfig:
     num_modalities: int = len(MODALITIES)  # the first N of MODALITIES have action tables
     robot_state: bool = False  # per-frame joint positions (up to max_joints) condition every frame
     state_drop_prob: float = 0.2  # training: whole windows lose their state (the model runs without)
+    # The robot's chain and camera as numbers (model/robot_description.py): each frame's tokens also
+    # see where its joint positions put the links in the image
+    kinematics: dict[str, Any] | None = None
     # flow matching: x_s = (1 - s) * x0 + s * noise, s in [0, 1]
     parameterization: str = "x0"  # "x0" or "velocity"
     predict_delta: bool = True  # x0 = previous frame + output (untrained model = copy-last)
@@ -85,6 +90,10 @@ class AstraConfig:
             raise ValueError("output_head='warp' needs parameterization='x0' and predict_delta=True")
         if not 1 <= self.sampling_steps <= 50:
             raise ValueError(f"sampling_steps={self.sampling_steps} must be in [1, 50]")
+        if self.kinematics is not None:
+            if not self.robot_state:
+                raise ValueError("kinematics is set but robot_state=False; expected robot_state=True")
+            robot_description.check(self.kinematics, self.max_joints)
         one_pass = self.sampling_steps == 1 and self.parameterization == "x0" and self.predict_delta
         if self.fused_step and not one_pass:
             raise ValueError(

@@ -14,21 +14,37 @@ Segmentation ids: 0 the base (``lbr_iiwa_link_0``), ``i`` the link moved by join
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from astra_ros.model.robot_description import urdf_chain
+
 __all__ = [
+    "BASE_POSITION",
     "END_EFFECTOR_ID",
     "FLOOR_COLOUR",
     "FRAME_PERIOD",
     "JOINT_NAMES",
     "LINK_COLOURS",
     "PHYSICS_HZ",
+    "ROBOT_URDF",
     "KukaEnv",
     "SimState",
+    "camera_matrices",
+    "kinematics_description",
 ]
 
 JOINT_NAMES = tuple(f"lbr_iiwa_joint_{i}" for i in range(1, 8))
+ROBOT_URDF = "kuka_iiwa/model.urdf"  # in pybullet_data
+BASE_POSITION = (0.0, 0.0, 0.0)  # of the robot's base link frame (unrotated), m
+# The fixed camera: eye, target and up (world, m), vertical field of view (deg), near/far planes (m).
+CAMERA_EYE = (1.3, -0.9, 1.0)
+CAMERA_TARGET = (0.0, 0.0, 0.62)
+CAMERA_UP = (0.0, 0.0, 1.0)
+CAMERA_FOV = 50.0
+CAMERA_NEAR, CAMERA_FAR = 0.1, 6.0
 PHYSICS_HZ = 240
 CAMERA_EVERY = 16  # physics steps per camera frame: 15 Hz
 FRAME_PERIOD = CAMERA_EVERY / PHYSICS_HZ
@@ -57,6 +73,33 @@ class SimError(RuntimeError):
 class SimState:
     positions: np.ndarray  # (7,) float64 rad
     velocities: np.ndarray  # (7,) float64 rad/s
+
+
+def camera_matrices() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The camera's OpenGL view and projection matrices as pybullet computes them (16 floats each,
+    column-major; pure functions, no simulator needed)."""
+    import pybullet as p
+
+    view = p.computeViewMatrix(
+        cameraEyePosition=CAMERA_EYE, cameraTargetPosition=CAMERA_TARGET, cameraUpVector=CAMERA_UP
+    )
+    proj = p.computeProjectionMatrixFOV(fov=CAMERA_FOV, aspect=1.0, nearVal=CAMERA_NEAR, farVal=CAMERA_FAR)
+    return tuple(view), tuple(proj)
+
+
+def kinematics_description() -> dict[str, Any]:
+    """The arm's chain (pybullet_data's URDF) at its base position and the camera, as the numbers of
+    ``AstraConfig.kinematics``."""
+    import pybullet_data
+
+    view, projection = camera_matrices()
+    return {
+        **urdf_chain(Path(pybullet_data.getDataPath()) / ROBOT_URDF),
+        "base_xyz": list(BASE_POSITION),
+        "base_rpy": [0.0, 0.0, 0.0],
+        "view": list(view),
+        "projection": list(projection),
+    }
 
 
 def _joint_vector(name: str, value: np.ndarray | list[float], unit: str) -> np.ndarray:
@@ -100,22 +143,19 @@ class KukaEnv:
             basePosition=[0, 0, -0.01],
             physicsClientId=self.client,
         )
-        self.robot = p.loadURDF("kuka_iiwa/model.urdf", useFixedBase=True, physicsClientId=self.client)
+        self.robot = p.loadURDF(
+            ROBOT_URDF, basePosition=BASE_POSITION, useFixedBase=True, physicsClientId=self.client
+        )
         self.joints = list(range(len(JOINT_NAMES)))
         info = [p.getJointInfo(self.robot, j, physicsClientId=self.client) for j in self.joints]
         names = tuple(i[1].decode() for i in info)
         if names != JOINT_NAMES:
-            raise SimError(f"kuka_iiwa/model.urdf joint names {list(names)}; expected {list(JOINT_NAMES)}")
+            raise SimError(f"{ROBOT_URDF} joint names {list(names)}; expected {list(JOINT_NAMES)}")
         self.lower = np.maximum(np.array([i[8] for i in info]) + 0.1, -WORKING_RANGE)  # working range (rad)
         self.upper = np.minimum(np.array([i[9] for i in info]) - 0.1, WORKING_RANGE)
         for link, colour in zip(range(-1, len(self.joints)), LINK_COLOURS, strict=True):
             p.changeVisualShape(self.robot, link, rgbaColor=colour, physicsClientId=self.client)
-        self.view = p.computeViewMatrix(
-            cameraEyePosition=[1.3, -0.9, 1.0],
-            cameraTargetPosition=[0.0, 0.0, 0.62],
-            cameraUpVector=[0, 0, 1],
-        )
-        self.proj = p.computeProjectionMatrixFOV(fov=50.0, aspect=1.0, nearVal=0.1, farVal=6.0)
+        self.view, self.proj = camera_matrices()
         self._camera: tuple[np.ndarray, np.ndarray] | None = None
 
     def reset(self, seed: int) -> SimState:

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,16 @@ import yaml
 from astra_ros.data.augment import AUGMENTATIONS
 from astra_ros.data.lerobot import DEFAULT_CACHE_DIR, FROZEN_POLICIES
 from astra_ros.data.sources import FORMATS
-from astra_ros.model.config import PRESETS
+from astra_ros.model.config import PRESETS, AstraConfig
+from astra_ros.sim import kuka
 
 
 class TrainingError(ValueError):
     """Bad training input (no data, a preset that does not fit, a bad setting, ...)."""
+
+
+KINEMATICS: dict[str, Callable[[], dict[str, Any]]] = {"kuka_iiwa": kuka.kinematics_description}
+"""Robot descriptions a config's ``model.kinematics`` may name (``AstraConfig.kinematics``)."""
 
 
 def setting(default: Any, help: str, **extra: Any) -> Any:
@@ -286,6 +292,20 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
         else:
             kwargs[name] = _value(prefix + name, hint, value)
     return cls(**kwargs)
+
+
+def model_config(config: TrainConfig) -> AstraConfig:
+    """The run's model: its preset with the ``model`` overrides, a ``kinematics`` name replaced by the
+    numbers of its description (so checkpoints store the geometry itself)."""
+    overrides = dict(config.model)
+    name = overrides.get("kinematics")
+    if isinstance(name, str):
+        if name not in KINEMATICS:
+            raise TrainingError(
+                f"model.kinematics={name!r}; expected a description or one of {sorted(KINEMATICS)}"
+            )
+        overrides["kinematics"] = KINEMATICS[name]()
+    return AstraConfig.preset(config.preset, **overrides)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

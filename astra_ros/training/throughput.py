@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from astra_ros.cpu import cpu_summary
-from astra_ros.model.config import AstraConfig
-from astra_ros.training.config import config_from_args
+from astra_ros.training.config import config_from_args, model_config
 from astra_ros.training.train import build_parser as train_parser
 from astra_ros.training.train import load_data
 from astra_ros.training.trainer import Trainer, TrainingError, native_bf16
@@ -55,7 +54,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     config = config_from_args(args)
     if not config.data.paths:
         raise TrainingError("data.paths is empty; expected --data or a --config with data.paths")
-    cfg = AstraConfig.preset(config.preset, **config.model)
+    cfg = model_config(config)
     settings = replace(config.train, steps=10**9, minutes=None, val_every=10**9, checkpoint_minutes=10**9)
     train, _, meta = load_data(config.data, cfg, settings.window, settings.seed)
     native = native_bf16()

@@ -33,7 +33,15 @@ from astra_ros.data.windows import split_episodes
 from astra_ros.model.actions import JOINT_MODALITIES
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.model.config import AstraConfig
-from astra_ros.training.config import DataSettings, TrainConfig, add_arguments, config_from_args, to_dict
+from astra_ros.model.robot_description import movable_joints
+from astra_ros.training.config import (
+    DataSettings,
+    TrainConfig,
+    add_arguments,
+    config_from_args,
+    model_config,
+    to_dict,
+)
 from astra_ros.training.trainer import Trainer, TrainingError
 
 
@@ -57,6 +65,18 @@ def check_config(config: TrainConfig) -> None:
         raise TrainingError(f"steps={s.steps} and minutes={s.minutes}; expected one budget")
     if s.steps is None and s.minutes is None:
         raise TrainingError("no budget; expected --steps N or --minutes M (train.steps / train.minutes)")
+
+
+def check_state_joints(cfg: AstraConfig, joint_names: list[str]) -> None:
+    """A model with ``kinematics`` reads the chain's joint positions from the state's first entries."""
+    if cfg.kinematics is None:
+        return
+    chain = movable_joints(cfg.kinematics)
+    if joint_names[: len(chain)] != chain:
+        raise TrainingError(
+            f"the data's joint_names {joint_names} do not start with the kinematics chain's joints {chain}; "
+            "expected the robot state in chain order"
+        )
 
 
 def load_data(
@@ -96,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         check_config(config)
-        cfg = AstraConfig.preset(config.preset, **config.model)
+        cfg = model_config(config)
         train, val, meta = load_data(config.data, cfg, config.train.window, config.train.seed)
+        check_state_joints(cfg, meta["joint_names"])
         meta["config"] = to_dict(config)
         out = config.out
         out.mkdir(parents=True, exist_ok=True)

@@ -180,22 +180,25 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def _initialize(self, init: Checkpoint) -> None:
-        """Start from ``init``'s weights. The allowed config changes switch on ``action_modulation``
-        or ``robot_state`` (their zero-initialised layers start the model unchanged) and set the
-        training-only ``state_drop_prob``."""
+        """Start from ``init``'s weights. The allowed config changes switch on ``action_modulation``,
+        ``robot_state`` or ``kinematics`` (their zero-initialised layers start the model unchanged)
+        and set the training-only ``state_drop_prob``."""
         switchable = {
             "action_modulation": True,
             "robot_state": True,
+            "kinematics": self.cfg.kinematics,
             "state_drop_prob": self.cfg.state_drop_prob,
         }
         if (
             replace(self.cfg, **switchable) != replace(init.config, **switchable)
             or (init.config.robot_state and not self.cfg.robot_state)
             or (init.config.action_modulation and not self.cfg.action_modulation)
+            or init.config.kinematics not in (None, self.cfg.kinematics)
         ):
             raise TrainingError("--init has another config than the preset with its --set overrides")
         missing, unexpected = self.model.load_state_dict(init.model, strict=False)
-        new = [key for key in missing if ".action_adaLN." not in key and not key.startswith("state_embed.")]
+        switched_on = ("state_embed.", "kinematics_embed.")
+        new = [key for key in missing if ".action_adaLN." not in key and not key.startswith(switched_on)]
         if new or unexpected:
             raise TrainingError(f"--init weights do not fit: missing {new}, unexpected {unexpected}")
 
