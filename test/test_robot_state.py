@@ -146,3 +146,28 @@ def test_export_takes_the_state_inputs_and_onnxruntime_matches_torch(state_check
     plan = np.random.default_rng(2).uniform(-1, 1, (2, 3, 7)).astype(np.float32)
     a, b = ort_backend.predict(plan, "joint_velocity", seed=1), ref.predict(plan, "joint_velocity", seed=1)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_a_fused_model_writes_each_frame_with_the_state_of_the_frame_it_predicts():
+    b, t, j = 1, 4, 3
+    state = torch.arange(t, dtype=torch.float32)[None, :, None].expand(b, t, j) * 10
+    batch = {"state": state, "state_mask": torch.ones(b, t, j), "state_delta": torch.ones(b, t, j)}
+    acts = split_actions(torch.zeros(b, t, 4), torch.ones(b, t, 4), torch.zeros(b, dtype=torch.long))
+    context, target = add_states(*acts, batch, 1, torch.ones(b, dtype=torch.bool), ahead=True)
+    assert torch.equal(context.state, target.state) and context.state[0, :, 0].tolist() == [10.0, 11.0, 12.0]
+
+    torch.manual_seed(0)
+    cfg = AstraConfig.preset("tiny", robot_state=True, fused_step=True)
+    meta = {"modalities": ["joint_velocity"], "joint_names": list(JOINTS), "frame_period": PERIOD}
+    from astra_ros.runtime.base import model_info
+
+    backend = TorchBackend(AstraWorldModel(cfg), model_info("torch", meta, cfg, "0" * 64), seed=0)
+    written = []
+    step = backend._step
+    backend._step = lambda *args: written.append(args[8][0][0, :7].copy()) or step(*args)
+    shots = frames(2)
+    backend.ingest(shots[0], np.zeros(7), "joint_velocity", np.full(7, 0.1))
+    backend.ingest(shots[1], np.zeros(7), "joint_velocity", np.full(7, 0.7))
+    assert np.allclose(written[-1], 0.7)  # frame 0 was written with frame 1's measured state
+    backend.predict(np.ones((1, 2, 7), np.float32), "joint_velocity")
+    assert np.allclose(written[-2], 0.7 + PERIOD) and np.allclose(written[-1], 0.7 + 2 * PERIOD)

@@ -12,7 +12,9 @@ Robot state (models with ``robot_state``): each frame is written with the joint 
 at it (``ingest``'s ``state``); a prediction dead-reckons them, every predicted frame getting the
 previous frame's state plus the displacement its command asks for (``model.actions.state_step``:
 velocity times the model's frame period, or the relative position target). Unknown states are
-masked, as in training's state dropout.
+masked, as in training's state dropout. A ``fused_step`` model predicts the next frame from the
+write, so a frame is written with the state of the frame it leads to: at ``ingest`` the state just
+measured at the new frame, in a rollout the dead-reckoned state of the frame predicted from it.
 
 Noise: every draw comes from a generator seeded by ``(seed, stream, position)``: the context noise
 of the frame written at cache position ``p`` from ``(backend seed, 0, p)``, a prediction's noise
@@ -177,7 +179,7 @@ class StreamingBackend(WorldModelBackend):
                 modality_ids,
                 self._cache,
                 noise,
-                self._pending_state,
+                measured if self.config.fused_step else self._pending_state,
             )
         self._pending = to_model_space(frame.astype(np.float32)).transpose(2, 0, 1)[None]
         self._pending_state = measured
@@ -389,7 +391,8 @@ class CachedRollout(Rollout):
         state, following = self._states[h], self._states[h + 1]
         context = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
         fused = b.config.fused_step
-        written, change = b._write(self._frame, self._written, a, m, modality, cache, context, state, fused)
+        own = following if fused else state  # a fused model's write predicts the following frame
+        written, change = b._write(self._frame, self._written, a, m, modality, cache, context, own, fused)
         self._written = written
         if fused:
             self._frame = (self._frame + change).clip(-1.0, 1.0)

@@ -107,11 +107,13 @@ def add_states(
     batch: dict[str, torch.Tensor],
     observed: int,
     keep: torch.Tensor,
+    ahead: bool = False,
 ) -> tuple[Actions, Actions]:
     """Give each frame its robot state as the runtime does: measured up to frame ``observed`` (the
     newest observed frame), dead-reckoned after it (``observed``'s state plus the commanded
     displacements since, ``model.actions.state_step``). Samples where ``keep`` ``(B,)`` is False
-    lose the state. Context frame ``k`` gets frame ``k``'s state, target ``k`` frame ``k + 1``'s."""
+    lose the state. Context frame ``k`` gets frame ``k``'s state (``ahead``: frame ``k + 1``'s, the
+    frame a ``fused_step`` model predicts from it), target ``k`` frame ``k + 1``'s."""
     state, mask, delta = batch["state"], batch["state_mask"], batch["state_delta"]  # (B, T, J)
     t = state.shape[1]
     r = observed
@@ -122,8 +124,9 @@ def add_states(
     after = (torch.arange(t, device=state.device) > r)[None, :, None]
     state = torch.where(after, reckoned, state)
     mask = mask * keep[:, None, None].to(mask.dtype)
+    own = slice(1, None) if ahead else slice(None, -1)
     return (
-        context._replace(state=state[:, :-1], state_mask=mask[:, :-1]),
+        context._replace(state=state[:, own], state_mask=mask[:, own]),
         target._replace(state=state[:, 1:], state_mask=mask[:, 1:]),
     )
 
@@ -134,7 +137,7 @@ def window_actions(
     """Actions (and, for ``robot_state`` models, states) of a window's context frames and targets."""
     context, target = split_actions(batch["actions"], batch["action_mask"], batch["modality"])
     if cfg.robot_state:
-        context, target = add_states(context, target, batch, observed, keep)
+        context, target = add_states(context, target, batch, observed, keep, ahead=cfg.fused_step)
     return context, target
 
 
