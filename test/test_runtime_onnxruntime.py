@@ -54,7 +54,7 @@ def test_onnxruntime_and_torch_agree_on_ingest_and_predict():
     keys, values = ort.kv_arrays(ort._cache.kv)
     assert np.abs(keys - ref._cache.kv.keys.numpy()).max() < 1e-4
     assert np.abs(values - ref._cache.kv.values.numpy()).max() < 1e-4
-    assert ort.history_length == ref.history_length == 4 and ort._cache.position == 5  # newest pending
+    assert ort.history_length == ref.history_length == 4 and ort._cache.written == 5  # newest pending
     video_ref = ref.predict(plan, "joint_velocity", seed=11)
     video_ort = ort.predict(plan, "joint_velocity", seed=11)
     assert video_ort.shape == (3, 4, 32, 32, 3) and video_ort.dtype == np.uint8
@@ -160,17 +160,16 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
     pointers = [ov.data_ptr() for _, layers in buffers.payload.rings for ov in layers]
     for host, layers in buffers.payload.rings:  # each layer's OrtValue is a view of the one host ring buffer
         assert [ov.data_ptr() for ov in layers] == [layer.ctypes.data for layer in host]
-    n = backend.config.tokens_per_frame
     for k, (f, c) in enumerate(zip(frames, commands, strict=True)):
         before = backend.kv_arrays(backend._cache.kv)
         backend.ingest(f, c, "joint_velocity")
         after = backend.kv_arrays(backend._cache.kv)
-        changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 1, 2, 4)))
+        changed = np.flatnonzero((before[0] != after[0]).any(axis=(0, 2, 3, 4)))  # history slots
         if k == 0:  # the first frame stays pending until the next one brings its command
             assert changed.size == 0
             continue
         slot = (k - 1) % backend.config.max_history  # the ring wraps at max_history 4
-        assert changed.min() >= slot * n and changed.max() < (slot + 1) * n  # only the previous frame's slot
+        assert changed.tolist() == [slot]  # only the previous frame's slot
         assert backend._cache.kv.buffers is buffers  # the same persistent buffers, written in place
     assert [ov.data_ptr() for _, layers in buffers.payload.rings for ov in layers] == pointers
     live = [a.copy() for a in backend.kv_arrays(backend._cache.kv)]
@@ -181,9 +180,11 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
     assert backend.history_length == 4
     for sets in (backend._pool.sets(1), backend._pool.sets(3)):
         ptrs = [b.payload.rings[0][1][0].data_ptr() for b in sets]
-        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 2  # tiled sets are reused, not reallocated
+        # the rollouts' sets are reused, not reallocated (batch 1: the live history, the live
+        # stream's empty own slot, one rollout's own rings and one rollout's copy of the history)
+        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 4
     backend.reset()
-    assert backend.history_length == 0 and backend._cache.position == 0
+    assert backend.history_length == 0 and backend._cache.written == 0
     assert not backend.kv_arrays(backend._cache.kv)[0].any()
 
 
@@ -230,7 +231,7 @@ def test_an_export_with_the_old_cache_interface_is_refused(tmp_path):
     payload = json.loads(sidecar.read_text())
     payload["version"] = 2
     sidecar.write_text(json.dumps(payload))
-    with pytest.raises(ModelLoadError, match="version=2; expected 3.*re-run astra-export"):
+    with pytest.raises(ModelLoadError, match="version=2; expected 4.*re-export it with `astra-export"):
         load_backend(str(path), "onnxruntime")
 
 
@@ -292,16 +293,19 @@ def test_the_buffer_pool_releases_free_sets_beyond_its_budget_largest_first():
     from astra_ros.runtime.kv_pool import BufferPool, PooledKV
 
     released = []
-    pool = BufferPool(lambda b: np.zeros(b * 1000, np.uint8), release=released.append, max_idle_bytes=32_000)
-    live = PooledKV(pool.acquire(1), 1)
+    pool = BufferPool(
+        lambda b, s, shared: np.zeros(b * s * 500, np.uint8), release=released.append, max_idle_bytes=32_000
+    )
+    live = PooledKV(pool.acquire(1, 2), 1)
     for batch in (8, 24, 48, 72):
-        PooledKV(pool.acquire(batch), batch)  # dropped at once: its set is free again
+        PooledKV(pool.acquire(batch, 2), batch)  # dropped at once: its set is free again
     assert pool.nbytes() == 1000 * (1 + 8 + 24 + 48 + 72)
     pool.trim()
     assert [p.size for p in released] == [72_000, 48_000]  # 24 + 8 fit the 32 kB of free sets
     assert pool.nbytes() == 1000 * (1 + 8 + 24) and pool.sets(1)[0] is live.buffers  # busy: kept
     kept = pool.sets(8)[0]
-    assert pool.acquire(8) is kept  # a free set of the same batch is reused, not reallocated
+    assert pool.acquire(8, 2) is kept  # a free set of the same shape is reused, not reallocated
+    assert pool.acquire(8, 1) is not kept  # another number of slots is another shape
 
 
 def test_predict_with_many_batch_sizes_does_not_keep_their_buffers():
@@ -309,14 +313,17 @@ def test_predict_with_many_batch_sizes_does_not_keep_their_buffers():
 
     frames, commands, _ = scenario(5)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
-    backend._pool.max_idle_bytes = 2 * backend.kv_bytes(8)  # the tiny model's sets are small
+    backend._pool.max_idle_bytes = 2 * backend.kv_bytes(8, 2)  # the tiny model's sets are small
     for f, c in zip(frames, commands, strict=True):
         backend.ingest(f, c, "joint_velocity")
     live = payload_nbytes(backend._cache.kv.buffers.payload)  # rings and a step's entries
     for batch in (8, 24, 48, 72, 8, 24, 48, 72):
         backend.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity", seed=batch)
         assert backend._pool.nbytes() <= live + backend._pool.max_idle_bytes
-    assert backend.kv_bytes(72) == 72 * backend.kv_bytes(1) and MAX_IDLE_BYTES == 32 * 2**20
+    # the candidates' own rings grow with the batch and the horizon; the copy of the history does not
+    row = backend.kv_bytes(2, 2) - backend.kv_bytes(1, 2)
+    assert backend.kv_bytes(72, 2) == backend.kv_bytes(1, 2) + 71 * row and MAX_IDLE_BYTES == 32 * 2**20
+    assert backend.kv_bytes(72, 9) == backend.kv_bytes(72, 4) > backend.kv_bytes(72, 3)  # max_history 4
 
 
 def test_memory_returns_after_imagine_batches_of_the_shipped_model():
@@ -328,7 +335,12 @@ def test_memory_returns_after_imagine_batches_of_the_shipped_model():
         backend.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
     backend.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # warm-up: a live prediction
     start = own_rss_kb()
-    for batch in (8, 24, 48, 72):  # the 72 set alone holds 324 MB (keys, values and a step's entries)
+    for batch in (
+        8,
+        24,
+        48,
+        72,
+    ):  # horizon 2: the 72 set holds 113 MB (own rings of 2 frames, a step's entries)
         backend.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
     backend.ingest(frames[0], np.zeros(7, np.float32), "joint_velocity")
     backend.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # live again

@@ -12,7 +12,7 @@ from astra_ros.hashing import file_sha256
 from astra_ros.model.astra import Actions, AstraWorldModel, KVCache
 from astra_ros.model.checkpoint import load_checkpoint
 from astra_ros.runtime.base import ModelInfo, model_info
-from astra_ros.runtime.streaming import Cache, StreamingBackend
+from astra_ros.runtime.streaming import Context, StreamingBackend
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -55,30 +55,36 @@ class TorchBackend(StreamingBackend):
         info = model_info("torch", checkpoint.meta, checkpoint.config, file_sha256(path))
         return cls(checkpoint.build_model(), info, device, **options)
 
-    def _empty_kv(self, batch: int) -> KVCache:
-        return self.model.empty_cache(batch, self.device)
+    def _empty_kv(self, batch: int, slots: int) -> KVCache:
+        return self.model.empty_cache(batch, self.device, slots)
 
-    def _tile_kv(self, kv: KVCache, batch: int) -> KVCache:
-        return KVCache(
-            kv.keys.repeat(1, batch, 1, 1, 1), kv.values.repeat(1, batch, 1, 1, 1), kv.valid.repeat(batch, 1)
-        )
+    def _empty_history(self, slots: int) -> KVCache:
+        return self.model.empty_history(slots, self.device)
+
+    @torch.inference_mode()
+    def _gather_history(self, kv: KVCache, slots: np.ndarray) -> KVCache:
+        index = torch.from_numpy(slots).to(self.device)
+        return KVCache(kv.keys[:, index], kv.values[:, index], kv.valid[:, index])
 
     @torch.inference_mode()
     def _step(
-        self, frame, previous, level, actions, mask, modality, cache: Cache, rope, state, with_output=True
+        self, frame, previous, level, actions, mask, modality, context: Context, rope, state, with_output=True
     ):
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
 
-        kv = cache.kv._replace(valid=tensor(cache.valid))
+        window = context.window(self.history_limit)
+        history = context.history.kv
+        run = window.history
         out = self.model.step(
             tensor(frame),
             tensor(previous),
             tensor(level),
             Actions(tensor(actions), tensor(mask), tensor(modality), *(tensor(x) for x in state)),
-            kv,
+            context.own.kv._replace(valid=tensor(window.own_valid)),
             *(tensor(x) for x in rope),
             with_output=with_output,
+            history=KVCache(history.keys[:, run], history.values[:, run], tensor(window.history_valid)),
         )
         output = None if out.output is None else out.output.float().cpu().numpy()
         return output, (out.keys, out.values)
@@ -86,3 +92,7 @@ class TorchBackend(StreamingBackend):
     @torch.inference_mode()
     def _store(self, kv: KVCache, entries: tuple[torch.Tensor, torch.Tensor], slot: int) -> None:
         self.model.write(kv, *entries, slot)
+
+    @torch.inference_mode()
+    def _store_history(self, kv: KVCache, entries: tuple[torch.Tensor, torch.Tensor], slot: int) -> None:
+        self.model.write_history(kv, *entries, slot)
