@@ -178,8 +178,8 @@ class PooledStreamingBackend(StreamingBackend):
         return (cfg.depth, cfg.heads, batch, slots * cfg.tokens_per_frame, cfg.head_dim)
 
     @abstractmethod
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        """Write host arrays (own rings: ``batch`` rows, at most the set's) into ``buffers``."""
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        """Copy the history frames in ``slots`` of ``source`` into ``target``'s slots 0.. in order."""
 
     @abstractmethod
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
@@ -207,19 +207,16 @@ class PooledStreamingBackend(StreamingBackend):
             raise ValueError(f"cache batch {kv.batch} != frame batch {batch}")
         return self._graph_batch(batch)
 
-    def _zeroed(self, buffers: Buffers, batch: int) -> PooledKV:
-        zeros = np.zeros(self._kv_dims(batch, buffers.slots, buffers.shared), self._cache_dtype)
-        self._upload(buffers, zeros, zeros)
-        return PooledKV(buffers, batch)
+    # Sets are zeroed when allocated; a reused set holds the finite keys/values of earlier frames,
+    # which the masks of a step hide (a masked slot's weight is exactly 0).
 
     def _empty_kv(self, batch: int, slots: int) -> PooledKV:
-        return self._zeroed(self._pool.acquire(self._graph_batch(batch), slots), batch)
+        return PooledKV(self._pool.acquire(self._graph_batch(batch), slots), batch)
 
     def _empty_history(self, slots: int) -> PooledKV:
-        return self._zeroed(self._pool.acquire(1, slots, shared=True), 1)
+        return PooledKV(self._pool.acquire(1, slots, shared=True), 1)
 
     def _gather_history(self, kv: PooledKV, slots: np.ndarray) -> PooledKV:
-        keys, values = (x[:, slots] for x in self.kv_arrays(kv))
         buffers = self._pool.acquire(1, len(slots), shared=True)
-        self._upload(buffers, keys, values)
+        self._copy_history(kv.buffers, slots, buffers)
         return PooledKV(buffers, 1)

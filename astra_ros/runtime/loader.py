@@ -125,7 +125,7 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
     from astra_ros.model.checkpoint import CheckpointError
     from astra_ros.runtime.torch_backend import TorchBackend, resolve_device
 
-    _check_precision(path, "torch", options.get("precision"), ("fp32",))
+    _check_precision(path, "torch", options.get("precision"), ("fp32", "bf16"))
     if options.get("threads"):
         import torch
 
@@ -135,9 +135,14 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
     except ValueError as err:
         raise ModelLoadError(f"{path}: {err}") from err
     try:
-        result = TorchBackend.from_checkpoint(path, device=device, **_sampler_options(options))
+        precision = "fp32" if options.get("precision") in (None, "", "auto") else options["precision"]
+        result = TorchBackend.from_checkpoint(
+            path, device=device, precision=precision, **_sampler_options(options)
+        )
     except CheckpointError as err:
         raise ModelLoadError(str(err)) from err
+    except ValueError as err:  # a precision this device cannot run
+        raise ModelLoadError(f"{path}: {err}") from err
     _limit_history(result, path, options.get("max_history"))
     if backend == "auto":
         log.info("backend auto -> torch (%s is a PyTorch checkpoint, device %s)", path, device)

@@ -242,10 +242,10 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             )
         return self._fixed_batch
 
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for (host, layers), arr in zip(buffers.payload.rings, (keys, values), strict=True):
-            host[...] = arr if buffers.shared else pad_batch(arr, buffers.batch, 2)
-            self._sync(host, layers)
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        for (host, _), (into, layers) in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[...] = host[:, slots]
+            self._sync(into, layers)
 
     def _sync(self, host: np.ndarray, layers: list[Any]) -> None:
         """Make the per-layer OrtValues hold ``host`` (a no-op on CPU, where they share memory)."""

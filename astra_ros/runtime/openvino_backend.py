@@ -44,12 +44,6 @@ log = logging.getLogger("astra_ros.runtime.openvino")
 PRECISIONS = ("bf16", "fp32")
 
 
-def to_bf16(x: np.ndarray) -> np.ndarray:
-    """float32 -> bf16 bit patterns (uint16), rounded to nearest even."""
-    bits = np.ascontiguousarray(x, np.float32).view(np.uint32)
-    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-
-
 def from_bf16(x: np.ndarray) -> np.ndarray:
     """bf16 bit patterns (uint16) -> float32 (exact)."""
     return (x.astype(np.uint32) << 16).view(np.float32)
@@ -57,10 +51,12 @@ def from_bf16(x: np.ndarray) -> np.ndarray:
 
 class HostBuffers(NamedTuple):
     """One pooled set: the key and value rings and, for own rings, a step's ``new_keys`` /
-    ``new_values`` (host arrays)."""
+    ``new_values`` (host arrays); ``tensors``: the OpenVINO tensors sharing them, per graph tensor
+    name, made on first use (a history's per run of slots read)."""
 
     rings: list[np.ndarray]
     entries: list[np.ndarray]
+    tensors: dict[Any, list[tuple[str, Any]]]
 
 
 class OpenVinoBackend(PooledStreamingBackend):
@@ -128,6 +124,12 @@ class OpenVinoBackend(PooledStreamingBackend):
             self._requests[False] = self._requests[True]
         self._ring_type = ov.Type.bf16 if self._bf16 else ov.Type.f32
         self._host_types = {p.get_any_name(): p.get_element_type().to_dtype() for p in graph.inputs}
+        # per request: the tensor set for each graph tensor, and the arrays (and their tensors) the
+        # step inputs are copied into
+        self._held: dict[int, dict[str, Any]] = {id(r): {} for r in self._requests.values()}
+        self._inputs: dict[int, dict[str, tuple[np.ndarray, Any]]] = {
+            id(r): {} for r in self._requests.values()
+        }
         self._pool = BufferPool(self._allocate)
         self.threads = threads
         info = model_info("openvino", model.meta, cfg, sha, "-", precision)
@@ -140,14 +142,14 @@ class OpenVinoBackend(PooledStreamingBackend):
         cfg = self.config
         entry = (cfg.depth, cfg.heads, batch, cfg.tokens_per_frame, cfg.head_dim)
         entries = [] if shared else [np.zeros(entry, self._cache_dtype) for _ in ENTRY_OUTPUTS]
-        return HostBuffers(rings, entries)
+        return HostBuffers(rings, entries, {})
 
     def _graph_batch(self, batch: int) -> int:
         return batch
 
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for host, arr in zip(buffers.payload.rings, (keys, values), strict=True):
-            host[...] = to_bf16(arr) if self._bf16 else arr
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        for host, into in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[...] = host[:, slots]
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """float32 copies of the keys and values (own rings: the logical batch only)."""
@@ -158,17 +160,43 @@ class OpenVinoBackend(PooledStreamingBackend):
     def _float(self, x: np.ndarray) -> np.ndarray:
         return from_bf16(x) if self._bf16 else x.copy()
 
-    def _ring_tensor(self, array: np.ndarray) -> Any:
-        """An OpenVINO tensor sharing the memory of a contiguous ring block."""
+    def _ring_tensors(self, buffers: HostBuffers, run: slice | None) -> list[tuple[str, Any]]:
+        """(graph tensor, OpenVINO tensor) pairs sharing ``buffers``: own rings with their step
+        entries (``run`` None), or a history's slots ``run``."""
         import openvino as ov
 
-        return ov.Tensor(array, ov.Shape(list(array.shape)), self._ring_type)
+        key = None if run is None else (run.start, run.stop)
+        pairs = buffers.tensors.get(key)
+        if pairs is None:
+            kinds, block = (CACHE_INPUTS, slice(None)) if run is None else (HISTORY_INPUTS, run)
+            arrays = [
+                (name, ring[layer, block])
+                for ring, kind in zip(buffers.rings, kinds, strict=True)
+                for layer, name in enumerate(self._layer_names[kind])
+            ]
+            if run is None:
+                arrays += list(zip(ENTRY_OUTPUTS, buffers.entries, strict=True))
+            pairs = [(name, ov.Tensor(a, ov.Shape(list(a.shape)), self._ring_type)) for name, a in arrays]
+            buffers.tensors[key] = pairs
+        return pairs
+
+    def _host_tensor(self, request: Any, name: str, value: np.ndarray) -> Any:
+        """The tensor ``request`` reads step input ``name`` from (one array per input and shape),
+        holding ``value``."""
+        import openvino as ov
+
+        inputs = self._inputs[id(request)]
+        array, tensor = inputs.get(name, (None, None))
+        if array is None or array.shape != value.shape:
+            array = np.empty(value.shape, self._host_types[name])
+            tensor = ov.Tensor(array, shared_memory=True)
+            inputs[name] = (array, tensor)
+        array[...] = value
+        return tensor
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
     def _step(self, frame, previous, level, actions, mask, modality, context, rope, state, with_output=True):
-        import openvino as ov
-
         own: PooledKV = context.own.kv
         self._check_batch(frame, own)
         request = self._requests[with_output]
@@ -176,20 +204,16 @@ class OpenVinoBackend(PooledStreamingBackend):
         window = context.window(self.history_limit)
         values = (frame, previous, level, actions, mask, modality, window.own_valid, window.history_valid)
         values += (*rope, *(state if self.config.robot_state else ()))
-        keep = []  # the arrays the tensors share, alive until the step has run
-        for name, value in zip(self._host_inputs, values, strict=True):
-            keep.append(np.ascontiguousarray(value, self._host_types[name]))
-            request.set_tensor(name, ov.Tensor(keep[-1], shared_memory=True))
-        history = context.history.kv.buffers.payload.rings
-        for rings, kinds, block in (
-            (buffers.rings, CACHE_INPUTS, slice(None)),
-            (history, HISTORY_INPUTS, window.history),
-        ):
-            for ring, kind in zip(rings, kinds, strict=True):
-                for layer, name in enumerate(self._layer_names[kind]):
-                    request.set_tensor(name, self._ring_tensor(ring[layer, block]))
-        for name, entries in zip(ENTRY_OUTPUTS, buffers.entries, strict=True):
-            request.set_tensor(name, self._ring_tensor(entries))
+        pairs = [
+            (n, self._host_tensor(request, n, v)) for n, v in zip(self._host_inputs, values, strict=True)
+        ]
+        pairs += self._ring_tensors(buffers, None)
+        pairs += self._ring_tensors(context.history.kv.buffers.payload, window.history)
+        held = self._held[id(request)]
+        for name, tensor in pairs:  # a tensor stays set until replaced: unchanged ones cost no call
+            if held.get(name) is not tensor:
+                request.set_tensor(name, tensor)
+                held[name] = tensor
         request.infer()
         out = request.get_tensor("output").data.astype(np.float32) if with_output else None
         return out, buffers.entries

@@ -193,12 +193,7 @@ class TensorRTBackend(PooledStreamingBackend):
         io_names = (*self._host_inputs, "output", *ENTRY_OUTPUTS)
         self._io = {n: self._malloc(self._nbytes(n, self.max_batch, config.max_history)) for n in io_names}
         self._pool = BufferPool(
-            lambda b, slots, shared: tuple(
-                self._malloc(
-                    int(np.prod(self._kv_dims(b, slots, shared))) * np.dtype(self._cache_dtype).itemsize
-                )
-                for _ in CACHE_INPUTS
-            ),
+            self._allocate,
             nbytes=lambda ptrs: len(ptrs) * self._ring_bytes[ptrs[0]],
             release=self._free_ring,
         )
@@ -277,10 +272,28 @@ class TensorRTBackend(PooledStreamingBackend):
             )
         return batch
 
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for ptr, arr in zip(buffers.payload, (keys, values), strict=True):
-            self.runtime.htod(ptr, np.ascontiguousarray(arr, self._cache_dtype))
+    def _allocate(self, batch: int, slots: int, shared: bool) -> tuple[int, ...]:
+        """Zeroed device rings (keys, values) of one pooled set."""
+        zeros = np.zeros(self._kv_dims(batch, slots, shared), self._cache_dtype)
+        rings = tuple(self._malloc(zeros.nbytes) for _ in CACHE_INPUTS)
+        for ptr in rings:
+            self.runtime.htod(ptr, zeros)
         self.runtime.synchronize()
+        return rings
+
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        """One strided device copy per frame and tensor: rows = depth."""
+        width = int(np.prod(self._kv_dims(1, 1, shared=True)[1:])) * np.dtype(self._cache_dtype).itemsize
+        for src, dst in zip(source.payload, target.payload, strict=True):
+            for i, slot in enumerate(slots):
+                self.runtime.copy_rows(
+                    dst + i * width,
+                    target.slots * width,
+                    src + int(slot) * width,
+                    source.slots * width,
+                    width,
+                    self.config.depth,
+                )
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
