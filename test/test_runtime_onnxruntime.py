@@ -154,24 +154,30 @@ def test_a_rollout_in_chunks_gives_one_predict_call_s_frames_while_the_live_stre
 
 
 def test_a_rollout_reads_one_copy_of_the_history_and_keeps_only_its_own_frames_per_candidate():
-    """No per-candidate copy of the history: B candidates x H frames hold own rings of min(H, max_history)
-    frames each and one copy of the live window (oldest first); identical candidates stay identical."""
+    """No per-candidate copy of the history: B candidates x H frames hold own rings that grow as they
+    fill (1, 2, 4, ... frames, at most min(H, max_history)) and one copy of the live window (oldest
+    first); identical candidates stay identical."""
     frames, commands, _ = scenario(6)
     backend = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)
     for f, c in zip(frames, commands, strict=True):  # 5 frames written (max_history 4), 1 pending
         backend.ingest(f, c, "joint_velocity")
-    plan = np.repeat(np.random.default_rng(0).uniform(-1, 1, (1, 3, 7)).astype(np.float32), 5, axis=0)
-    for horizon, slots in ((3, 3), (9, 4)):
-        rollout = backend.start_rollout(np.resize(plan, (5, horizon, 7)), "joint_velocity", share_noise=True)
+    plan = np.repeat(np.random.default_rng(0).uniform(-1, 1, (1, 9, 7)).astype(np.float32), 5, axis=0)
+    grown = []
+    grow = backend._grown
+    backend._grown = lambda cache, slots: grown.append(slots) or grow(cache, slots)
+    for horizon, sizes in ((3, [2, 3]), (9, [2, 4])):
+        rollout = backend.start_rollout(plan[:, :horizon], "joint_velocity", share_noise=True)
         sets = [*backend._pool.sets(1), *backend._pool.sets(5)]
         busy = sorted((b.batch, b.slots, b.shared) for b in sets if b.busy)
         # the live history, the live stream's empty own slot, the candidates' own rings, one history copy
-        assert busy == sorted([(1, 4, True), (1, 1, False), (5, slots, False), (1, 4, True)])
+        assert busy == sorted([(1, 4, True), (1, 1, False), (5, 1, False), (1, 4, True)])
         history = rollout._context.history
         assert history.positions.tolist() == [1, 2, 3, 4]  # the window, oldest first
         live = backend.kv_arrays(backend._cache.kv)[0][:, backend._cache.positions.argsort()]
         np.testing.assert_array_equal(backend.kv_arrays(history.kv)[0], live)
+        grown.clear()
         rollout.advance(horizon)
+        assert grown == sizes  # then the ring wraps (horizon 9 > max_history 4)
         video = rollout.result()
         assert (video == video[:1]).all()  # the same history, commands and noise: the same frames
         assert not any(b.busy for b in backend._pool.sets(5))  # released on the last frame
@@ -206,8 +212,9 @@ def test_cache_is_written_in_place_one_slot_per_frame_and_predict_leaves_it_alon
     for sets in (backend._pool.sets(1), backend._pool.sets(3)):
         ptrs = [b.payload.rings[0][1][0].data_ptr() for b in sets]
         # the rollouts' sets are reused, not reallocated (batch 1: the live history, the live
-        # stream's empty own slot, one rollout's own rings and one rollout's copy of the history)
-        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 4
+        # stream's empty own slot, a rollout's own rings as they grow to 4 frames (1, 2, 4) and its
+        # copy of the history)
+        assert len(ptrs) == len(set(ptrs)) and len(ptrs) <= 6
     backend.reset()
     assert backend.history_length == 0 and backend._cache.written == 0
     fresh = load_backend(str(tiny_onnx()), "onnxruntime", threads=1)  # reused buffers hold old frames:

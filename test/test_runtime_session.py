@@ -346,6 +346,9 @@ class GatedBackend(StreamingBackend):
     def _gather_history(self, kv, slots):
         return None
 
+    def _grow_kv(self, kv, slots):
+        return None
+
     def _step(self, frame, previous, level, actions, mask, modality, context, rope, state, with_output=True):
         if frame.shape[0] > 1:
             if not with_output:  # a frame's write; its one denoising step follows

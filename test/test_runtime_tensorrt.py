@@ -307,14 +307,14 @@ def test_tensorrt_frees_the_device_buffers_the_pool_releases(onnx_model, tmp_pat
     def ring_bytes(batch, slots, shared=False):  # keys and values
         return 2 * 4 * int(np.prod(trt._kv_dims(batch, slots, shared)))
 
-    # a batch-1 rollout's sets stay (small): own rings of 2 frames, a copy of the 2 frames written
-    trt._pool.max_idle_bytes = ring_bytes(1, 2) + ring_bytes(1, 2, shared=True)
+    # a batch-1 rollout's sets stay (small): own rings of 1 then 2 frames, a copy of the 2 frames written
+    trt._pool.max_idle_bytes = ring_bytes(1, 1) + ring_bytes(1, 2) + ring_bytes(1, 2, shared=True)
     trt.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")
     steady = dict(fake.mem)
     for batch in (2, 3, 4):
         trt.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
         assert fake.mem.keys() == steady.keys()  # each candidate set freed on the device after the call
-    # those two, the live history (4 slots) and the live stream's empty own slot
+    # those, the live history (4 slots) and the live stream's empty own slot
     live = ring_bytes(1, 4, shared=True) + ring_bytes(1, 1)
     assert trt._pool.nbytes() == live + trt._pool.max_idle_bytes
     trt.close()

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from astra_ros.runtime.streaming import StreamingBackend
+from astra_ros.runtime.streaming import StreamingBackend, growth, own_slots
 
 
 class Buffers:
@@ -130,10 +130,11 @@ class BufferPool:
         return sum(self._nbytes(b.payload) for sets in self._sets.values() for b in sets)
 
     def trim(self) -> None:
-        """Release free sets, largest first, until the free ones hold at most max_idle_bytes."""
+        """Release free sets, largest first (of equal ones, the most rows first), until the free ones
+        hold at most max_idle_bytes."""
         idle = [b for sets in self._sets.values() for b in sets if not b.busy]
         sizes = {id(b): self._nbytes(b.payload) for b in idle}
-        idle.sort(key=lambda b: -sizes[id(b)])
+        idle.sort(key=lambda b: (-sizes[id(b)], -b.batch))
         held = sum(sizes.values())
         for buffers in idle:
             if held <= self.max_idle_bytes:
@@ -182,6 +183,10 @@ class PooledStreamingBackend(StreamingBackend):
         """Copy the history frames in ``slots`` of ``source`` into ``target``'s slots 0.. in order."""
 
     @abstractmethod
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        """Copy every slot of the own rings ``source`` into the same slots of the larger ``target``."""
+
+    @abstractmethod
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         """Host copies of the keys and values (own rings: the logical batch only)."""
 
@@ -192,13 +197,16 @@ class PooledStreamingBackend(StreamingBackend):
 
     def kv_bytes(self, batch: int, horizon: int) -> int:
         """Key/value buffer bytes of a rollout of ``batch`` candidates x ``horizon`` frames: their own
-        rings and its copy of the live history (0 when no graph batch can serve them)."""
+        rings at every size they grow through and its copy of the live history (0 when no graph batch
+        can serve them)."""
         try:
-            own = self._kv_dims(self._graph_batch(batch), max(1, min(horizon, self.history_limit)))
+            rows = self._graph_batch(batch)
         except ValueError:
             return 0
-        history = self._kv_dims(1, self.history_limit, shared=True)
-        return 2 * (int(np.prod(own)) + int(np.prod(history))) * np.dtype(self._cache_dtype).itemsize
+        sizes = growth(own_slots(horizon, self.history_limit))
+        count = sum(int(np.prod(self._kv_dims(rows, slots))) for slots in sizes)
+        count += int(np.prod(self._kv_dims(1, self.history_limit, shared=True)))
+        return 2 * count * np.dtype(self._cache_dtype).itemsize
 
     def _check_batch(self, frame: np.ndarray, kv: PooledKV) -> int:
         """Check a step's batch against its own rings; -> the graph batch."""
@@ -215,6 +223,11 @@ class PooledStreamingBackend(StreamingBackend):
 
     def _empty_history(self, slots: int) -> PooledKV:
         return PooledKV(self._pool.acquire(1, slots, shared=True), 1)
+
+    def _grow_kv(self, kv: PooledKV, slots: int) -> PooledKV:
+        buffers = self._pool.acquire(kv.buffers.batch, slots)
+        self._copy_own(kv.buffers, buffers)
+        return PooledKV(buffers, kv.batch)
 
     def _gather_history(self, kv: PooledKV, slots: np.ndarray) -> PooledKV:
         buffers = self._pool.acquire(1, len(slots), shared=True)

@@ -242,6 +242,11 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             )
         return self._fixed_batch
 
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        for (host, _), (into, layers) in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[:, :, :, : host.shape[3]] = host
+            self._sync(into, layers)
+
     def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
         for (host, _), (into, layers) in zip(source.payload.rings, target.payload.rings, strict=True):
             into[...] = host[:, slots]

@@ -147,6 +147,10 @@ class OpenVinoBackend(PooledStreamingBackend):
     def _graph_batch(self, batch: int) -> int:
         return batch
 
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        for host, into in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[:, :, :, : host.shape[3]] = host
+
     def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
         for host, into in zip(source.payload.rings, target.payload.rings, strict=True):
             into[...] = host[:, slots]

@@ -155,6 +155,10 @@ class StreamingBackend(WorldModelBackend):
         """A new shared history holding the frames in ``slots`` of the history ``kv``, in that order."""
 
     @abstractmethod
+    def _grow_kv(self, kv: KV, slots: int) -> KV:
+        """New own rings of ``slots`` frames holding ``kv``'s frames in the same slots."""
+
+    @abstractmethod
     def _step(
         self,
         frame: np.ndarray,
@@ -188,6 +192,12 @@ class StreamingBackend(WorldModelBackend):
 
     def _empty_cache(self, batch: int, slots: int) -> Cache:
         return Cache(self._empty_kv(batch, slots), batch, np.full(slots, -1, np.int64))
+
+    def _grown(self, cache: Cache, slots: int) -> Cache:
+        """``cache`` (own rings) with room for ``slots`` frames, its frames in the same slots."""
+        positions = np.full(slots, -1, np.int64)
+        positions[: cache.positions.shape[0]] = cache.positions
+        return Cache(self._grow_kv(cache.kv, slots), cache.batch, positions, cache.written)
 
     def _history_snapshot(self) -> Cache:
         """A copy of the frames in the live window, oldest first (what a rollout reads as its history)."""
@@ -386,6 +396,20 @@ class StreamingBackend(WorldModelBackend):
         return uncond + self.guidance_scale * (cond - uncond)
 
 
+def own_slots(horizon: int, history: int) -> int:
+    """Frames a rollout of ``horizon`` frames keeps per candidate: all it writes (the pending frame and
+    every predicted frame but the last), at most the ``history`` frames a step attends to."""
+    return max(1, min(horizon, history))
+
+
+def growth(capacity: int) -> list[int]:
+    """The sizes an own ring takes as it fills: 1, 2, 4, ... up to ``capacity``."""
+    sizes = [1]
+    while sizes[-1] < capacity:
+        sizes.append(min(2 * sizes[-1], capacity))
+    return sizes
+
+
 class CachedRollout(Rollout):
     """``predict``'s rollout, resumable: it holds the live history as it was when it started (one copy,
     shared by the candidates), each candidate's own ring of the frames it wrote since, their newest
@@ -394,7 +418,8 @@ class CachedRollout(Rollout):
 
     Candidate b writes the pending frame with ``actions[b, 0]``, which then drives predicted frame
     0; each predicted frame h is written with ``actions[b, h + 1]`` before frame h + 1 (the last one
-    is never written: nothing reads it). The own rings hold ``min(horizon, history_limit)`` frames.
+    is never written: nothing reads it). The own rings grow as they fill (1, 2, 4, ... frames, up to
+    ``own_slots``), so a step attends to few empty slots.
     """
 
     def __init__(
@@ -421,8 +446,8 @@ class CachedRollout(Rollout):
         size = backend.config.image_size
         self._video = np.empty((batch, self.horizon, size, size, 3), np.uint8)
         self._states = backend._reckoned_states(actions, modality)  # each frame's, the pending one's first
-        own = backend._empty_cache(batch, max(1, min(self.horizon, backend.history_limit)))
-        self._context: Context | None = Context(backend._history_snapshot(), own)
+        self._capacity = own_slots(self.horizon, backend.history_limit)
+        self._context: Context | None = Context(backend._history_snapshot(), backend._empty_cache(batch, 1))
         self._written = np.repeat(backend._written, batch, axis=0)
         self._frame = np.repeat(backend._pending, batch, axis=0)
         self.frames_done = 0
@@ -444,6 +469,9 @@ class CachedRollout(Rollout):
         a, m = self._packed[:, h], self._mask[:, h]
         state, following = self._states[h], self._states[h + 1]
         noise = self._rng.standard_normal(self._noise_shape, dtype=np.float32)
+        own = context.own
+        if own.written == own.positions.shape[0] < self._capacity:  # full: double it, up to capacity
+            context.own = b._grown(own, min(2 * own.written, self._capacity))
         self._written = b._write(
             self._frame, self._written, a, m, modality, context, context.own, noise, state
         )

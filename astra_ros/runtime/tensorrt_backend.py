@@ -281,6 +281,14 @@ class TensorRTBackend(PooledStreamingBackend):
         self.runtime.synchronize()
         return rings
 
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        """One strided device copy per tensor: rows = depth x heads x batch."""
+        frame = self.config.tokens_per_frame * self.config.head_dim * np.dtype(self._cache_dtype).itemsize
+        rows = self.config.depth * self.config.heads * source.batch
+        for src, dst in zip(source.payload, target.payload, strict=True):
+            width = source.slots * frame
+            self.runtime.copy_rows(dst, target.slots * frame, src, width, width, rows)
+
     def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
         """One strided device copy per frame and tensor: rows = depth."""
         width = int(np.prod(self._kv_dims(1, 1, shared=True)[1:])) * np.dtype(self._cache_dtype).itemsize

@@ -84,6 +84,14 @@ class TorchBackend(StreamingBackend):
         return history._replace(keys=history.keys.to(self.dtype), values=history.values.to(self.dtype))
 
     @torch.inference_mode()
+    def _grow_kv(self, kv: KVCache, slots: int) -> KVCache:
+        grown = self._empty_kv(kv.keys.shape[2], slots)
+        tokens = kv.keys.shape[3]
+        grown.keys[:, :, :, :tokens] = kv.keys
+        grown.values[:, :, :, :tokens] = kv.values
+        return grown
+
+    @torch.inference_mode()
     def _gather_history(self, kv: KVCache, slots: np.ndarray) -> KVCache:
         index = torch.from_numpy(slots).to(self.device)
         return KVCache(kv.keys[:, index], kv.values[:, index], kv.valid[:, index])
