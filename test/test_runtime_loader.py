@@ -106,8 +106,9 @@ def test_onnx_errors(tmp_path):
 
 
 def avx2_only(monkeypatch):
-    """Make this machine an AVX2-only CPU for the loader (where auto runs ONNX Runtime)."""
+    """Make this machine an AVX2-only CPU without OpenVINO for the loader (auto: ONNX Runtime)."""
     monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.CpuFeatures(avx2=True))
+    monkeypatch.setattr(availability, "openvino_available", lambda: False)
 
 
 def test_auto_falls_back_to_onnxruntime_without_tensorrt(caplog, monkeypatch):
@@ -194,8 +195,9 @@ def test_every_cpu_class_has_a_row_that_ends_with_onnxruntime_fp32():
             ("openvino", "bf16"),
         ),
         (cpu.CpuFeatures(avx2=True, avx512=True, avx512_bf16=True), False, False, ("onnxruntime", "fp32")),
-        (cpu.CpuFeatures(avx2=True), True, True, ("onnxruntime", "int8")),
-        (cpu.CpuFeatures(avx2=True), False, True, ("onnxruntime", "fp32")),  # no int8 graph in the sidecar
+        (cpu.CpuFeatures(avx2=True, avx512=True), True, True, ("openvino", "fp32")),
+        (cpu.CpuFeatures(avx2=True), True, False, ("onnxruntime", "int8")),
+        (cpu.CpuFeatures(avx2=True), False, False, ("onnxruntime", "fp32")),  # no int8 graph in the sidecar
         (cpu.CpuFeatures(), True, True, ("onnxruntime", "fp32")),
     ],
 )

@@ -25,10 +25,10 @@ CPU_CLASSES = ("amx", "avx512_bf16", "avx512", "avx2", "other")
 
 # fastest first: (backend, precision); the last entry of each is ONNX Runtime fp32, which needs nothing
 AUTO_CPU: dict[str, tuple[tuple[str, str], ...]] = {
-    "amx": (("openvino", "bf16"), ("onnxruntime", "fp32")),
-    "avx512_bf16": (("openvino", "bf16"), ("onnxruntime", "fp32")),
-    "avx512": (("onnxruntime", "int8"), ("onnxruntime", "fp32")),
-    "avx2": (("onnxruntime", "int8"), ("onnxruntime", "fp32")),
+    "amx": (("openvino", "bf16"), ("openvino", "fp32"), ("onnxruntime", "fp32")),
+    "avx512_bf16": (("openvino", "bf16"), ("openvino", "fp32"), ("onnxruntime", "fp32")),
+    "avx512": (("openvino", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp32")),
+    "avx2": (("openvino", "fp32"), ("onnxruntime", "int8"), ("onnxruntime", "fp32")),
     "other": (("onnxruntime", "fp32"),),
 }
 
