@@ -176,7 +176,11 @@ def test_a_rollout_reads_one_copy_of_the_history_and_keeps_only_its_own_frames_p
         live = backend.kv_arrays(backend._cache.kv)[0][:, backend._cache.positions.argsort()]
         np.testing.assert_array_equal(backend.kv_arrays(history.kv)[0], live)
         grown.clear()
-        rollout.advance(horizon)
+        backend._pool.max_idle_bytes = 0  # every free set is released at once
+        live = backend._pool.nbytes() - backend.kv_bytes(5, 1)  # without the first own ring and the copy
+        for _ in range(horizon):
+            rollout.advance(1)
+            assert backend._pool.nbytes() <= live + backend.kv_bytes(5, horizon)  # the largest two sizes
         assert grown == sizes  # then the ring wraps (horizon 9 > max_history 4)
         video = rollout.result()
         assert (video == video[:1]).all()  # the same history, commands and noise: the same frames

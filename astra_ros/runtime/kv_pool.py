@@ -195,15 +195,18 @@ class PooledStreamingBackend(StreamingBackend):
         if batch > 1:
             return_free_heap()
 
+    def _rings_released(self) -> None:
+        self._pool.trim()  # the smaller rings: a rollout holds at most two sizes at once
+
     def kv_bytes(self, batch: int, horizon: int) -> int:
-        """Key/value buffer bytes of a rollout of ``batch`` candidates x ``horizon`` frames: their own
-        rings at every size they grow through and its copy of the live history (0 when no graph batch
-        can serve them)."""
+        """Key/value buffer bytes of a rollout of ``batch`` candidates x ``horizon`` frames at most: their
+        own rings at the last two sizes they grow through (both held while one is copied into the
+        other) and its copy of the live history (0 when no graph batch can serve them)."""
         try:
             rows = self._graph_batch(batch)
         except ValueError:
             return 0
-        sizes = growth(own_slots(horizon, self.history_limit))
+        sizes = growth(own_slots(horizon, self.history_limit))[-2:]  # the largest two, during the last copy
         count = sum(int(np.prod(self._kv_dims(rows, slots))) for slots in sizes)
         count += int(np.prod(self._kv_dims(1, self.history_limit, shared=True)))
         return 2 * count * np.dtype(self._cache_dtype).itemsize

@@ -278,6 +278,9 @@ class StreamingBackend(WorldModelBackend):
     def _rollout_closed(self, batch: int) -> None:
         """Called when a rollout of ``batch`` candidates has released its cache."""
 
+    def _rings_released(self) -> None:
+        """Called when a rollout has replaced its own rings by larger ones."""
+
     # -- helpers ---------------------------------------------------------------------------------
 
     def _no_state(self, batch: int) -> State:
@@ -472,6 +475,8 @@ class CachedRollout(Rollout):
         own = context.own
         if own.written == own.positions.shape[0] < self._capacity:  # full: double it, up to capacity
             context.own = b._grown(own, min(2 * own.written, self._capacity))
+            del own
+            b._rings_released()
         self._written = b._write(
             self._frame, self._written, a, m, modality, context, context.own, noise, state
         )
