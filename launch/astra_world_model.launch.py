@@ -62,8 +62,8 @@ def generate_launch_description():
             "inference_threads",
             default_value="0",
             description="CPU threads per inference call (0 = the backend's default: 1 on ONNX "
-            "Runtime, measured fastest on 2 shared cores; torch's own otherwise). "
-            "Allowed: [0, 256].",
+            "Runtime, measured fastest on 2 shared cores; one per core on "
+            "OpenVINO; torch's own otherwise). Allowed: [0, 256].",
         ),
         DeclareLaunchArgument(
             "denoising_steps",

@@ -84,7 +84,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "inference_threads",
         0,
         "CPU threads per inference call (0 = the backend's default: 1 on ONNX Runtime, measured fastest "
-        "on 2 shared cores; torch's own otherwise).",
+        "on 2 shared cores; one per core on OpenVINO; torch's own otherwise).",
         min=0,
         max=256,
         launch=True,
