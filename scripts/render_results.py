@@ -156,7 +156,10 @@ def speed_lines(bench: dict[str, Any]) -> list[str]:
                     "planning step, 64 x 8 frames, p50",
                     f"{p50['64']} s ({plan['auto']}), {ratio['64']:.2f}x the {today['64']} s before",
                 ],
-                ["live 8-frame prediction, p50", f"{p50['1']} s, {ratio['1']:.2f}x the {today['1']} s before"],
+                [
+                    "live 8-frame prediction, p50",
+                    f"{p50['1']} s, {ratio['1']:.2f}x the {today['1']} s before",
+                ],
                 [
                     "node, image stamp to published, 10/s, p50",
                     f"{min(node['publish_p50_ms']):.0f}-{max(node['publish_p50_ms']):.0f} ms, "
