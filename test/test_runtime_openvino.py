@@ -85,3 +85,23 @@ def test_bf16_is_refused_where_the_cpu_would_emulate_it(monkeypatch):
     with pytest.raises(ModelLoadError, match=r"precision='bf16'.*\(avx512\).*expected precision fp32"):
         load_backend(str(tiny_onnx()), "openvino", precision="bf16")
     assert load_backend(str(tiny_onnx()), "openvino").info.precision == "fp32"  # auto: fp32 there
+
+
+def test_a_fixed_batch_export_is_left_to_onnxruntime(tmp_path, monkeypatch, caplog):
+    import json
+    import logging
+
+    from runtime_fixtures import copy_model
+
+    from astra_ros.runtime import availability
+
+    path = copy_model(tmp_path)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "batch": 2}))  # as --batch 2 writes
+    with pytest.raises(ModelLoadError, match="fixed batch of 2.*backend onnxruntime"):
+        load_backend(str(path), "openvino")
+    monkeypatch.setattr(availability, "tensorrt_available", lambda: False)
+    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.CpuFeatures(avx2=True, avx512=True))
+    with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
+        assert load_backend(str(path), threads=1).info.backend == "onnxruntime"
+    assert "openvino fp32: fixed-batch export" in caplog.text

@@ -242,6 +242,8 @@ def _auto_cpu(model: OnnxModel, precision: str) -> tuple[str, str, str]:
             continue
         if backend == "openvino" and not availability.openvino_available():
             skipped.append(f"{backend} {choice}: not installed")
+        elif backend == "openvino" and model.batch is not None:
+            skipped.append(f"{backend} {choice}: fixed-batch export")
         elif choice not in model.precisions and choice not in ("fp32", "bf16"):
             skipped.append(f"{backend} {choice}: no {choice} graph in {model.sidecar.name}")
         else:

@@ -85,6 +85,11 @@ class OpenVinoBackend(PooledStreamingBackend):
                 f"precision='bf16' on OpenVINO, but this CPU ({features.cpu_class}) has no native bf16 "
                 "arithmetic (AVX512-BF16 or AMX); expected precision fp32"
             )
+        if model.batch is not None:
+            raise ModelLoadError(
+                f"{model.path} was exported with a fixed batch of {model.batch}; expected a dynamic-batch "
+                "export on OpenVINO (astra-export --batch dynamic), or backend onnxruntime"
+            )
         self.model = model
         path, sha = model.graph("fp32")
         cfg = model.config
@@ -123,7 +128,11 @@ class OpenVinoBackend(PooledStreamingBackend):
         else:
             self._requests[False] = self._requests[True]
         self._ring_type = ov.Type.bf16 if self._bf16 else ov.Type.f32
-        self._host_types = {p.get_any_name(): p.get_element_type().to_dtype() for p in graph.inputs}
+        self._host_types = {
+            p.get_any_name(): p.get_element_type().to_dtype()
+            for p in graph.inputs
+            if p.get_any_name() in self._host_inputs
+        }
         # per request: the tensor set for each graph tensor, and the arrays (and their tensors) the
         # step inputs are copied into
         self._held: dict[int, dict[str, Any]] = {id(r): {} for r in self._requests.values()}
@@ -131,7 +140,6 @@ class OpenVinoBackend(PooledStreamingBackend):
             id(r): {} for r in self._requests.values()
         }
         self._pool = BufferPool(self._allocate)
-        self.threads = threads
         info = model_info("openvino", model.meta, cfg, sha, "-", precision)
         super().__init__(info, cfg, **options)
 
