@@ -6,10 +6,11 @@
 - ``runtime``: per backend available here (torch eager, onnxruntime CPU; on a GPU machine torch CUDA,
   onnxruntime CUDA, TensorRT): ms per denoising step, ms per predicted frame at 1/4/8 steps,
   predicted frames per second, batch scaling for 1/4/16 candidates, ratios against torch eager.
-- ``plan``: one planning step (``predict`` of 1/16/64/256 candidates x horizon 8) on ONNX Runtime CPU
-  for today's fp32 graph, fp32 with the write-only graph for context writes, and int8 (added to a
-  copy of the model when its sidecar has none), as ratios against the first; then intra-op threads
-  (1 vs 2) for a 64-candidate plan and a 1-candidate live prediction.
+- ``plan``: one planning step (``predict`` of 1/64/256 candidates x horizon 8) per backend and
+  precision (ONNX Runtime fp32 and int8, the int8 graph added to a copy of the model when its sidecar
+  has none; OpenVINO fp32 and bf16; torch bf16), p50 seconds, the ratio to today's path (``--baseline``:
+  another checkout, run in a subprocess in the same rounds) and the achieved GFLOP/s against the
+  machine's measured matmul peak in the row's precision.
 - ``node``: the streaming session (the node's engine, no ROS) against the bare backend
   (``astra_ros.ros.bench_node``).
 - ``train``: training steps per second of a recipe in fp32, bf16 autocast and with torch.compile
@@ -60,12 +61,56 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 # -- model ----------------------------------------------------------------------------------------
 
 
-def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> float:
+def matmul_peak_gflops(
+    threads: int,
+    size: int = 1024,
+    repeats: int = 10,
+    precision: str = "fp32",
+    shape: tuple[int, int, int] | None = None,
+) -> float:
+    """GFLOP/s of torch's matmul on ``threads`` threads: ``size``^3, or ``shape`` (m, k, n), in fp32 or
+    bf16 (2 FLOPs per multiply-add)."""
     import torch
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.set_num_threads(threads)
+    m, k, n = shape or (size, size, size)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     ms = median_ms(lambda: a @ b, repeats, warmup=3)
-    return 2 * size**3 / (ms / 1000) / 1e9
+    return 2 * m * k * n / (ms / 1000) / 1e9
+
+
+def int8_peak_gops(threads: int, shape: tuple[int, int, int], repeats: int = 10) -> float:
+    """GOP/s of ONNX Runtime's ``MatMulInteger`` (uint8 x int8 -> int32: the product of its
+    dynamically quantized graphs) on ``threads`` threads."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from astra_ros.runtime.onnxruntime_backend import session_options
+
+    m, k, n = shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])],
+        "matmul_integer",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k]),
+            helper.make_tensor_value_info("b", TensorProto.INT8, [k, n]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(threads), providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    feeds = {
+        "a": rng.integers(0, 255, (m, k), dtype=np.uint8),
+        "b": rng.integers(-127, 127, (k, n), dtype=np.int8),
+    }
+    onnx.checker.check_model(model)
+    ms = median_ms(lambda: session.run(None, feeds), repeats, warmup=3)
+    return 2 * m * k * n / (ms / 1000) / 1e9
 
 
 def step_flops(model: Any, inputs: tuple) -> int:
@@ -275,8 +320,8 @@ def warm_step(backend: Any) -> Callable[[], Any]:
         np.zeros((1, a), np.float32),
         np.ones((1, a), np.float32),
         np.zeros(1, np.int64),
-        backend._cache,
-        backend._rope(backend._cache),
+        backend._alone,
+        backend._rope(backend._alone),
         backend._no_state(1),
     )
     return lambda: backend._step(*args_step)
@@ -413,12 +458,68 @@ def _runtime_bench(args: argparse.Namespace, workdir: Path) -> str:
 
 # -- plan -----------------------------------------------------------------------------------------
 
-# (row name, precision, write-only graph for context writes); the first row is today's fp32 graph
+# (row name, backend, precision), measured in this order; "today" (--baseline) is timed beside them
 PLAN_VARIANTS = (
-    ("onnxruntime fp32 (full step for writes)", "fp32", False),
-    ("onnxruntime fp32 + write-only", "fp32", True),
-    ("onnxruntime int8 + write-only", "int8", True),
+    ("onnxruntime fp32", "onnxruntime", "fp32"),
+    ("onnxruntime int8", "onnxruntime", "int8"),
+    ("openvino fp32", "openvino", "fp32"),
+    ("openvino bf16", "openvino", "bf16"),
+    ("torch bf16", "torch", "bf16"),
 )
+PEAK_SHAPE = (4096, 256, 1024)  # (m, k, n): the widest products of a batch-64 step of a width-256 model
+
+# Today's path, run from another checkout in a subprocess on its own copy of the model (its public
+# API only: load_backend, ingest, predict), so that the ratios come from one run.
+BASELINE_WORKER = """
+import sys, numpy as np
+from astra_ros.runtime.loader import load_backend
+backend = load_backend(sys.argv[1], "onnxruntime", threads=int(sys.argv[2]))
+joints, info = int(sys.argv[3]), backend.info
+rng = np.random.default_rng(0)
+for _ in range(info.max_history + 1):
+    frame = rng.integers(0, 256, (info.image_size, info.image_size, 3), dtype=np.uint8)
+    backend.ingest(frame, rng.uniform(-1, 1, joints).astype(np.float32), "joint_velocity")
+print("ready", flush=True)
+for line in sys.stdin:
+    n, horizon, steps = map(int, line.split())
+    plan = rng.uniform(-1, 1, (n, horizon, joints)).astype(np.float32)
+    backend.predict(plan, "joint_velocity", steps=steps or None, seed=0)
+    print("done", flush=True)
+"""
+
+
+class Baseline:
+    """``BASELINE_WORKER`` in a subprocess: the checkout ``root`` (its code and its ``onnx``)."""
+
+    def __init__(self, root: Path, onnx: Path, threads: int, joints: int):
+        import subprocess
+
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BASELINE_WORKER, str(onnx), str(threads), str(joints)],
+            cwd=root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._expect("ready")
+
+    def _expect(self, word: str) -> None:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if line.strip() != word:
+            raise RuntimeError(
+                f"the baseline worker answered {line!r}; expected {word!r} (its stderr is above)"
+            )
+
+    def predict(self, candidates: int, horizon: int, steps: int | None) -> None:
+        self.proc.stdin.write(f"{candidates} {horizon} {steps or 0}\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        self._expect("done")
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait(timeout=60)
 
 
 def with_int8(onnx: Path, workdir: Path, threads: int) -> Path:
@@ -452,8 +553,8 @@ def warm_backend(backend: Any, joints: int) -> None:
 
 def alternating_ms(
     calls: dict[str, Callable[[], Any]], warm: dict[str, Callable[[], Any]], rounds: int
-) -> dict[str, float]:
-    """Median ms of each call over ``rounds`` rounds; in each round every call runs once, right after
+) -> dict[str, list[float]]:
+    """ms of each call in each of ``rounds`` rounds; in each round every call runs once, right after
     its ``warm`` call (cheap, untimed: wakes its thread pool), so a slow spell of the shared machine
     lands on every row rather than on one side of a ratio."""
     times: dict[str, list[float]] = {name: [] for name in calls}
@@ -463,7 +564,86 @@ def alternating_ms(
             t = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t) * 1000)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def predict_flops(config: Any, joints: int, horizon: int, steps: int) -> int:
+    """FLOPs (matmuls and attention, torch's counter) of a one-candidate ``predict`` of ``horizon``
+    frames from a full history, on the shapes the step graphs run: each frame's context write (the
+    write-only graph) and its denoising steps, every candidate's own ring of min(horizon, history)
+    slots, the history slots in the window. A planning step of N candidates costs N times this."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from astra_ros.model.astra import AstraWorldModel
+    from astra_ros.runtime.base import ModelInfo
+    from astra_ros.runtime.torch_backend import TorchBackend
+
+    torch.manual_seed(0)
+    info = ModelInfo("torch", "flops", config.image_size, config.max_history, ("joint_velocity",))
+    backend = TorchBackend(AstraWorldModel(config), info, "cpu")
+    warm_backend(backend, joints)
+    with FlopCounterMode(display=False) as counter:
+        backend.predict(np.zeros((1, horizon, joints), np.float32), "joint_velocity", steps=steps, seed=0)
+    return int(counter.get_total_flops())
+
+
+def tiled_predict_flops(config: Any, horizon: int, steps: int) -> int:
+    """The same for the version-3 step graph (today's path): every frame's write and denoising steps
+    attend to a per-candidate ring of max_history full slots, nothing shared."""
+    import torch
+
+    from astra_ros.model.astra import Actions, AstraWorldModel
+    from astra_ros.model.rope import rope_tables
+
+    model = AstraWorldModel(config).eval()
+    s, a = config.image_size, config.action_dim
+    frame = torch.zeros(1, config.channels, s, s)
+    acts = Actions(torch.zeros(1, a), torch.ones(1, a), torch.zeros(1, dtype=torch.long))
+    cache = model.empty_cache(1)
+    cache.valid[:] = 1.0
+    rope = tuple(torch.from_numpy(x) for x in rope_tables(np.array([config.max_history]), config.head_dim))
+    level = torch.full((1,), 0.5)
+    write = step_flops(model, (frame, frame, level, acts, cache, *rope, False))
+    denoise = step_flops(model, (frame, frame, level, acts, cache, *rope))
+    return horizon * (write + steps * denoise)
+
+
+def plan_backends(
+    args: argparse.Namespace, onnx: Path, workdir: Path, threads: int
+) -> tuple[dict[str, Any], list[str]]:
+    """The backends of ``PLAN_VARIANTS`` this machine runs (warm), and a note for each it does not."""
+    from astra_ros.runtime.loader import load_backend
+    from astra_ros.runtime.sidecar import load_onnx_model
+
+    model = load_onnx_model(onnx)
+    joints = len(model.meta.get("joint_names") or ()) or 7
+    checkpoint = onnx.parent / str((model.payload.get("checkpoint") or {}).get("file", ""))
+    backends, notes = {}, []
+    for name, backend, precision in PLAN_VARIANTS:
+        if args.variants and name not in args.variants:
+            continue
+        try:
+            if backend == "torch":
+                path = str(checkpoint)
+            elif precision == "int8":
+                path = str(with_int8(onnx, workdir, threads))
+            else:
+                path = str(onnx)
+            loaded = load_backend(path, backend, precision=precision, threads=threads, steps=args.steps)
+        except Exception as err:  # a row this machine cannot run is reported, not fatal
+            notes.append(f"- {name}: not run ({type(err).__name__}: {err})")
+            continue
+        warm_backend(loaded, joints)
+        backends[name] = loaded
+    return backends, notes
+
+
+def peaks(threads: int) -> dict[str, float]:
+    """Measured matmul peaks (GFLOP/s, GOP/s for int8) per precision, ``PEAK_SHAPE``."""
+    out = {p: matmul_peak_gflops(threads, precision=p, shape=PEAK_SHAPE) for p in ("fp32", "bf16")}
+    out["int8"] = int8_peak_gops(threads, PEAK_SHAPE)
+    return out
 
 
 def run_plan_bench(args: argparse.Namespace) -> str:
@@ -472,81 +652,84 @@ def run_plan_bench(args: argparse.Namespace) -> str:
 
 
 def _plan_bench(args: argparse.Namespace, workdir: Path) -> str:
-    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from astra_ros.runtime.sidecar import load_onnx_model
 
-    onnx = with_int8(Path(args.onnx), workdir, args.threads[0])
+    onnx = Path(args.onnx)
     model = load_onnx_model(onnx)
+    cfg = model.config
     joints = len(model.meta.get("joint_names") or ()) or 7
+    steps = args.steps or cfg.sampling_steps
+    threads = args.threads
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    backends, notes = plan_backends(args, onnx, workdir, threads)
+    precisions = {name: backend.info.precision for name, backend in backends.items()}
+    baseline = None
+    if args.baseline:
+        root = Path(args.baseline).resolve()
+        baseline = Baseline(root, root / (args.baseline_onnx or args.onnx), threads, joints)
+        precisions["today"] = "fp32"
     rng = np.random.default_rng(1)
     one = rng.uniform(-1, 1, (1, 1, joints)).astype(np.float32)
 
-    def open_backend(precision: str, write_only: bool, threads: int) -> Any:
-        backend = OnnxRuntimeBackend(model, threads=threads, precision=precision, write_only=write_only)
-        warm_backend(backend, joints)
-        return backend
-
     def predict(backend: Any, plan: np.ndarray) -> Callable[[], Any]:
-        return lambda: backend.predict(plan, "joint_velocity", steps=args.steps, seed=0)
+        return lambda: backend.predict(plan, "joint_velocity", steps=steps, seed=0)
 
-    threads = args.threads[0]
-    backends = {name: open_backend(p, w, threads) for name, p, w in PLAN_VARIANTS}
     warm = {name: predict(b, one) for name, b in backends.items()}
-    base = PLAN_VARIANTS[0][0]
-    ms: dict[int, dict[str, float]] = {}
-    for n in tqdm(args.candidates, desc="plan: candidates", disable=args.no_progress):
-        plan = rng.uniform(-1, 1, (n, args.horizon, joints)).astype(np.float32)
-        ms[n] = alternating_ms({name: predict(b, plan) for name, b in backends.items()}, warm, args.repeats)
+    if baseline is not None:
+        warm["today"] = lambda: baseline.predict(1, 1, steps)
+    times: dict[int, dict[str, list[float]]] = {}
+    try:
+        for n in tqdm(args.candidates, desc="plan: candidates", disable=args.no_progress):
+            plan = rng.uniform(-1, 1, (n, args.horizon, joints)).astype(np.float32)
+            calls = {name: predict(b, plan) for name, b in backends.items()}
+            if baseline is not None:
+                calls["today"] = lambda n=n: baseline.predict(n, args.horizon, steps)
+            times[n] = alternating_ms(calls, warm, args.repeats)
+    finally:
+        if baseline is not None:
+            baseline.close()
+    shared = predict_flops(cfg, joints, args.horizon, steps)
+    flops = {name: shared for name in precisions}
+    if baseline is not None:
+        flops["today"] = tiled_predict_flops(cfg, args.horizon, steps)
+    peak = peaks(threads)
+    reference = "today" if baseline is not None else next(iter(backends), None)
     header = ["backend / precision"]
     for n in args.candidates:
-        header += [f"{n} cand. ms", f"{n} cand. vs fp32"]
+        header += [f"{n} cand. p50 s", f"{n}: x {reference}", f"{n}: GFLOP/s (of peak)"]
     rows = []
-    for name in backends:
+    for name in times[args.candidates[0]]:
         row: list[Any] = [name]
         for n in args.candidates:
-            row += [ms[n][name], f"{ms[n][name] / ms[n][base]:.2f}"]
+            p50 = statistics.median(times[n][name]) / 1000
+            ratio = statistics.median(times[n][reference]) / 1000 / p50
+            achieved = n * flops[name] / p50 / 1e9
+            row += [
+                f"{p50:.3f}",
+                f"{ratio:.2f}",
+                f"{achieved:.0f} ({100 * achieved / peak[precisions[name]]:.0f}%)",
+            ]
         rows.append(row)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
-        f"## Plan: one planning step = predict() of N candidates x horizon {args.horizon}, "
-        f"{args.steps or model.config.sampling_steps} denoising step(s), {onnx.name}, {threads} thread(s), "
-        f"cache full; medians of {args.repeats} alternating rounds",
+        f"## Plan: one planning step = predict() of N candidates x horizon {args.horizon}, {steps} denoising "
+        f"step(s), {onnx.name} (width {cfg.width}, depth {cfg.depth}, max_history {cfg.max_history}), "
+        f"{threads} thread(s), history full; p50 of {args.repeats} alternating rounds; load average "
+        f"{load:.2f} when it ended",
         "",
         table(header, rows),
         "",
-        "vs fp32: time / the same step on today's fp32 graph (every context write through the full step).",
+        f"x {reference}: its p50 / the row's (above 1: faster). GFLOP/s: FLOPs of the graphs as run "
+        f"(torch's count of matmul and attention FLOPs: {shared / 1e9:.3f} GFLOP per candidate"
+        + (f", today's tiled graph {flops['today'] / 1e9:.3f}" if baseline is not None else "")
+        + ") / p50, against the "
+        f"measured matmul peak in the row's precision ({PEAK_SHAPE[0]}x{PEAK_SHAPE[1]} @ "
+        f"{PEAK_SHAPE[1]}x{PEAK_SHAPE[2]}, {threads} thread(s)): fp32 {peak['fp32']:.0f}, bf16 "
+        f"{peak['bf16']:.0f} GFLOP/s (torch), int8 {peak['int8']:.0f} GOP/s (ONNX Runtime MatMulInteger).",
     ]
-    lines += ["", *threads_table(args, model, open_backend, predict, rng, joints)]
-    return "\n".join(lines)
-
-
-def threads_table(
-    args: argparse.Namespace,
-    model: Any,
-    open_backend: Callable[..., Any],
-    predict: Callable[..., Callable[[], Any]],
-    rng: np.random.Generator,
-    joints: int,
-) -> list[str]:
-    """Intra-op threads of each precision (write-only graph) for a planning batch and a live predict."""
-    planning = rng.uniform(-1, 1, (args.thread_candidates, args.horizon, joints)).astype(np.float32)
-    live = rng.uniform(-1, 1, (1, args.horizon, joints)).astype(np.float32)
-    one = live[:, :1]
-    rows = []
-    for precision in [p for _, p, w in PLAN_VARIANTS if w]:
-        backends = {t: open_backend(precision, True, t) for t in args.threads}
-        warm = {t: predict(b, one) for t, b in backends.items()}
-        for what, plan in (
-            (f"{args.thread_candidates} x {args.horizon} plan", planning),
-            (f"1 x {args.horizon} live", live),
-        ):
-            got = alternating_ms({t: predict(b, plan) for t, b in backends.items()}, warm, args.repeats)
-            first = got[args.threads[0]]
-            rows.append([precision, what, *(f"{got[t]:.0f} ({got[t] / first:.2f})" for t in args.threads)])
-    return [
-        f"## Plan: intra-op threads (ms, ratio to {args.threads[0]} thread(s)), write-only graph",
-        "",
-        table(["precision", "predict", *(f"{t} thread(s)" for t in args.threads)], rows),
-    ]
+    if baseline is not None:
+        lines.append(f"today: {args.baseline} (onnxruntime fp32, its own export), in a subprocess.")
+    return "\n".join(lines + notes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,16 +751,27 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     r.add_argument("--horizon", type=int, default=4)
     r.add_argument("--repeats", type=int, default=5)
-    pl = sub.add_parser("plan", help="planning-step time per precision and graph, intra-op threads")
+    pl = sub.add_parser("plan", help="planning-step time per backend and precision, vs today's path")
     pl.add_argument(
-        "--onnx", default="engines/astra_small.onnx", help="exported model (int8 added if missing)"
+        "--onnx", default="engines/astra_small.onnx", help="exported model (int8 added to a copy)"
     )
-    pl.add_argument("--candidates", type=int, nargs="+", default=[1, 16, 64, 256])
+    pl.add_argument("--candidates", type=int, nargs="+", default=[1, 64, 256])
     pl.add_argument("--horizon", type=int, default=8)
     pl.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    pl.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="first: the plan table's")
-    pl.add_argument("--thread-candidates", type=int, default=64, help="planning batch of the threads table")
+    pl.add_argument("--threads", type=int, default=2, help="inference threads of every row")
     pl.add_argument("--repeats", type=int, default=3, help="alternating rounds per measurement")
+    pl.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        help=f"rows to run (default all): {[v[0] for v in PLAN_VARIANTS]}",
+    )
+    pl.add_argument(
+        "--baseline",
+        default=None,
+        help="a checkout of today's code (e.g. `git worktree add /tmp/today main`)",
+    )
+    pl.add_argument("--baseline-onnx", default=None, help="its model, relative to it (default: --onnx)")
     pl.add_argument("--no-progress", action="store_true")
     sub.add_parser("node", help="streaming session latency (astra_ros.ros.bench_node)", add_help=False)
     sub.add_parser("train", help="training steps/s per precision (training.throughput)", add_help=False)

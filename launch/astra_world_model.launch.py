@@ -47,21 +47,23 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "backend",
             default_value="auto",
-            description="Inference backend. Allowed: auto | tensorrt | onnxruntime | torch.",
+            description="Inference backend. Allowed: auto | tensorrt | onnxruntime | openvino "
+            "| torch.",
         ),
         DeclareLaunchArgument(
             "precision",
             default_value="auto",
-            description="Inference precision ('auto' = the backend's choice; 'int8' = the "
-            ".onnx model's int8 graph on ONNX Runtime CPU, when its sidecar "
-            "records one). Allowed: auto | fp32 | fp16 | int8.",
+            description="Inference precision ('auto' = the backend's choice; 'bf16' = "
+            "OpenVINO or torch on a CPU with native bf16; 'int8' = the .onnx "
+            "model's int8 graph on ONNX Runtime CPU, when its sidecar records "
+            "one). Allowed: auto | fp32 | fp16 | bf16 | int8.",
         ),
         DeclareLaunchArgument(
             "inference_threads",
             default_value="0",
             description="CPU threads per inference call (0 = the backend's default: 1 on ONNX "
-            "Runtime, measured fastest on 2 shared cores; torch's own otherwise). "
-            "Allowed: [0, 256].",
+            "Runtime, measured fastest on 2 shared cores; one per core on "
+            "OpenVINO; torch's own otherwise). Allowed: [0, 256].",
         ),
         DeclareLaunchArgument(
             "denoising_steps",

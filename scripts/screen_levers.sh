@@ -12,7 +12,7 @@ bin=.venv/bin
 bags=data/bags
 [ -d "$bags/kuka_train" ] || $bin/astra-record-sim --env kuka --episodes 60 --steps 300 --seed 0 --size 64 --out "$bags/kuka_train"
 [ -d "$bags/kuka_heldout" ] || $bin/astra-record-sim --env kuka --episodes 10 --steps 300 --seed 1000 --size 64 --out "$bags/kuka_heldout"
-cpu="$($bin/python -c 'from astra_ros.cpu import cpu_summary as c; s = c(); print(s["model"], s["cores"], "cores, bf16", s["bf16"])')"
+cpu="$($bin/python -c 'from astra_ros.runtime.cpu import cpu_summary as c; s = c(); print(s["model"], s["cores"], "cores,", s["class"])')"
 for lever in "$@"; do
   run=runs/screen/$lever
   train=(astra-train --config config/train/screen.yaml "config/train/screen/$lever.yaml")

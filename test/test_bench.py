@@ -69,24 +69,47 @@ def test_the_imagine_benchmark_measures_the_live_predictions_around_one_imagine(
     assert row["p50_before"] > 0  # frames before the Imagine were predicted (min_history 2)
 
 
-def test_the_plan_benchmark_times_every_precision_against_todays_graph_and_leaves_the_model_alone(capsys):
-    """One run prints the fp32 / write-only / int8 rows with ratios to the first and the threads table;
-    the int8 graph it needs goes into a copy, not next to the model."""
+def test_the_plan_benchmark_times_every_backend_against_todays_path_and_leaves_the_model_alone(capsys):
+    """One run prints a row per backend and precision this machine runs, with ratios to "today" (a
+    checkout run in a subprocess: here this one) and GFLOP/s; the int8 graph it needs goes into a copy,
+    not next to the model."""
     import json
+    from pathlib import Path
 
     from runtime_fixtures import tiny_onnx
 
     from astra_ros.bench import PLAN_VARIANTS, main
+    from astra_ros.runtime.cpu import cpu_features
 
     onnx = tiny_onnx()
     before = sorted(p.name for p in onnx.parent.iterdir())
     sidecar = onnx.with_suffix(".json").read_text()
-    argv = ["plan", "--onnx", str(onnx), "--candidates", "2", "3", "--horizon", "2", "--threads", "1", "2"]
-    assert main([*argv, "--repeats", "1", "--thread-candidates", "2", "--no-progress"]) == 0
+    root = Path(__file__).resolve().parents[1]
+    argv = ["plan", "--onnx", str(onnx), "--candidates", "2", "3", "--horizon", "2", "--threads", "1"]
+    argv += ["--repeats", "1", "--baseline", str(root), "--baseline-onnx", str(onnx), "--no-progress"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| onnx")}
-    assert list(rows) == [name for name, _, _ in PLAN_VARIANTS]
-    assert rows[PLAN_VARIANTS[0][0]].count("| 1.00 |") == 2  # today's graph is the ratios' reference
-    assert "| int8 | 2 x 2 plan |" in out and "| fp32 | 1 x 2 live |" in out
+    rows = {
+        line.split(" | ")[0].strip("| "): line.split(" | ")
+        for line in out.splitlines()
+        if line.startswith("| ")
+    }
+    native = cpu_features().native_bf16
+    want = [name for name, _, precision in PLAN_VARIANTS if native or precision != "bf16"]
+    assert list(rows)[1:] == [*want, "today"]  # after the header
+    assert rows["today"][2] == rows["today"][5] == "1.00"  # the ratios' reference, both batch sizes
+    assert all(row[3].endswith("%)") for name, row in rows.items() if name != "backend / precision")
+    assert "GFLOP per candidate" in out and "today: " in out
     assert sorted(p.name for p in onnx.parent.iterdir()) == before
     assert onnx.with_suffix(".json").read_text() == sidecar and not json.loads(sidecar)["graphs"]
+
+
+def test_the_node_benchmark_reports_superseded_and_dropped_frames(capsys):
+    from astra_ros.ros.bench_node import print_table, run_benchmark
+    from astra_ros.ros.settings import COPY_LAST
+
+    rows = run_benchmark(COPY_LAST, [20.0], 10.0, seconds=1.0)
+    assert rows[0]["superseded"] == 0 and rows[0]["queue_full"] == 0 and rows[0]["predictions"] > 0
+    print_table(rows, COPY_LAST)
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert "8-frame prediction p50" in summary and "0 superseded and 0 dropped frames" in summary

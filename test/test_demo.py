@@ -11,8 +11,10 @@ import numpy as np
 from PIL import Image
 
 import astra_ros.msg  # noqa: F401  (the generated interfaces are required: missing fails)
+from astra_ros.runtime.loader import load_backend
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "engines" / "astra_small.onnx"
 
 
 def run_demo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -34,12 +36,13 @@ def test_short_demo_runs_and_writes_outputs(tmp_path):
     assert gif.n_frames > 5
     latency = json.loads((out / "latency.json").read_text())
     assert latency["predictions"] > 5 and latency["latency_ms"]["count"] > 0
-    assert latency["model_id"].endswith("/-/fp32")  # the shipped ONNX on ONNX Runtime, not copy-last
+    auto = load_backend(str(SHIPPED), "auto").info  # what the node runs the shipped ONNX on here
+    assert latency["model_id"] == auto.model_id  # the shipped model, not copy-last
     session = np.load(out / "session_predictions.npz")
     assert session["pred_frames"].shape[1:] == (8, 64, 64, 3)
     assert len(session["images"]) >= 80  # 15 Hz for 6 s of sim time
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
-    assert metrics["windows"] == 10 and metrics["backend"] == "onnxruntime"
+    assert metrics["windows"] == 10 and metrics["backend"] == auto.backend
     assert (out / "eval" / "report.html").exists() and (out / "session_bag" / "metadata.yaml").exists()
 
 

@@ -67,6 +67,9 @@ def test_results_of_another_model_are_refused(tmp_path, capsys):
     data = json.loads(planner.read_text())
     data["model_id"] = "0123456789ab/-/fp32"
     planner.write_text(json.dumps(data))
+    render.render_block(root)  # another export of the shipped checkpoint: the same weights
+    data["checkpoint_sha256"] = "f" * 64
+    planner.write_text(json.dumps(data))
     with pytest.raises(render.ResultsError, match="astra_small_planner.json: model_id '0123456789ab"):
         render.render_block(root)
     assert render.main(["--check", "--root", str(root)]) == 2
@@ -157,4 +160,3 @@ def test_the_link_check_sees_a_broken_link(tmp_path):
         "missing.md (no docs/missing.md)",
         "benchmarks.md#no-such-heading (no heading #no-such-heading in docs/benchmarks.md)",
     ]
-

@@ -15,7 +15,7 @@ from astra_ros.runtime.sidecar import GRAPH_OUTPUTS, graph_inputs
 GRAPH_INPUTS = graph_inputs(2)  # the tiny model has 2 layers
 
 
-def test_graph_has_the_streaming_signature_with_dynamic_batch():
+def test_graph_has_the_streaming_signature_with_dynamic_batch_and_a_shared_history():
     model = onnx.load(str(tiny_onnx()))
     inputs = {i.name: i for i in model.graph.input}
     outputs = {o.name: o for o in model.graph.output}
@@ -26,11 +26,15 @@ def test_graph_has_the_streaming_signature_with_dynamic_batch():
 
     assert isinstance(dims(inputs["frame"])[0], str)  # symbolic batch
     assert GRAPH_INPUTS[6:10] == ("cache_keys_0", "cache_keys_1", "cache_values_0", "cache_values_1")
-    assert isinstance(dims(inputs["cache_keys_1"])[0], str)
-    assert dims(inputs["cache_values_0"])[1:] == [2, 4 * 16, 32]  # heads, M*N, head_dim
+    assert GRAPH_INPUTS[10:14] == ("history_keys_0", "history_keys_1", "history_values_0", "history_values_1")
+    own, shared = dims(inputs["cache_keys_1"]), dims(inputs["history_values_0"])
+    assert own[0] == 2 and all(isinstance(d, str) for d in own[1:3]) and own[3] == 32  # heads, B, R*N
+    assert isinstance(shared[0], str) and shared[1:] == [2, 16, 32]  # slots read, heads, N, head_dim
     assert inputs["modality"].type.tensor_type.elem_type == onnx.TensorProto.INT64
-    assert dims(inputs["cache_valid"])[1] == 4 and dims(inputs["rope_cos"])[1] == 32 // 2  # M, head_dim / 2
-    assert dims(outputs["new_keys"])[0] == 2 and dims(outputs["new_keys"])[3] == 16  # depth, N: one frame
+    valid, history_valid = dims(inputs["cache_valid"]), dims(inputs["history_valid"])
+    assert isinstance(valid[1], str) and history_valid[0] == 1 and isinstance(history_valid[1], str)
+    assert dims(inputs["rope_cos"])[1] == 32 // 2  # head_dim / 2
+    assert dims(outputs["new_keys"])[:2] == [2, 2] and dims(outputs["new_keys"])[3] == 16  # depth, heads, N
 
 
 def test_sidecar_records_everything_the_runtime_needs():
@@ -44,9 +48,11 @@ def test_sidecar_records_everything_the_runtime_needs():
     names = [e["name"] for e in sidecar["inputs"]]
     assert names == list(GRAPH_INPUTS)
     keys = sidecar["inputs"][GRAPH_INPUTS.index("cache_keys_1")]
-    assert keys["shape"] == ["batch", 2, 64, 32] and keys["dtype"] == "float32"
+    assert keys["shape"] == [2, "batch", "slot_tokens", 32] and keys["dtype"] == "float32"
+    shared = sidecar["inputs"][GRAPH_INPUTS.index("history_values_0")]
+    assert shared["shape"] == ["history_slots", 2, 16, 32]
     assert [e["name"] for e in sidecar["outputs"]] == list(GRAPH_OUTPUTS)
-    assert sidecar["version"] == 3
+    assert sidecar["version"] == 4
     parity = sidecar["parity"]
     assert parity["passed"] is True and parity["tolerance"] == 1e-3
     assert parity["random_max_abs_diff"] < 1e-4 and parity["rollout_max_abs_diff"] < 1e-4

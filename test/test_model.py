@@ -132,6 +132,43 @@ def test_cache_streaming_equals_full_forward_with_eviction(cfg):
     assert (streamed - full).abs().max().item() < 1e-4
 
 
+def test_a_shared_history_reads_like_its_frames_copied_into_every_streams_own_ring(cfg):
+    """The history all streams share enters once (one row, slot-major); attention over [history; own
+    frames; itself] is the same as over own rings that each hold a copy of it (masks included)."""
+    model = perturbed_model(cfg)
+    torch.manual_seed(1)
+    b, m, r, n, h, d = 3, cfg.max_history, 2, cfg.tokens_per_frame, cfg.heads, cfg.head_dim
+    valid = torch.ones(1, m)
+    valid[0, 1] = 0.0  # an empty history slot
+    history = KVCache(torch.randn(cfg.depth, m, h, n, d), torch.randn(cfg.depth, m, h, n, d), valid)
+    own = KVCache(
+        torch.randn(cfg.depth, h, b, r * n, d), torch.randn(cfg.depth, h, b, r * n, d), torch.ones(b, r)
+    )
+    own.valid[:, 1] = 0.0  # an own slot not written yet
+
+    def copied(x: torch.Tensor) -> torch.Tensor:  # (depth, M, heads, N, hd) -> (depth, heads, B, M*N, hd)
+        return x.permute(0, 2, 1, 3, 4).reshape(cfg.depth, h, 1, m * n, d).expand(-1, -1, b, -1, -1)
+
+    tiled = KVCache(
+        torch.cat([copied(history.keys), own.keys], 3),
+        torch.cat([copied(history.values), own.values], 3),
+        torch.cat([valid.expand(b, -1), own.valid], 1),
+    )
+    s, a = cfg.image_size, cfg.action_dim
+    frame, previous = torch.randn(b, 3, s, s), torch.randn(b, 3, s, s)
+    acts = Actions(torch.randn(b, a), torch.ones(b, a), torch.zeros(b, dtype=torch.long))
+    level = torch.rand(b)
+    with torch.no_grad():
+        want = model.step(frame, previous, level, acts, tiled, *rope(cfg, 9, b))
+        shared = model.step(frame, previous, level, acts, own, *rope(cfg, 9, b), history=history)
+        history.valid[:] = 0.0  # and an empty history is no history
+        alone = model.step(frame, previous, level, acts, own, *rope(cfg, 9, b))
+        empty = model.step(frame, previous, level, acts, own, *rope(cfg, 9, b), history=history)
+    assert (shared.output - want.output).abs().max().item() < 1e-5
+    assert (shared.keys - want.keys).abs().max().item() < 1e-6
+    assert (alone.output - empty.output).abs().max().item() < 1e-6
+
+
 def test_a_stream_hours_long_keeps_its_precision(cfg):
     model = perturbed_model(cfg)
     inputs = random_inputs(cfg, 1, cfg.max_history + 2)

@@ -240,7 +240,16 @@ def test_inference_threads_reach_the_onnxruntime_session():
     from astra_ros.ros.settings import load_world_model
     from astra_ros.runtime.onnxruntime_backend import DEFAULT_THREADS
 
-    two = load_world_model(Settings.from_values({"inference_threads": 2}))
+    two = load_world_model(Settings.from_values({"inference_threads": 2, "backend": "onnxruntime"}))
     assert two.session.get_session_options().intra_op_num_threads == 2
-    default = load_world_model(Settings.from_values({}))  # 0: the backend's default (1, measured faster)
+    default = load_world_model(Settings.from_values({"backend": "onnxruntime"}))  # 0: the backend's default
     assert default.session.get_session_options().intra_op_num_threads == DEFAULT_THREADS == 1
+
+
+def test_inference_threads_reach_the_openvino_graphs():
+    from astra_ros.ros.settings import load_world_model
+
+    settings = {"inference_threads": 1, "backend": "openvino", "precision": "fp32"}
+    one = load_world_model(Settings.from_values(settings))
+    threads = {r.get_compiled_model().get_property("INFERENCE_NUM_THREADS") for r in one._requests.values()}
+    assert threads == {1}  # the step graph and the write-only graph

@@ -19,6 +19,7 @@ MODULE_KEYS = {
     "yaml": "python3-yaml",
     "cv2": "python3-opencv",
     "onnxruntime": "python3-onnxruntime-pip",
+    "openvino": "python3-openvino-pip",
     "onnx": "python3-onnx-pip",
     "onnxscript": "python3-onnx-pip",
     "torch": "python3-torch-pip",

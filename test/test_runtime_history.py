@@ -28,8 +28,9 @@ def test_predictions_attend_to_the_newest_frames_only(model):
     full, long = stream(path, None, frames, commands)
     assert (limited.history_length, full.history_length) == (2, 4)
     # 6 frames written (the 7th is pending) into 4 ring slots: frames 4 and 5 sit in slots 0 and 1
-    assert limited._cache.valid[0].tolist() == [1.0, 1.0, 0.0, 0.0]
-    assert full._cache.valid[0].tolist() == [1.0, 1.0, 1.0, 1.0]
+    next_frame = 6
+    assert limited._cache.held(next_frame - 2).tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert full._cache.held(next_frame - 4).tolist() == [1.0, 1.0, 1.0, 1.0]
     assert short.shape == long.shape == (1, 3, 32, 32, 3) and not np.array_equal(short, long)
     limited.reset()  # and a fresh stream fills up to the limit again
     limited.ingest(frames[0], commands[0], "joint_velocity")

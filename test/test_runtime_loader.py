@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 
-from astra_ros.runtime import availability
+from astra_ros.runtime import availability, cpu
 from astra_ros.runtime.copy_last import CopyLastBackend
 from astra_ros.runtime.loader import ModelLoadError, load_backend
 
@@ -94,7 +94,7 @@ def test_onnx_errors(tmp_path):
         load_backend(str(path))
     # model.json naming the file is accepted as the sidecar
     (tmp_path / "model.json").write_text(json.dumps(payload))
-    assert load_backend(str(path), threads=1).info.backend == "onnxruntime"
+    assert load_backend(str(path), "onnxruntime", threads=1).info.backend == "onnxruntime"
     # a corrupt ONNX file whose sidecar matches it: ONNX Runtime's failure becomes a ModelLoadError
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"\x08\x01garbage")
@@ -105,11 +105,18 @@ def test_onnx_errors(tmp_path):
         load_backend(str(junk), "onnxruntime")
 
 
+def avx2_only(monkeypatch):
+    """Make this machine an AVX2-only CPU without OpenVINO for the loader (auto: ONNX Runtime)."""
+    monkeypatch.setattr(cpu, "cpu_features", lambda: cpu.CpuFeatures(avx2=True))
+    monkeypatch.setattr(availability, "openvino_available", lambda: False)
+
+
 def test_auto_falls_back_to_onnxruntime_without_tensorrt(caplog, monkeypatch):
     from runtime_fixtures import tiny_onnx
 
     if availability.tensorrt_available():
         pytest.skip("TensorRT is importable here; the fallback is tested by simulating its failure below")
+    avx2_only(monkeypatch)
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
         backend = load_backend(str(tiny_onnx()), threads=1)
     assert backend.info.backend == "onnxruntime"
@@ -128,6 +135,7 @@ def test_auto_falls_back_when_tensorrt_fails(caplog, monkeypatch):
 
     monkeypatch.setattr(availability, "tensorrt_available", lambda: True)
     monkeypatch.setattr(tensorrt_backend.TensorRTBackend, "from_onnx", classmethod(broken))
+    avx2_only(monkeypatch)
     with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
         backend = load_backend(str(tiny_onnx()), threads=1)
     assert backend.info.backend == "onnxruntime"
@@ -150,3 +158,71 @@ def test_backends_reject_predict_before_ingest():
     backend = load_backend("copy_last")
     with pytest.raises(ValueError):
         backend.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")
+
+
+@pytest.mark.parametrize(
+    "flags, cpu_class",
+    [
+        ("fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8", "amx"),
+        ("fpu sse2 avx2 avx512f avx512_vnni avx512_bf16", "avx512_bf16"),
+        ("fpu sse2 avx2 avx512f avx512_vnni", "avx512"),
+        ("fpu sse2 avx avx2 fma", "avx2"),
+        ("fp asimd", "other"),
+    ],
+)
+def test_the_cpu_class_comes_from_the_kernel_s_flags(tmp_path, flags, cpu_class):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    features = cpu.CpuFeatures.from_flags(cpu.read_flags(info))
+    assert features.cpu_class == cpu_class
+    assert features.native_bf16 == (cpu_class in ("amx", "avx512_bf16"))
+    assert cpu.read_flags(tmp_path / "missing") == set() and cpu.CpuFeatures().cpu_class == "other"
+
+
+def test_every_cpu_class_has_a_row_that_ends_with_onnxruntime_fp32():
+    assert set(cpu.AUTO_CPU) == set(cpu.CPU_CLASSES)
+    assert all(row[-1] == ("onnxruntime", "fp32") for row in cpu.AUTO_CPU.values())
+
+
+@pytest.mark.parametrize(
+    "features, int8, openvino, want",
+    [
+        (cpu.CpuFeatures(avx2=True, avx512=True, avx512_bf16=True), False, True, ("openvino", "bf16")),
+        (
+            cpu.CpuFeatures(avx2=True, avx512=True, avx512_bf16=True, amx_bf16=True),
+            False,
+            True,
+            ("openvino", "bf16"),
+        ),
+        (cpu.CpuFeatures(avx2=True, avx512=True, avx512_bf16=True), False, False, ("onnxruntime", "fp32")),
+        (cpu.CpuFeatures(avx2=True, avx512=True), True, True, ("openvino", "fp32")),
+        (cpu.CpuFeatures(avx2=True), True, False, ("onnxruntime", "int8")),
+        (cpu.CpuFeatures(avx2=True), False, False, ("onnxruntime", "fp32")),  # no int8 graph in the sidecar
+        (cpu.CpuFeatures(), True, True, ("onnxruntime", "fp32")),
+    ],
+)
+def test_auto_takes_the_first_choice_of_the_cpu_class_it_can_run(
+    tmp_path, monkeypatch, caplog, features, int8, openvino, want
+):
+    from runtime_fixtures import copy_model
+
+    path = copy_model(tmp_path)
+    if int8:
+        from astra_ros.export.onnx_export import int8_graph
+        from astra_ros.model.config import AstraConfig
+
+        payload = json.loads(path.with_suffix(".json").read_text())
+        payload["graphs"]["int8"] = int8_graph(path, AstraConfig.from_dict(payload["config"]), [1], 1)
+        path.with_suffix(".json").write_text(json.dumps(payload))
+    monkeypatch.setattr(cpu, "cpu_features", lambda: features)
+    monkeypatch.setattr(availability, "tensorrt_available", lambda: False)
+    if not openvino:
+        monkeypatch.setattr(availability, "openvino_available", lambda: False)
+    with caplog.at_level(logging.INFO, logger="astra_ros.runtime.loader"):
+        backend = load_backend(str(path), threads=1)
+    assert (backend.info.backend, backend.info.precision) == want
+    assert f"CPU class {features.cpu_class}" in caplog.text
+    if not openvino and features.native_bf16:
+        assert "openvino bf16: not installed" in caplog.text
+    fp32 = load_backend(str(path), precision="fp32", threads=1)  # an explicit precision keeps its entries
+    assert fp32.info.precision == "fp32"

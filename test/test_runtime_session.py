@@ -428,13 +428,19 @@ class GatedBackend(StreamingBackend):
         self.imagined = 0
         super().__init__(info, cfg)
 
-    def _empty_kv(self, batch):
+    def _empty_kv(self, batch, slots):
         return None
 
-    def _tile_kv(self, kv, batch):
+    def _empty_history(self, slots):
         return None
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
+    def _gather_history(self, kv, slots):
+        return None
+
+    def _grow_kv(self, kv, slots):
+        return None
+
+    def _step(self, frame, previous, level, actions, mask, modality, context, rope, state, with_output=True):
         if frame.shape[0] > 1:
             if not with_output:  # a frame's write; its one denoising step follows
                 self.imagined += 1
@@ -443,6 +449,9 @@ class GatedBackend(StreamingBackend):
         return np.zeros_like(frame), None
 
     def _store(self, kv, entries, slot):
+        pass
+
+    def _store_history(self, kv, entries, slot):
         pass
 
 

@@ -16,8 +16,8 @@ from runtime_fixtures import copy_model, tiny_checkpoint
 from astra_ros.runtime import availability, build_engine, loader
 from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine, sidecar_of
 from astra_ros.runtime.sidecar import (
-    CACHE_INPUTS,
     ENTRY_OUTPUTS,
+    RING_INPUTS,
     ModelLoadError,
     layer_inputs,
     load_onnx_model,
@@ -41,9 +41,9 @@ class FakeRuntime:
     def environment(self):
         return dict(self.env)
 
-    def build(self, onnx_path, precision, profile):
+    def build(self, onnx, precision, profile):
         self.builds.append((precision, profile))
-        return MAGIC + str(onnx_path).encode()
+        return MAGIC + str(onnx.path).encode()
 
     def load(self, engine):
         assert engine.startswith(MAGIC)
@@ -224,11 +224,11 @@ def test_tensorrt_backend_logic_matches_torch_and_never_aliases_cache_buffers(on
     assert np.abs(video.astype(int) - ref.predict(plan, "joint_velocity", seed=4).astype(int)).max() <= 1
     assert max(np.abs(a - b).max() for a, b in zip(outs["trt"], outs["torch"], strict=True)) < 1e-4
     assert fake.executions
-    cache_names = [n for name in CACHE_INPUTS for n in layer_inputs(name, 2)]
+    cache_names = [n for name in RING_INPUTS for n in layer_inputs(name, 2)]
     for addresses in fake.executions:
         ins = {addresses[n] for n in cache_names}
         outs_ = {addresses[n] for n in (*ENTRY_OUTPUTS, "output")}
-        assert not ins & outs_ and len(ins) == 4 and len(outs_) == 3  # 2 layers x keys, values
+        assert not ins & outs_ and len(ins) == 8 and len(outs_) == 3  # (own, history) x 2 layers x (k, v)
     io = {n: ptr for n, ptr in fake.executions[0].items() if n not in (*cache_names, *ENTRY_OUTPUTS)}
     assert all({n: a[n] for n in io} == io for a in fake.executions)  # persistent I/O buffers
     with pytest.raises(ValueError, match="1..4"):
@@ -303,12 +303,19 @@ def test_tensorrt_frees_the_device_buffers_the_pool_releases(onnx_model, tmp_pat
     for _ in range(3):
         frame = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
         trt.ingest(frame, np.zeros(7, np.float32), "joint_velocity")
-    trt.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")  # the batch-1 tile set stays (small)
+
+    def ring_bytes(batch, slots, shared=False):  # keys and values
+        return 2 * 4 * int(np.prod(trt._kv_dims(batch, slots, shared)))
+
+    # a batch-1 rollout's sets stay (small): own rings of 1 then 2 frames, a copy of the 2 frames written
+    trt._pool.max_idle_bytes = ring_bytes(1, 1) + ring_bytes(1, 2) + ring_bytes(1, 2, shared=True)
+    trt.predict(np.zeros((1, 2, 7), np.float32), "joint_velocity")
     steady = dict(fake.mem)
-    trt._pool.max_idle_bytes = trt.kv_bytes(1)
     for batch in (2, 3, 4):
         trt.predict(np.zeros((batch, 2, 7), np.float32), "joint_velocity")
         assert fake.mem.keys() == steady.keys()  # each candidate set freed on the device after the call
-    assert trt._pool.nbytes() == 2 * trt.kv_bytes(1)  # the live set and one free batch-1 set
+    # those, the live history (4 slots) and the live stream's empty own slot
+    live = ring_bytes(1, 4, shared=True) + ring_bytes(1, 1)
+    assert trt._pool.nbytes() == live + trt._pool.max_idle_bytes
     trt.close()
     assert fake.mem == {}

@@ -52,9 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=4, help="frames ingested before each rollout")
     p.add_argument("--horizon", type=int, default=16, help="frames rolled out per window")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime or tensorrt")
+    p.add_argument("--backend", default="auto", help="auto, torch, onnxruntime, openvino or tensorrt")
     p.add_argument(
-        "--precision", default=None, help="fp32, fp16 or int8 (an .onnx with an int8 graph); default: auto"
+        "--precision",
+        default=None,
+        help="fp32, fp16, bf16 (openvino, torch) or int8 (an .onnx with an int8 graph); default: auto",
     )
     p.add_argument("--context-noise", type=float, default=None)
     p.add_argument("--guidance-scale", type=float, default=None)

@@ -54,11 +54,15 @@ from astra_ros.model.rope import rope_tables
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     GRAPH_OUTPUTS,
+    HISTORY_INPUTS,
+    RING_INPUTS,
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
+    SLOT_TOKENS,
     STATE_INPUTS,
     graph_inputs,
     layer_inputs,
+    resolve_shape,
 )
 
 log = logging.getLogger("astra_ros.export")
@@ -70,7 +74,7 @@ DEFAULT_OPSET = 20  # Gelu became an operator in 20; decomposed it cost ONNX Run
 
 
 class StepGraph(nn.Module):
-    """``AstraWorldModel.step`` on flat tensors (the exported signature), one cache tensor per layer."""
+    """``AstraWorldModel.step`` on flat tensors (the exported signature), one ring tensor per layer."""
 
     def __init__(self, model: AstraWorldModel):
         super().__init__()
@@ -86,7 +90,10 @@ class StepGraph(nn.Module):
         modality,
         cache_keys: tuple[torch.Tensor, ...],
         cache_values: tuple[torch.Tensor, ...],
+        history_keys: tuple[torch.Tensor, ...],
+        history_values: tuple[torch.Tensor, ...],
         cache_valid,
+        history_valid,
         rope_cos,
         rope_sin,
         state=None,
@@ -94,22 +101,32 @@ class StepGraph(nn.Module):
     ):
         actions = Actions(actions, action_mask, modality, state, state_mask)
         cache = KVCache(cache_keys, cache_values, cache_valid)
-        return tuple(self.model.step(frame, previous, level, actions, cache, rope_cos, rope_sin))
+        history = KVCache(history_keys, history_values, history_valid)
+        return tuple(
+            self.model.step(frame, previous, level, actions, cache, rope_cos, rope_sin, history=history)
+        )
 
 
 def graph_args(named: dict[str, Any], depth: int) -> tuple[Any, ...]:
-    """``StepGraph`` arguments from tensors named as the graph's inputs (per-layer caches grouped)."""
-    keys, values = (tuple(named[n] for n in layer_inputs(name, depth)) for name in CACHE_INPUTS)
+    """``StepGraph`` arguments from tensors named as the graph's inputs (per-layer rings grouped)."""
+    rings = (tuple(named[n] for n in layer_inputs(name, depth)) for name in RING_INPUTS)
     host = [named[n] for n in ("frame", "previous", "level", "actions", "action_mask", "modality")]
-    state = [named[n] for n in STATE_INPUTS if n in named]
-    return (*host, keys, values, named["cache_valid"], named["rope_cos"], named["rope_sin"], *state)
+    rest = [
+        named[n]
+        for n in ("cache_valid", "history_valid", "rope_cos", "rope_sin", *STATE_INPUTS)
+        if n in named
+    ]
+    return (*host, *rings, *rest)
 
 
 def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]]]:
-    """Names, shapes (``batch`` may be the symbolic ``"batch"``) and dtypes of the step graph."""
+    """Names, shapes and dtypes of the step graph. Symbolic sizes (``sidecar.resolve_shape``):
+    ``batch`` (when ``batch`` is ``"batch"``), ``slots`` / ``slot_tokens`` (each stream's own ring)
+    and ``history_slots`` (the shared history a step reads), each 1..max_history."""
     b, s, c, a = batch, cfg.image_size, cfg.channels, cfg.action_dim
-    cache = [b, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim]
-    entries = [cfg.depth, b, cfg.heads, cfg.tokens_per_frame, cfg.head_dim]
+    own = [cfg.heads, b, SLOT_TOKENS, cfg.head_dim]
+    shared = ["history_slots", cfg.heads, cfg.tokens_per_frame, cfg.head_dim]
+    entries = [cfg.depth, cfg.heads, b, cfg.tokens_per_frame, cfg.head_dim]
     shapes = {
         "frame": ([b, c, s, s], "float32"),
         "previous": ([b, c, s, s], "float32"),
@@ -117,8 +134,10 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
         "actions": ([b, a], "float32"),
         "action_mask": ([b, a], "float32"),
         "modality": ([b], "int64"),
-        **{n: (cache, "float32") for name in CACHE_INPUTS for n in layer_inputs(name, cfg.depth)},
-        "cache_valid": ([b, cfg.max_history], "float32"),
+        **{n: (own, "float32") for name in CACHE_INPUTS for n in layer_inputs(name, cfg.depth)},
+        **{n: (shared, "float32") for name in HISTORY_INPUTS for n in layer_inputs(name, cfg.depth)},
+        "cache_valid": ([b, "slots"], "float32"),
+        "history_valid": ([1, "history_slots"], "float32"),
         "rope_cos": ([b, cfg.head_dim // 2], "float32"),
         "rope_sin": ([b, cfg.head_dim // 2], "float32"),
         **{n: ([b, cfg.max_joints], "float32") for n in STATE_INPUTS},
@@ -133,21 +152,27 @@ def io_spec(cfg: AstraConfig, batch: int | str) -> dict[str, list[dict[str, Any]
     return {"inputs": entries(graph_inputs(cfg.depth, cfg.robot_state)), "outputs": entries(GRAPH_OUTPUTS)}
 
 
-def random_inputs(cfg: AstraConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), a cache with random valid slots, frame
-    indices up to 10^6."""
+def random_inputs(
+    cfg: AstraConfig, batch: int, seed: int = 0, slots: int = 2, history_slots: int | None = None
+) -> dict[str, np.ndarray]:
+    """Random step inputs: frames/actions ~ N(0,1), levels U(0,1), own rings of ``slots`` frames and a
+    shared history of ``history_slots`` (default max_history) with random keys/values and random
+    valid slots, frame indices up to 10^6."""
     rng = np.random.default_rng(seed)
-    spec = {e["name"]: e for e in io_spec(cfg, batch)["inputs"]}
-    x = {
-        n: rng.standard_normal(spec[n]["shape"]).astype(np.float32) for n in ("frame", "previous", "actions")
+    history_slots = cfg.max_history if history_slots is None else history_slots
+    spec = {
+        e["name"]: resolve_shape(e["shape"], cfg, batch, slots, history_slots)
+        for e in io_spec(cfg, "batch")["inputs"]
     }
+    x = {n: rng.standard_normal(spec[n]).astype(np.float32) for n in ("frame", "previous", "actions")}
     x["level"] = rng.uniform(0, 1, batch).astype(np.float32)
     x["action_mask"] = (rng.uniform(0, 1, (batch, cfg.action_dim)) < 0.7).astype(np.float32)
     x["modality"] = rng.integers(0, cfg.modality_rows, batch).astype(np.int64)  # every id, NO_ACTION too
-    for name in CACHE_INPUTS:
+    for name in RING_INPUTS:
         for n in layer_inputs(name, cfg.depth):
-            x[n] = rng.standard_normal(spec[n]["shape"]).astype(np.float32)
-    x["cache_valid"] = (rng.uniform(0, 1, (batch, cfg.max_history)) < 0.7).astype(np.float32)
+            x[n] = rng.standard_normal(spec[n]).astype(np.float32)
+    for name in ("cache_valid", "history_valid"):
+        x[name] = (rng.uniform(0, 1, spec[name]) < 0.7).astype(np.float32)
     x["rope_cos"], x["rope_sin"] = rope_tables(rng.integers(0, 10**6, batch), cfg.head_dim)
     if cfg.robot_state:
         x["state"] = rng.uniform(-3, 3, (batch, cfg.max_joints)).astype(np.float32)
@@ -162,11 +187,31 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     for ``movedim`` with negative axes in patchify/unpatchify (ONNX Runtime rejects the graph).
     """
     cfg = model.cfg
-    example = {k: torch.from_numpy(v) for k, v in random_inputs(cfg, batch or 2).items()}
-    dynamic = None
+    # every dynamic size above 1 in the example (torch.export specialises sizes of 1)
+    inputs = random_inputs(cfg, batch or 2, slots=2, history_slots=max(2, cfg.max_history))
+    example = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    # each stream's own ring is sized by the caller (a rollout: its horizon, at most max_history), and
+    # a step reads the part of the shared history in its window
+    most = max(2, cfg.max_history)
+    slots, history = (
+        torch.export.Dim("slots", min=1, max=most),
+        torch.export.Dim("history_slots", min=1, max=most),
+    )
+    axes: dict[str, dict[int, Any]] = {n: {} for n in graph_inputs(cfg.depth, cfg.robot_state)}
+    axes["cache_valid"][1] = slots
+    axes["history_valid"][1] = history
+    for n in (n for name in CACHE_INPUTS for n in layer_inputs(name, cfg.depth)):
+        axes[n][2] = cfg.tokens_per_frame * slots
+    for n in (n for name in HISTORY_INPUTS for n in layer_inputs(name, cfg.depth)):
+        axes[n][0] = history
     if batch is None:
         b = torch.export.Dim("batch", min=1, max=4096)
-        dynamic = graph_args({n: {0: b} for n in graph_inputs(cfg.depth, cfg.robot_state)}, cfg.depth)
+        for n, dims in axes.items():
+            if any(n.startswith(f"{ring}_") for ring in CACHE_INPUTS):  # (heads, batch, ...)
+                dims[1] = b
+            elif not n.startswith("history_"):
+                dims[0] = b
+    dynamic = graph_args(axes, cfg.depth)
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -183,6 +228,12 @@ def export_onnx(model: AstraWorldModel, path: Path, batch: int | None, opset: in
     program.save(str(path), external_data=False)
 
 
+def parity_slots(cfg: AstraConfig, seed: int) -> tuple[int, int]:
+    """Slots of the streams' own rings and of the shared history read in the ``seed``-th random parity
+    check: (1, max_history) as in a live step, then (max_history, 1) as late in a long rollout."""
+    return (cfg.max_history, 1) if seed % 2 else (1, cfg.max_history)
+
+
 def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], threads: int) -> float:
     """Max abs diff of all outputs, ONNX Runtime vs PyTorch, over random inputs per batch size."""
     import onnxruntime as ort
@@ -194,7 +245,7 @@ def parity_random(model: AstraWorldModel, onnx_path: Path, batches: list[int], t
     graph = StepGraph(model.eval())
     worst = 0.0
     for seed, batch in enumerate(batches):
-        x = random_inputs(model.cfg, batch, seed)
+        x = random_inputs(model.cfg, batch, seed, *parity_slots(model.cfg, seed))
         got = session.run(list(GRAPH_OUTPUTS), x)
         with torch.inference_mode():
             ref = graph(*graph_args({n: torch.from_numpy(v) for n, v in x.items()}, model.cfg.depth))
@@ -335,7 +386,7 @@ def graph_difference(
     )
     worst = 0.0
     for seed, batch in enumerate(batches):
-        x = random_inputs(cfg, batch, seed)
+        x = random_inputs(cfg, batch, seed, *parity_slots(cfg, seed))
         for g, r in zip(b.run(list(GRAPH_OUTPUTS), x), a.run(list(GRAPH_OUTPUTS), x), strict=True):
             worst = max(worst, float(np.abs(g - r).max()))
     return worst

@@ -62,12 +62,15 @@ class Actions(NamedTuple):
 
 
 class KVCache(NamedTuple):
-    """A ring buffer of ``max_history`` context frames per layer (slot order does not matter).
+    """Ring buffers of context frames per layer (slot order does not matter), in one of two layouts.
 
-    ``keys`` (rotated at their frame index) / ``values``: ``(depth, B, heads, max_history * N,
-    head_dim)``, or one ``(B, heads, max_history * N, head_dim)`` tensor per layer (what the exported
-    graph takes, so it never slices a stacked cache); ``valid``: ``(B, max_history)`` float, 1 where
-    a slot holds a frame.
+    A stream's own frames (``cache``): ``keys`` (rotated at their frame index) / ``values`` ``(depth,
+    heads, B, slots * N, head_dim)``, heads first so that one product covers every stream's queries
+    over the shared history too; ``valid`` ``(B, slots)``. Frames that every stream shares
+    (``history``): ``(depth, slots, heads, N, head_dim)``, slot first, so that any run of
+    consecutive slots is one contiguous block (a step reads only the slots in its window); ``valid``
+    ``(1, slots)``. The exported graph takes one tensor per layer (so it never slices a stacked
+    cache); ``valid`` is 1 where a slot holds a frame.
     """
 
     keys: torch.Tensor
@@ -77,7 +80,7 @@ class KVCache(NamedTuple):
 
 class StepOutput(NamedTuple):
     """The network output ``(B, C, H, W)`` (None for a write-only step) and the frame's keys/values
-    ``(depth, B, heads, N, head_dim)``."""
+    ``(depth, heads, B, N, head_dim)``."""
 
     output: torch.Tensor | None
     keys: torch.Tensor
@@ -193,10 +196,15 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(cfg.width, 3 * cfg.width)
         self.proj = nn.Linear(cfg.width, cfg.width)
 
-    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split(
+        self, x: torch.Tensor, heads_first: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B, n, W)`` -> q, k, v, each ``(B, heads, n, head_dim)`` (``heads_first``: ``(heads, B, n,
+        head_dim)``)."""
         b, n, _ = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return q, k, v  # each (B, heads, n, head_dim)
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, self.head_dim)
+        q, k, v = qkv.permute(2, 3, 0, 1, 4) if heads_first else qkv.permute(2, 0, 3, 1, 4)
+        return q, k, v
 
     def merge(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.project(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
@@ -206,29 +214,38 @@ class Attention(nn.Module):
         q: torch.Tensor,
         k: torch.Tensor,
         v: torch.Tensor,
-        cache_keys: torch.Tensor,
-        cache_values: torch.Tensor,
-        cache_mask: torch.Tensor,
+        cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        history: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Attention of one frame over the cached frames and itself.
+        """Attention of one frame over [shared history; its own cached frames; itself].
 
-        ``q``, ``k``, ``v``: ``(B, heads, N, head_dim)``; ``cache_*``: ``(B, heads, M*N, head_dim)``;
-        ``cache_mask``: additive ``(B, 1, 1, M*N)``, -inf on empty slots.
+        ``q``, ``k``, ``v``: ``(heads, B, N, head_dim)``; ``cache``: each stream's own keys and
+        values ``(heads, B, R*N, head_dim)`` and an additive mask ``(1, B, 1, R*N)`` (-inf on empty
+        slots); ``history``: the frames all ``B`` streams share, keys and values ``(M, heads, N,
+        head_dim)`` and a mask ``(1, 1, M*N)``. One softmax written in parts, so nothing is
+        concatenated and the shared history is never copied per stream: its scores are one product
+        of every stream's queries ``(heads, B*N, head_dim)`` with its keys. Only q is scaled, so the
+        key transposes fold into the products.
         """
-        if torch.onnx.is_in_onnx_export():
-            # One softmax over [cache; frame] written in two parts, so the graph never copies the
-            # cache into a concatenated tensor; only q is scaled and ONNX Runtime folds the key
-            # transposes into the MatMuls.
-            q = q * self.head_dim**-0.5
-            past = q @ cache_keys.transpose(-2, -1) + cache_mask  # (B, heads, N, M*N)
-            own = q @ k.transpose(-2, -1)  # (B, heads, N, N): finite, so the max below is too
-            top = torch.maximum(past.amax(-1, keepdim=True), own.amax(-1, keepdim=True))
-            past, own = (past - top).exp(), (own - top).exp()
-            total = past.sum(-1, keepdim=True) + own.sum(-1, keepdim=True)
-            return self.project((past @ cache_values + own @ v) / total)
-        keys, values = torch.cat([cache_keys, k], 2), torch.cat([cache_values, v], 2)
-        mask = torch.cat([cache_mask, cache_mask.new_zeros(cache_mask.shape[:-1] + (k.shape[2],))], -1)
-        return self.merge(q, keys, values, mask)
+        heads, b, n, dim = q.shape
+        q = q * dim**-0.5
+        own = q @ cache[0].transpose(-2, -1) + cache[2]  # (heads, B, N, R*N)
+        itself = q @ k.transpose(-2, -1)  # (heads, B, N, N): finite, so the max below is too
+        top = torch.maximum(own.amax(-1, keepdim=True), itself.amax(-1, keepdim=True))  # (heads, B, N, 1)
+        if history is not None:
+            keys, values = (
+                x.transpose(0, 1).reshape(heads, -1, dim) for x in history[:2]
+            )  # (heads, M*N, hd)
+            past = q.reshape(heads, b * n, dim) @ keys.transpose(-2, -1) + history[2]  # (heads, B*N, M*N)
+            top = torch.maximum(top, past.amax(-1, keepdim=True).reshape(heads, b, n, 1))
+            past = (past - top.reshape(heads, b * n, 1)).exp()
+        own, itself = (own - top).exp(), (itself - top).exp()
+        total = own.sum(-1, keepdim=True) + itself.sum(-1, keepdim=True)
+        out = own @ cache[1] + itself @ v
+        if history is not None:
+            total = total + past.sum(-1, keepdim=True).reshape(heads, b, n, 1)
+            out = out + (past @ values).reshape(heads, b, n, dim)
+        return self.proj((out / total).permute(1, 2, 0, 3).reshape(b, n, -1))
 
     def project(self, out: torch.Tensor) -> torch.Tensor:
         """``(B, heads, n, head_dim)`` -> ``(B, n, W)`` through the output projection."""
@@ -466,11 +483,23 @@ class AstraWorldModel(nn.Module):
 
     # -- streaming (inference, export) ----------------------------------------------------------
 
-    def empty_cache(self, batch: int, device: torch.device | None = None) -> KVCache:
+    def empty_cache(
+        self, batch: int, device: torch.device | None = None, slots: int | None = None
+    ) -> KVCache:
+        """Zeroed own rings of ``slots`` frames (default ``max_history``) for ``batch`` streams."""
         cfg = self.cfg
-        shape = (cfg.depth, batch, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
+        slots = cfg.max_history if slots is None else slots
+        shape = (cfg.depth, cfg.heads, batch, slots * cfg.tokens_per_frame, cfg.head_dim)
         zeros = torch.zeros(shape, device=device)
-        return KVCache(zeros, zeros.clone(), torch.zeros(batch, cfg.max_history, device=device))
+        return KVCache(zeros, zeros.clone(), torch.zeros(batch, slots, device=device))
+
+    def empty_history(self, slots: int | None = None, device: torch.device | None = None) -> KVCache:
+        """A zeroed shared history of ``slots`` frames (default ``max_history``)."""
+        cfg = self.cfg
+        slots = cfg.max_history if slots is None else slots
+        shape = (cfg.depth, slots, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
+        zeros = torch.zeros(shape, device=device)
+        return KVCache(zeros, zeros.clone(), torch.zeros(1, slots, device=device))
 
     def step(
         self,
@@ -482,46 +511,64 @@ class AstraWorldModel(nn.Module):
         rope_cos: torch.Tensor,
         rope_sin: torch.Tensor,
         with_output: bool = True,
+        history: KVCache | None = None,
     ) -> StepOutput:
-        """Run one frame against the cache (which it does not modify).
+        """Run one frame against the cached frames (which it does not modify).
 
         frame ``(B, C, H, W)`` at noise ``level`` ``(B,)``, ``previous`` the frame before it as it was
-        written into the cache (zeros when the cache is empty), actions ``(B, A)``, ``rope_cos`` /
-        ``rope_sin`` ``(B, head_dim / 2)`` of the frame's index (``rope.rope_tables``). Denoising
-        steps use the output; writing a context frame (at the small context noise level) passes the
-        returned keys and values to ``write``; it needs no output (``with_output=False``: the last
-        block stops at its keys/values, the final layer is skipped). A ``fused_step`` model's write
-        also predicts: its output is the change from ``frame`` to the frame after it.
+        written (zeros when nothing was), actions ``(B, A)``, ``rope_cos`` / ``rope_sin`` ``(B,
+        head_dim / 2)`` of the frame's index (``rope.rope_tables``). The frame attends to ``cache``,
+        each stream's own ring of frames, and to ``history`` (optional), frames that every stream
+        shares (the live history under a rollout's candidates), entered once and never copied per
+        stream (``KVCache`` has the layouts). Denoising steps use the output; writing a context frame
+        (at the small context noise level) passes the returned keys and values to ``write`` or
+        ``write_history``; it needs no output (``with_output=False``: the last block stops at its
+        keys/values, the final layer is skipped). A ``fused_step`` model's write also predicts: its
+        output is the change from ``frame`` to the frame after it.
         """
         cfg = self.cfg
         n = cfg.tokens_per_frame
         c, a, _ = self.conditioning(level, actions)  # (B, W)
         c, a = c[:, None, None], a[:, None, None]  # (B, 1, 1, W)
         x = self.embed(frame, previous, actions)[:, None]  # (B, 1, N, W)
-        b = x.shape[0]
-        cos, sin = rope_cos[:, None, None], rope_sin[:, None, None]  # (B, 1, 1, head_dim / 2)
-        # additive mask over the cached tokens: -inf on empty slots, 0 on valid ones
-        empty = torch.where(cache.valid > 0.5, 0.0, -math.inf)[:, :, None].expand(b, cfg.max_history, n)
-        mask = empty.reshape(b, 1, 1, -1)  # (B, 1, 1, M*N)
+        cos, sin = rope_cos[None, :, None], rope_sin[None, :, None]  # (1, B, 1, head_dim / 2)
+
+        def additive(valid: torch.Tensor) -> torch.Tensor:
+            """``(rows, slots)`` valid flags -> additive ``(rows, slots * N)``: -inf on empty slots."""
+            empty = torch.where(valid > 0.5, 0.0, -math.inf)[:, :, None]
+            return empty.expand(-1, -1, n).reshape(valid.shape[0], -1)
+
+        own_mask = additive(cache.valid)[None, :, None]  # (1, B, 1, R*N)
+        shared_mask = None if history is None else additive(history.valid)[None]  # (1, 1, M*N)
         new_keys, new_values = [], []
         for layer, block in enumerate(self.blocks):
             mod = block.modulation(c, a)
-            q, k, v = block.attn.split(block.attention_input(x, mod, a))  # (B, heads, N, head_dim)
+            q, k, v = block.attn.split(
+                block.attention_input(x, mod, a), heads_first=True
+            )  # (heads, B, N, hd)
             k = rotate(k, cos, sin)
             new_keys.append(k)
             new_values.append(v)
             if not with_output and layer == cfg.depth - 1:
                 break
             q = rotate(q, cos, sin)
-            attn = block.attn.merge_cached(q, k, v, cache.keys[layer], cache.values[layer], mask)
-            x = block.finish(x, attn, mod)
+            own = (cache.keys[layer], cache.values[layer], own_mask)
+            shared = None if history is None else (history.keys[layer], history.values[layer], shared_mask)
+            x = block.finish(x, block.attn.merge_cached(q, k, v, own, shared), mod)
         base = frame if cfg.fused_step else previous  # the frame the output is a change from
         out = self.head(self.final(x, c), base[:, None])[:, 0] if with_output else None
         return StepOutput(out, torch.stack(new_keys), torch.stack(new_values))
 
     def write(self, cache: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:
-        """Store a frame's keys/values from ``step`` in ring slot ``slot`` (in place)."""
+        """Store a frame's keys/values from ``step`` in slot ``slot`` of streams' own rings (in place)."""
         n = self.cfg.tokens_per_frame
         cache.keys[:, :, :, slot * n : (slot + 1) * n] = keys
         cache.values[:, :, :, slot * n : (slot + 1) * n] = values
         cache.valid[:, slot] = 1.0
+
+    def write_history(self, history: KVCache, keys: torch.Tensor, values: torch.Tensor, slot: int) -> None:
+        """Store one stream's frame (keys/values from a batch-1 ``step``) in slot ``slot`` of a shared
+        history (in place)."""
+        history.keys[:, slot] = keys[:, :, 0]
+        history.values[:, slot] = values[:, :, 0]
+        history.valid[:, slot] = 1.0

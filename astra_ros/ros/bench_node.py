@@ -2,9 +2,11 @@
 
 A ``StreamSession`` (the node's queue, worker, decimation and accounting, no ROS) is fed camera
 frames at each input rate in real time; reported: its latency from frame stamp to the prediction
-callback and its time outside the backend calls, against the bare backend calls (ingest + predict)
-paced the same way on the same model. The ROS layer around it (conversion, DDS, publishing) is
-measured by the node itself: ``latency_p50_ms`` and ``outside_backend_p50_ms`` on /diagnostics.
+callback (where the node publishes), the predictions per second it kept up, the due frames whose
+prediction a newer one superseded and the frames the queue dropped, and its time outside the backend
+calls, against the bare backend calls (ingest + predict) paced the same way on the same model. The
+ROS layer around it (conversion, DDS, publishing) is measured by the node itself:
+``latency_p50_ms`` and ``outside_backend_p50_ms`` on /diagnostics.
 
 ``--imagine B H``: instead, the live predictions during one Imagine of B candidates x H frames, the
 Imagine holding the backend for its whole call (as before issue 19) against ``imagine_chunk``
@@ -104,6 +106,8 @@ def _measure_session(settings: Settings, rate: float, seconds: float) -> dict[st
     return dict(
         images=count,
         predictions=stats.counts.get("count.predictions", 0),
+        superseded=stats.counts.get("dropped.superseded", 0),
+        queue_full=stats.counts.get("dropped.ingest_queue_full", 0),
         session_p50=stats.latency_p50_ms,
         session_p99=stats.latency_p99_ms,
         outside_p50=stats.outside_backend_p50_ms,
@@ -235,6 +239,8 @@ def run_benchmark(
                 bare_p50=bare["paced_p50"],
                 bare_p99=bare["paced_p99"],
                 back_to_back_p50=bare["ingest_p50"] + bare["predict_p50"],
+                horizon=settings.horizon,
+                seconds=seconds,
                 **_measure_session(settings, rate, seconds),
             )
         )
@@ -250,15 +256,15 @@ def print_table(rows: list[dict[str, Any]], backend: str) -> None:
         "latency minus its backend calls for that prediction (queueing, hand-over)"
     )
     print(
-        "| threads | input Hz | prediction Hz | round | worker load | images | predictions | session p50 "
-        "| session p99 | bare paced p50 | bare back to back p50 | session overhead p50 "
-        "| outside backend p50 |"
+        "| threads | input Hz | prediction Hz | round | worker load | images | predictions | superseded "
+        "| queue full | session p50 | session p99 | bare paced p50 | bare back to back p50 "
+        "| session overhead p50 | outside backend p50 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['threads'] or 'default'} | {r['rate']:g} | {r['prediction_rate']:g} | {r['round']} "
-            f"| {r['load']:.0%} | {r['images']} | {r['predictions']} "
+            f"| {r['load']:.0%} | {r['images']} | {r['predictions']} | {r['superseded']} | {r['queue_full']} "
             f"| {r['session_p50']:.1f} | {r['session_p99']:.1f} | {r['bare_p50']:.1f} "
             f"| {r['back_to_back_p50']:.1f} | {overhead(r):+.0%} | {r['outside_p50']:.1f} ms |"
         )
@@ -267,9 +273,13 @@ def print_table(rows: list[dict[str, Any]], backend: str) -> None:
         groups.setdefault((r["threads"], r["rate"]), []).append(r)
     for (n_threads, rate), group in groups.items():
         print(
-            f"threads {n_threads or 'default'}, {rate:g} Hz, {len(group)} rounds: session overhead p50 "
-            f"median {np.median([overhead(r) for r in group]):+.1%} (over back to back "
-            f"{np.median([overhead(r, 'back_to_back_p50') for r in group]):+.1%})"
+            f"threads {n_threads or 'default'}, {rate:g} Hz, {len(group)} rounds: "
+            f"{group[0]['horizon']}-frame prediction p50 "
+            f"{np.median([r['session_p50'] for r in group]):.1f} ms (median of the rounds) at "
+            f"{np.median([r['predictions'] / r['seconds'] for r in group]):.1f} predictions/s, "
+            f"{sum(r['superseded'] for r in group)} superseded and {sum(r['queue_full'] for r in group)} "
+            f"dropped frames; session overhead p50 median {np.median([overhead(r) for r in group]):+.1%} "
+            f"(over back to back {np.median([overhead(r, 'back_to_back_p50') for r in group]):+.1%})"
         )
 
 

@@ -87,7 +87,11 @@ def rgb_to_compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, codec
 
 def image_to_model(
     msg: Image | CompressedImage,
-    size: int, max_pixels: int, now_ns: int, future_tolerance_ns: int, reserve_ns: int
+    size: int,
+    max_pixels: int,
+    now_ns: int,
+    future_tolerance_ns: int,
+    reserve_ns: int,
 ) -> tuple[int, np.ndarray]:
     """Validated image (raw or compressed) -> (stamp ns, (size, size, 3) uint8 RGB); raises InputError
     with its reason.

@@ -171,7 +171,7 @@ def generate_launch_description():
         ),
 '''
 
-LAUNCH_TAIL = '''    ]
+LAUNCH_TAIL = """    ]
     node = Node(
         package="astra_ros",
         executable="{name}",
@@ -189,7 +189,7 @@ LAUNCH_TAIL = '''    ]
         ],
     )
     return LaunchDescription([*arguments, node])
-'''
+"""
 
 
 def _described(spec: ParamSpec) -> str:

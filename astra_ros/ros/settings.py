@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 
     from astra_ros.runtime.base import WorldModelBackend
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")  # what runtime.loader accepts
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino", "torch")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # what runtime.loader accepts
 COMMAND_TYPES = ("joint_state", "float64_multi_array", "joint_trajectory", "twist", "twist_stamped")
 JOINT_COMMAND_MODALITIES = ("joint_velocity", "joint_position")
 FUTURE_COMMAND_POLICIES = ("hold_last", "planned")
@@ -74,8 +74,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision",
         "auto",
-        "Inference precision ('auto' = the backend's choice; 'int8' = the .onnx model's int8 graph on "
-        "ONNX Runtime CPU, when its sidecar records one).",
+        "Inference precision ('auto' = the backend's choice; 'bf16' = OpenVINO or torch on a CPU with "
+        "native bf16; 'int8' = the .onnx model's int8 graph on ONNX Runtime CPU, when its sidecar "
+        "records one).",
         choices=PRECISIONS,
         launch=True,
     ),
@@ -83,7 +84,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "inference_threads",
         0,
         "CPU threads per inference call (0 = the backend's default: 1 on ONNX Runtime, measured fastest "
-        "on 2 shared cores; torch's own otherwise).",
+        "on 2 shared cores; one per core on OpenVINO; torch's own otherwise).",
         min=0,
         max=256,
         launch=True,

@@ -22,3 +22,7 @@ def onnxruntime_available() -> bool:
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
+
+
+def openvino_available() -> bool:
+    return importlib.util.find_spec("openvino") is not None

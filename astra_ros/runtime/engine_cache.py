@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from astra_ros.files import atomic_write
 from astra_ros.hashing import file_sha256
-from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, read_sidecar, resolve_shape
 
 log = logging.getLogger("astra_ros.runtime.engine_cache")
 
@@ -32,7 +32,8 @@ PRECISIONS = ("fp16", "fp32")
 
 @dataclass(frozen=True)
 class Profile:
-    """Optimization profile over the batch axis (the only dynamic axis of the step graph)."""
+    """Optimization profile over the batch axis (the streams' own rings take 1..max_history slots:
+    ``profile_shapes``)."""
 
     min_batch: int = 1
     opt_batch: int = 1
@@ -43,14 +44,25 @@ class Profile:
             raise ValueError(f"profile {self}; expected 1 <= min_batch <= opt_batch <= max_batch")
 
 
+def profile_shapes(onnx: OnnxModel, profile: Profile) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The (min, opt, max) shape of each graph input: batch from ``profile``; the streams' own rings and
+    the shared history a step reads 1 to max_history slots (opt: max_history)."""
+    cfg, most = onnx.config, onnx.config.max_history
+    points = ((profile.min_batch, 1), (profile.opt_batch, most), (profile.max_batch, most))
+    return {
+        entry["name"]: tuple(resolve_shape(entry["shape"], cfg, b, slots, slots) for b, slots in points)
+        for entry in onnx.payload["inputs"]
+    }
+
+
 class EngineBuilder(Protocol):
     """The seam around TensorRT: ``TensorRTRuntime`` in production, a fake in tests."""
 
     def environment(self) -> dict[str, str]:
         """``tensorrt_version``, ``gpu_name``, ``compute_capability`` of this machine."""
 
-    def build(self, onnx_path: Path, precision: str, profile: Profile) -> bytes:
-        """A serialized engine for the ONNX graph."""
+    def build(self, onnx: OnnxModel, precision: str, profile: Profile) -> bytes:
+        """A serialized engine for the ONNX graph (input shapes: ``profile_shapes``)."""
 
 
 def cache_key(
@@ -123,7 +135,7 @@ def ensure_engine(
         return engine
     log.warning("building TensorRT engine %s: %s (this takes a while)", engine, reason)
     started = time.perf_counter()
-    data = builder.build(onnx.path, precision, profile)
+    data = builder.build(onnx, precision, profile)
     seconds = time.perf_counter() - started
     with atomic_write(engine) as f:
         f.write(data)

@@ -4,8 +4,10 @@
 model_path     backends
 =============  ==========================================================================
 ``*.pt``       torch (``auto`` = torch); onnxruntime/tensorrt need ``astra-export`` first
-``*.onnx``     ``auto``: tensorrt (engine from the cache) > onnxruntime-gpu > onnxruntime-cpu;
-               needs its sidecar (``<name>.json`` or ``model.json`` naming it), sha256-checked
+``*.onnx``     ``auto``: tensorrt (engine from the cache) > onnxruntime-gpu > the CPU table
+               (``runtime.cpu.AUTO_CPU``: by CPU class, e.g. openvino bf16 on AVX512-BF16/AMX);
+               openvino, onnxruntime; needs its sidecar (``<name>.json`` or ``model.json`` naming
+               it), sha256-checked
 ``*.engine``   tensorrt (sidecar ``<name>.engine.json`` from astra-build-engine)
 ``copy_last``  the model-free CopyLastBackend
 =============  ==========================================================================
@@ -19,13 +21,13 @@ from typing import Any
 
 from astra_ros.runtime import availability
 from astra_ros.runtime.base import WorldModelBackend
-from astra_ros.runtime.sidecar import ModelLoadError, load_onnx_model
+from astra_ros.runtime.sidecar import ModelLoadError, OnnxModel, load_onnx_model
 
 __all__ = ["BACKENDS", "ModelLoadError", "load_backend"]
 
 log = logging.getLogger("astra_ros.runtime.loader")
 
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt", "copy_last")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino", "tensorrt", "copy_last")
 OPTIONS = (
     "steps",
     "context_noise",
@@ -75,7 +77,8 @@ def load_backend(model_path: str, backend: str = "auto", **options: Any) -> Worl
     """Open ``model_path`` with ``backend``; see the module docstring.
 
     Options: steps, context_noise, guidance_scale, seed, engine_cache_dir, precision ('auto', 'fp32',
-    'fp16', 'int8': an .onnx whose sidecar records an int8 graph, on ONNX Runtime CPU), max_history
+    'fp16', 'bf16': OpenVINO on a CPU with native bf16, 'int8': an .onnx whose sidecar records an int8
+    graph, on ONNX Runtime CPU), max_history
     (at most the model's: attend to the newest frames only), threads, device (torch: 'auto'/'cpu'/'cuda').
     Raises ModelLoadError (a ValueError) naming the path and what was expected.
     """
@@ -122,7 +125,7 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
     from astra_ros.model.checkpoint import CheckpointError
     from astra_ros.runtime.torch_backend import TorchBackend, resolve_device
 
-    _check_precision(path, "torch", options.get("precision"), ("fp32",))
+    _check_precision(path, "torch", options.get("precision"), ("fp32", "bf16"))
     if options.get("threads"):
         import torch
 
@@ -132,9 +135,14 @@ def _load_checkpoint(path: Path, backend: str, options: dict[str, Any]) -> World
     except ValueError as err:
         raise ModelLoadError(f"{path}: {err}") from err
     try:
-        result = TorchBackend.from_checkpoint(path, device=device, **_sampler_options(options))
+        precision = "fp32" if options.get("precision") in (None, "", "auto") else options["precision"]
+        result = TorchBackend.from_checkpoint(
+            path, device=device, precision=precision, **_sampler_options(options)
+        )
     except CheckpointError as err:
         raise ModelLoadError(str(err)) from err
+    except ValueError as err:  # a precision this device cannot run
+        raise ModelLoadError(f"{path}: {err}") from err
     _limit_history(result, path, options.get("max_history"))
     if backend == "auto":
         log.info("backend auto -> torch (%s is a PyTorch checkpoint, device %s)", path, device)
@@ -176,19 +184,24 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
             if backend == "auto":
                 log.info("backend auto -> tensorrt for %s (%s)", path, result.info.model_id)
             return result
-    if not availability.onnxruntime_available():
-        raise ModelLoadError(
-            f"{path} needs onnxruntime (or TensorRT), neither is installed; "
-            "expected `pip install onnxruntime` or onnxruntime-gpu"
-        )
-    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-    _check_precision(path, "onnxruntime", precision, ("fp32", "fp16", "int8"))
     parity = model.payload.get("parity")
     if parity is not None and not parity.get("passed", False):
         raise ModelLoadError(
             f"{path}: the export's parity check failed ({parity}); expected a passing export"
         )
+    reason = ""
+    if backend == "auto":
+        backend, precision, reason = _auto_cpu(model, precision)
+    if backend == "openvino":
+        return _load_openvino(model, precision, options, sampler, reason)
+    if not availability.onnxruntime_available():
+        raise ModelLoadError(
+            f"{path} needs onnxruntime (or TensorRT, OpenVINO), none is installed; "
+            "expected `pip install onnxruntime` or onnxruntime-gpu"
+        )
+    from astra_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    _check_precision(path, "onnxruntime", precision, ("fp32", "fp16", "int8"))
     result = OnnxRuntimeBackend(
         model,
         threads=options.get("threads"),
@@ -197,12 +210,65 @@ def _load_onnx(path: Path, backend: str, options: dict[str, Any]) -> WorldModelB
         **sampler,
     )
     _limit_history(result, path, options.get("max_history"))
-    if backend == "auto":
+    if reason:
         kind = "gpu" if result.device == "cuda" else "cpu"
-        reason = "TensorRT not importable" if not availability.tensorrt_available() else "TensorRT failed"
         log.info(
-            "backend auto -> onnxruntime-%s for %s (%s; providers %s)", kind, path, reason, result.providers
+            "backend auto -> onnxruntime-%s %s for %s (%s; providers %s)",
+            kind,
+            result.info.precision,
+            path,
+            reason,
+            result.providers,
         )
+    return result
+
+
+def _auto_cpu(model: OnnxModel, precision: str) -> tuple[str, str, str]:
+    """(backend, precision, reason) for ``backend: auto`` without TensorRT: ONNX Runtime on its GPU
+    provider when it has one, else the first entry of this CPU class's ``AUTO_CPU`` row whose runtime
+    is installed and whose graph the model has (an explicit ``precision`` keeps only its entries)."""
+    from astra_ros.runtime.cpu import AUTO_CPU, cpu_features
+
+    trt = "TensorRT not importable" if not availability.tensorrt_available() else "TensorRT failed"
+    if availability.onnxruntime_available():
+        from astra_ros.runtime.onnxruntime_backend import has_gpu_provider
+
+        if has_gpu_provider():
+            return "onnxruntime", precision, f"{trt}; GPU provider"
+    cpu = cpu_features().cpu_class
+    skipped = []
+    for backend, choice in AUTO_CPU[cpu]:
+        if precision not in ("auto", choice):
+            continue
+        if backend == "openvino" and not availability.openvino_available():
+            skipped.append(f"{backend} {choice}: not installed")
+        elif backend == "openvino" and model.batch is not None:
+            skipped.append(f"{backend} {choice}: fixed-batch export")
+        elif choice not in model.precisions and choice not in ("fp32", "bf16"):
+            skipped.append(f"{backend} {choice}: no {choice} graph in {model.sidecar.name}")
+        else:
+            return backend, choice, "; ".join([trt, f"CPU class {cpu}", *skipped])
+    return "onnxruntime", precision, "; ".join([trt, f"CPU class {cpu}", *skipped])
+
+
+def _load_openvino(
+    model: OnnxModel, precision: str, options: dict[str, Any], sampler: dict[str, Any], reason: str
+) -> WorldModelBackend:
+    if not availability.openvino_available():
+        raise ModelLoadError(
+            f"backend='openvino' for {model.path}, but `import openvino` fails on this machine; "
+            "expected `pip install openvino` (or use backend auto/onnxruntime)"
+        )
+    from astra_ros.runtime.cpu import cpu_features
+    from astra_ros.runtime.openvino_backend import OpenVinoBackend
+
+    _check_precision(model.path, "openvino", precision, ("bf16", "fp32"))
+    if precision == "auto":
+        precision = "bf16" if cpu_features().native_bf16 else "fp32"
+    result = OpenVinoBackend(model, threads=options.get("threads"), precision=precision, **sampler)
+    _limit_history(result, model.path, options.get("max_history"))
+    if reason:
+        log.info("backend auto -> openvino %s for %s (%s)", precision, model.path, reason)
     return result
 
 

@@ -5,7 +5,8 @@ has them. The key/value ring buffers are host arrays bound through I/O binding a
 CPU they share the arrays' memory, so storing a frame's keys/values is a slice assignment in place
 and nothing else is copied; on a GPU provider the buffers live on the device and are refreshed
 from the host arrays after each store. Each ring buffer is one host array ``(depth, B, ...)`` bound
-as one OrtValue per layer (the graph's ``cache_keys_L`` inputs). A step's ``new_keys`` /
+as one OrtValue per layer: the streams' own rings as the graph's ``cache_keys_L`` inputs, the live
+history (one row, whatever the graph batch) as its ``history_keys_L`` inputs. A step's ``new_keys`` /
 ``new_values`` go to output buffers that belong to the cache's pooled set (``OrtBuffers``), so they
 are reused and released with it.
 """
@@ -20,10 +21,19 @@ import numpy as np
 
 from astra_ros.runtime.base import model_info
 from astra_ros.runtime.denormals import flush_denormals
-from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
+from astra_ros.runtime.kv_pool import (
+    BufferPool,
+    Buffers,
+    PooledKV,
+    PooledStreamingBackend,
+    store_frame,
+    store_history_frame,
+)
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
+    HISTORY_INPUTS,
+    RING_INPUTS,
     ModelLoadError,
     OnnxModel,
     host_inputs,
@@ -73,8 +83,8 @@ def session_options(threads: int | None = None, inter_threads: int = 1) -> Any:
 
 
 class OrtBuffers(NamedTuple):
-    """One pooled set: the key and value rings (host array, one OrtValue per layer) and the step's
-    ``new_keys`` / ``new_values`` outputs (host array, its CPU OrtValue)."""
+    """One pooled set: the key and value rings (host array, one OrtValue per layer) and, for own
+    rings, the step's ``new_keys`` / ``new_values`` outputs (host array, its CPU OrtValue)."""
 
     rings: list[tuple[np.ndarray, list[Any]]]
     entries: list[tuple[np.ndarray, Any]]
@@ -140,9 +150,9 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             else:
                 provider_args.append(p)
         cfg = model.config
-        self._layer_names = [layer_inputs(name, cfg.depth) for name in CACHE_INPUTS]
+        self._layer_names = {name: layer_inputs(name, cfg.depth) for name in RING_INPUTS}
         self._host_inputs = host_inputs(cfg.robot_state)
-        fed = {*self._host_inputs, *(n for names in self._layer_names for n in names)}
+        fed = {*self._host_inputs, *(n for names in self._layer_names.values() for n in names)}
 
         def open_graph(graph: str | bytes, what: str) -> Graph:
             try:
@@ -172,8 +182,7 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         self.providers = self.session.get_providers()
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
-        self._cache_dtype = self._types[self._layer_names[0][0]]  # every layer's cache input has it
-        self._cache_shape = (cfg.depth, cfg.heads, cfg.max_history * cfg.tokens_per_frame, cfg.head_dim)
+        self._cache_dtype = self._types[self._layer_names["cache_keys"][0]]  # every ring input has it
         self._entry_shape = (cfg.depth, cfg.heads, cfg.tokens_per_frame, cfg.head_dim)
         self._fixed_batch = model.batch
         self._pool = BufferPool(self._allocate)
@@ -212,19 +221,16 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         array = np.zeros(shape, self._cache_dtype)
         return array, self._ortvalue(array, device=False)
 
-    def _ring(self, batch: int) -> tuple[np.ndarray, list[Any]]:
-        """A ring buffer ``(depth, batch, ...)`` and one OrtValue per layer, on the provider's device."""
-        array = np.zeros(self._kv_dims(batch), self._cache_dtype)
-        return array, [self._ortvalue(layer, device=True) for layer in array]
-
-    def _kv_dims(self, batch: int) -> tuple[int, ...]:
-        d, h, t, k = self._cache_shape
-        return (d, batch, h, t, k)
-
-    def _allocate(self, batch: int) -> OrtBuffers:
+    def _allocate(self, batch: int, slots: int, shared: bool) -> OrtBuffers:
+        """Rings ``(depth, ...)`` with one OrtValue per layer on the provider's device (own rings: and
+        a step's entries)."""
+        rings = []
+        for _ in CACHE_INPUTS:
+            array = np.zeros(self._kv_dims(batch, slots, shared), self._cache_dtype)
+            rings.append((array, [self._ortvalue(layer, device=True) for layer in array]))
         d, h, n, k = self._entry_shape
-        rings = [self._ring(batch) for _ in CACHE_INPUTS]
-        return OrtBuffers(rings, [self._buffer((d, batch, h, n, k)) for _ in ENTRY_OUTPUTS])
+        entries = [] if shared else [self._buffer((d, h, batch, n, k)) for _ in ENTRY_OUTPUTS]
+        return OrtBuffers(rings, entries)
 
     def _graph_batch(self, batch: int) -> int:
         if self._fixed_batch is None:
@@ -236,10 +242,15 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
             )
         return self._fixed_batch
 
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for (host, layers), arr in zip(buffers.payload.rings, (keys, values), strict=True):
-            host[...] = pad_batch(arr, buffers.batch, 1)
-            self._sync(host, layers)
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        for (host, _), (into, layers) in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[:, :, :, : host.shape[3]] = host
+            self._sync(into, layers)
+
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        for (host, _), (into, layers) in zip(source.payload.rings, target.payload.rings, strict=True):
+            into[...] = host[:, slots]
+            self._sync(into, layers)
 
     def _sync(self, host: np.ndarray, layers: list[Any]) -> None:
         """Make the per-layer OrtValues hold ``host`` (a no-op on CPU, where they share memory)."""
@@ -248,29 +259,46 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
                 ov.update_inplace(np.ascontiguousarray(layer))
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
-        """Host copies of the keys and values (logical batch only)."""
-        keys, values = (host[:, : kv.batch].copy() for host, _ in kv.buffers.payload.rings)
+        """Host copies of the keys and values (own rings: the logical batch only)."""
+        rows = slice(None) if kv.buffers.shared else slice(0, kv.batch)
+        keys, values = (host[:, :, rows].copy() for host, _ in kv.buffers.payload.rings)
         return keys, values
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
-        kv: PooledKV = cache.kv
-        batch, gb = frame.shape[0], self._check_batch(frame, kv)
+    def _step(self, frame, previous, level, actions, mask, modality, context, rope, state, with_output=True):
+        own: PooledKV = context.own.kv
+        batch, gb = frame.shape[0], self._check_batch(frame, own)
         graph = self._graphs[with_output]
-        buffers: OrtBuffers = kv.buffers.payload
-        values = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        values += state if self.config.robot_state else ()
+        buffers: OrtBuffers = own.buffers.payload
+        window = context.window(self.history_limit)
+        values = (frame, previous, level, actions, mask, modality, window.own_valid, window.history_valid)
+        values += (*rope, *(state if self.config.robot_state else ()))
         host = dict(zip(self._host_inputs, values, strict=True))
-        rings = {
+        rings = {  # graph input -> the OrtValue of its layer
             name: ov
-            for names, (_, layers) in zip(self._layer_names, buffers.rings, strict=True)
-            for name, ov in zip(names, layers, strict=True)
+            for payload, kinds in (
+                (buffers, CACHE_INPUTS),
+                (context.history.kv.buffers.payload, HISTORY_INPUTS),
+            )
+            for (_, layers), kind in zip(payload.rings, kinds, strict=True)
+            for name, ov in zip(self._layer_names[kind], layers, strict=True)
         }
+        run = window.history
         binding = graph.session.io_binding()
         for name, dtype in graph.inputs:  # what this graph declares (the write-only one may use fewer)
-            if name in rings:
+            if name in rings and name.startswith("history_"):  # the slots in the window: one block
+                ov = rings[name]
+                slots, *slot_shape = ov.shape()
+                offset = run.start * int(np.prod(slot_shape)) * np.dtype(dtype).itemsize
+                shape = [run.stop - run.start, *slot_shape]
+                binding.bind_input(
+                    name, ov.device_name(), self.device_id, dtype, shape, ov.data_ptr() + offset
+                )
+            elif name in rings:
                 binding.bind_ortvalue_input(name, rings[name])
+            elif name == "history_valid":
+                binding.bind_cpu_input(name, np.ascontiguousarray(host[name], dtype))
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(pad_batch(host[name], gb).astype(dtype)))
         if with_output:
@@ -284,7 +312,11 @@ class OnnxRuntimeBackend(PooledStreamingBackend):
         return out, [host for host, _ in buffers.entries]
 
     def _store(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:
-        n = self.config.tokens_per_frame
         for (host, layers), new in zip(kv.buffers.payload.rings, entries, strict=True):
-            host[:, :, :, slot * n : (slot + 1) * n] = new
+            store_frame(host, new, slot, self.config.tokens_per_frame)
+            self._sync(host, layers)
+
+    def _store_history(self, kv: PooledKV, entries: list[np.ndarray], slot: int) -> None:
+        for (host, layers), new in zip(kv.buffers.payload.rings, entries, strict=True):
+            store_history_frame(host, new, slot)
             self._sync(host, layers)

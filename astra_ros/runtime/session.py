@@ -553,10 +553,10 @@ class StreamSession:
     def imagine_bytes(self, batch: int, horizon: int) -> int:
         """Memory an Imagine of ``batch`` x ``horizon`` needs, estimated: the frames three times (the
         backend's output, the messages, their serialization) and the candidates' key/value caches
-        (backends that report ``kv_bytes(batch)``)."""
+        (backends that report ``kv_bytes(batch, horizon)``)."""
         size = self.backend.info.image_size
         kv_bytes = getattr(self.backend, "kv_bytes", None)
-        return 3 * batch * horizon * size * size * 3 + (kv_bytes(batch) if kv_bytes else 0)
+        return 3 * batch * horizon * size * size * 3 + (kv_bytes(batch, horizon) if kv_bytes else 0)
 
     def _check_imagine_size(self, actions: np.ndarray) -> None:
         """Refuse (counted, before any allocation) an Imagine over the limits or the memory budget."""

@@ -11,7 +11,13 @@ from astra_ros.hashing import file_sha256
 from astra_ros.model.config import AstraConfig
 
 SIDECAR_FORMAT = "astra_ros.onnx_step"
-SIDECAR_VERSION = 3  # 2: ring-buffer cache with rotated keys, rope inputs; 3: one cache input per layer
+SIDECAR_VERSION = 4
+# 2: ring-buffer cache with rotated keys, rope inputs; 3: one cache input per layer; 4: the history the
+# streams share enters once (batch 1, history_* inputs) next to each stream's own ring (cache_*)
+VERSION_CHANGES = {
+    3: "one key/value ring per stream; version 4 adds the shared history (history_keys_L, history_values_L, "
+    "history_valid) and gives each stream a ring of its own frames only",
+}
 
 # The step graph's tensors (astra_ros.export.onnx_export writes them in graph_inputs() order).
 HOST_INPUTS = (  # fed from numpy at every step
@@ -22,22 +28,43 @@ HOST_INPUTS = (  # fed from numpy at every step
     "action_mask",
     "modality",
     "cache_valid",
+    "history_valid",
     "rope_cos",
     "rope_sin",
 )
 STATE_INPUTS = ("state", "state_mask")  # models with a robot-state input only: (B, max_joints) f32
-CACHE_INPUTS = ("cache_keys", "cache_values")  # the key/value ring buffers, bound where they live
+CACHE_INPUTS = ("cache_keys", "cache_values")  # each stream's own ring (B rows), bound where it lives
+HISTORY_INPUTS = ("history_keys", "history_values")  # the ring every stream shares (1 row)
+RING_INPUTS = (*CACHE_INPUTS, *HISTORY_INPUTS)
 ENTRY_OUTPUTS = ("new_keys", "new_values")  # the step's own frame, stored into a ring slot by the host
 GRAPH_OUTPUTS = ("output", *ENTRY_OUTPUTS)
 
 
-def layer_inputs(cache: str, depth: int) -> tuple[str, ...]:
+SLOT_TOKENS = "slot_tokens"  # symbolic size of a stream's own ring: its slots x tokens per frame
+
+
+def resolve_shape(
+    shape: list[Any], config: AstraConfig, batch: int, slots: int, history_slots: int
+) -> tuple[int, ...]:
+    """A sidecar shape with its symbolic sizes replaced: ``batch``, ``slots`` (frames in each stream's
+    own ring), ``slot_tokens`` (slots x tokens per frame), ``history_slots`` (frames of the shared
+    history a step reads)."""
+    sizes = {
+        "batch": batch,
+        "slots": slots,
+        SLOT_TOKENS: slots * config.tokens_per_frame,
+        "history_slots": history_slots,
+    }
+    return tuple(int(sizes.get(d, d)) for d in shape)
+
+
+def layer_inputs(ring: str, depth: int) -> tuple[str, ...]:
     """The graph inputs of one ring buffer, one per layer: ``cache_keys_0`` .. ``cache_keys_{depth-1}``.
 
     Separate inputs (views of one host buffer) because slicing a stacked input costs ONNX Runtime a
     copy of the whole cache at every step.
     """
-    return tuple(f"{cache}_{layer}" for layer in range(depth))
+    return tuple(f"{ring}_{layer}" for layer in range(depth))
 
 
 def host_inputs(robot_state: bool) -> tuple[str, ...]:
@@ -46,8 +73,8 @@ def host_inputs(robot_state: bool) -> tuple[str, ...]:
 
 
 def graph_inputs(depth: int, robot_state: bool = False) -> tuple[str, ...]:
-    keys, values = (layer_inputs(name, depth) for name in CACHE_INPUTS)
-    return (*HOST_INPUTS[:6], *keys, *values, *host_inputs(robot_state)[6:])
+    rings = (n for name in RING_INPUTS for n in layer_inputs(name, depth))
+    return (*HOST_INPUTS[:6], *rings, *host_inputs(robot_state)[6:])
 
 
 class ModelLoadError(ValueError):
@@ -147,10 +174,13 @@ def load_onnx_model(path: str | Path, verify: bool = True) -> OnnxModel:
         raise ModelLoadError(
             f"sidecar {sidecar} has format={payload.get('format')!r}; expected {SIDECAR_FORMAT!r}"
         )
-    if payload.get("version") != SIDECAR_VERSION:
+    version = payload.get("version")
+    if version != SIDECAR_VERSION:
+        change = VERSION_CHANGES.get(version, "an older cache interface") if isinstance(version, int) else ""
         raise ModelLoadError(
-            f"sidecar {sidecar} has version={payload.get('version')!r}; expected {SIDECAR_VERSION} "
-            "(the step graph's cache interface changed): re-run astra-export on the checkpoint"
+            f"sidecar {sidecar} has version={version!r}; expected {SIDECAR_VERSION} (the step graph's "
+            f"cache interface changed{': ' + change if change else ''}): re-export it with "
+            f"`astra-export --checkpoint <its .pt> --out {path}`"
         )
     try:
         config = AstraConfig.from_dict(payload["config"])

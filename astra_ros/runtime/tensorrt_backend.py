@@ -24,15 +24,18 @@ import numpy as np
 
 from astra_ros.model.config import AstraConfig
 from astra_ros.runtime.base import model_info
-from astra_ros.runtime.engine_cache import Profile, ensure_engine, read_engine
+from astra_ros.runtime.engine_cache import Profile, ensure_engine, profile_shapes, read_engine
 from astra_ros.runtime.kv_pool import BufferPool, Buffers, PooledKV, PooledStreamingBackend
 from astra_ros.runtime.sidecar import (
     CACHE_INPUTS,
     ENTRY_OUTPUTS,
+    HISTORY_INPUTS,
+    RING_INPUTS,
     ModelLoadError,
     OnnxModel,
     host_inputs,
     layer_inputs,
+    resolve_shape,
 )
 
 log = logging.getLogger("astra_ros.runtime.tensorrt")
@@ -78,8 +81,9 @@ class TensorRTRuntime:
             "compute_capability": f"{prop.major}.{prop.minor}",
         }
 
-    def build(self, onnx_path: Path, precision: str, profile: Profile) -> bytes:
+    def build(self, onnx: OnnxModel, precision: str, profile: Profile) -> bytes:
         trt = self.trt
+        onnx_path = onnx.path
         builder = trt.Builder(self.logger)
         major = int(trt.__version__.split(".")[0])
         flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -100,14 +104,10 @@ class TensorRTRuntime:
                     trt.__version__,
                 )
         opt = builder.create_optimization_profile()
+        shapes = profile_shapes(onnx, profile)
         for i in range(network.num_inputs):
-            tensor = network.get_input(i)
-            dims = list(tensor.shape)
-
-            def at(batch: int, dims: list[int] = dims) -> tuple[int, ...]:
-                return tuple(batch if d == -1 else d for d in dims)
-
-            opt.set_shape(tensor.name, at(profile.min_batch), at(profile.opt_batch), at(profile.max_batch))
+            name = network.get_input(i).name
+            opt.set_shape(name, *shapes[name])
         config.add_optimization_profile(opt)
         blob = builder.build_serialized_network(network, config)
         if blob is None:
@@ -180,18 +180,20 @@ class TensorRTBackend(PooledStreamingBackend):
         self.handle = runtime.load(engine)
         self._dtypes = {e["name"]: DTYPES[e["dtype"]] for e in model["inputs"] + model["outputs"]}
         self._shapes = {e["name"]: e["shape"] for e in model["inputs"] + model["outputs"]}
+        self._model_config = config
         self._allocated: list[int] = []
         self._ring_bytes: dict[int, int] = {}  # device pointer -> bytes
-        self._layer_names = [layer_inputs(name, config.depth) for name in CACHE_INPUTS]
-        self._layer = self._layer_names[0][0]  # every layer's cache input has this shape and dtype
+        self._layer_names = {name: layer_inputs(name, config.depth) for name in RING_INPUTS}
+        self._layer = self._layer_names["cache_keys"][0]  # every layer's own-ring input has this shape
         self._cache_dtype = self._dtypes[self._layer]
         # Persistent I/O buffers sized for max_batch; key/value ring buffers come from the pool, one
-        # allocation (depth, B, ...) per ring whose layers are the graph's cache_keys_L inputs.
+        # allocation (depth, B, ...) per ring whose layers are the graph's cache_keys_L inputs (the
+        # streams' own frames) or history_keys_L inputs (the live history, one row).
         self._host_inputs = host_inputs(config.robot_state)
         io_names = (*self._host_inputs, "output", *ENTRY_OUTPUTS)
-        self._io = {n: self._malloc(self._nbytes(n, self.max_batch)) for n in io_names}
+        self._io = {n: self._malloc(self._nbytes(n, self.max_batch, config.max_history)) for n in io_names}
         self._pool = BufferPool(
-            lambda b: tuple(self._malloc(config.depth * self._nbytes(self._layer, b)) for _ in CACHE_INPUTS),
+            self._allocate,
             nbytes=lambda ptrs: len(ptrs) * self._ring_bytes[ptrs[0]],
             release=self._free_ring,
         )
@@ -231,12 +233,16 @@ class TensorRTBackend(PooledStreamingBackend):
 
     # -- buffers ---------------------------------------------------------------------------------
 
-    def _nbytes(self, name: str, batch: int) -> int:
-        shape = [batch if d == "batch" else int(d) for d in self._shapes[name]]
+    def _nbytes(self, name: str, batch: int, slots: int, history_slots: int | None = None) -> int:
+        shape = self._shape(name, batch, slots, history_slots)
         return int(np.prod(shape)) * np.dtype(self._dtypes[name]).itemsize
 
-    def _shape(self, name: str, batch: int) -> tuple[int, ...]:
-        return tuple(batch if d == "batch" else int(d) for d in self._shapes[name])
+    def _shape(self, name: str, batch: int, slots: int, history_slots: int | None = None) -> tuple[int, ...]:
+        """``name``'s shape for ``batch`` streams with own rings of ``slots`` frames reading
+        ``history_slots`` (default max_history) of the shared history."""
+        cfg = self._model_config
+        history_slots = cfg.max_history if history_slots is None else history_slots
+        return resolve_shape(self._shapes[name], cfg, batch, slots, history_slots)
 
     def _malloc(self, nbytes: int) -> int:
         ptr = self.runtime.malloc(nbytes)
@@ -266,51 +272,92 @@ class TensorRTBackend(PooledStreamingBackend):
             )
         return batch
 
-    def _kv_dims(self, batch: int) -> tuple[int, ...]:
-        return (self.config.depth, *self._shape(self._layer, batch))
-
-    def _upload(self, buffers: Buffers, keys: np.ndarray, values: np.ndarray) -> None:
-        for ptr, arr in zip(buffers.payload, (keys, values), strict=True):
-            self.runtime.htod(ptr, np.ascontiguousarray(arr, self._cache_dtype))
+    def _allocate(self, batch: int, slots: int, shared: bool) -> tuple[int, ...]:
+        """Zeroed device rings (keys, values) of one pooled set."""
+        zeros = np.zeros(self._kv_dims(batch, slots, shared), self._cache_dtype)
+        rings = tuple(self._malloc(zeros.nbytes) for _ in CACHE_INPUTS)
+        for ptr in rings:
+            self.runtime.htod(ptr, zeros)
         self.runtime.synchronize()
+        return rings
+
+    def _copy_own(self, source: Buffers, target: Buffers) -> None:
+        """One strided device copy per tensor: rows = depth x heads x batch."""
+        frame = self.config.tokens_per_frame * self.config.head_dim * np.dtype(self._cache_dtype).itemsize
+        rows = self.config.depth * self.config.heads * source.batch
+        for src, dst in zip(source.payload, target.payload, strict=True):
+            width = source.slots * frame
+            self.runtime.copy_rows(dst, target.slots * frame, src, width, width, rows)
+
+    def _copy_history(self, source: Buffers, slots: np.ndarray, target: Buffers) -> None:
+        """One strided device copy per frame and tensor: rows = depth."""
+        width = int(np.prod(self._kv_dims(1, 1, shared=True)[1:])) * np.dtype(self._cache_dtype).itemsize
+        for src, dst in zip(source.payload, target.payload, strict=True):
+            for i, slot in enumerate(slots):
+                self.runtime.copy_rows(
+                    dst + i * width,
+                    target.slots * width,
+                    src + int(slot) * width,
+                    source.slots * width,
+                    width,
+                    self.config.depth,
+                )
 
     def kv_arrays(self, kv: PooledKV) -> tuple[np.ndarray, np.ndarray]:
         out = []
         for ptr in kv.buffers.payload:
-            arr = np.empty(self._kv_dims(kv.batch), self._cache_dtype)
+            arr = np.empty(self._kv_dims(kv.batch, kv.buffers.slots, kv.buffers.shared), self._cache_dtype)
             self.runtime.dtoh(arr, ptr)
             out.append(arr)
         return out[0], out[1]
 
     # -- StreamingBackend primitives --------------------------------------------------------------
 
-    def _step(self, frame, previous, level, actions, mask, modality, cache, rope, state, with_output=True):
+    def _step(self, frame, previous, level, actions, mask, modality, context, rope, state, with_output=True):
         """One engine: a context write runs all of it (its output is not returned)."""
-        kv: PooledKV = cache.kv
-        batch = self._check_batch(frame, kv)
-        inputs = (frame, previous, level, actions, mask, modality, cache.valid, *rope)
-        inputs += state if self.config.robot_state else ()
+        own: PooledKV = context.own.kv
+        batch, slots = self._check_batch(frame, own), own.buffers.slots
+        window = context.window(self.history_limit)
+        run, history = window.history, context.history.kv
+        inputs = (frame, previous, level, actions, mask, modality, window.own_valid, window.history_valid)
+        inputs += (*rope, *(state if self.config.robot_state else ()))
         for name, arr in zip(self._host_inputs, inputs, strict=True):
             self.runtime.htod(self._io[name], np.asarray(arr, self._dtypes[name]))
         addresses = {name: self._io[name] for name in (*self._host_inputs, "output", *ENTRY_OUTPUTS)}
-        layer_bytes = self._nbytes(self._layer, batch)
-        for names, ring in zip(self._layer_names, kv.buffers.payload, strict=True):
-            addresses.update((name, ring + layer * layer_bytes) for layer, name in enumerate(names))
-        shapes = {name: self._shape(name, batch) for name in self._host_inputs}
-        shapes.update((name, self._shape(name, batch)) for names in self._layer_names for name in names)
+        layer_bytes = self._nbytes(self._layer, batch, slots)
+        for kind, ring in zip(CACHE_INPUTS, own.buffers.payload, strict=True):
+            addresses.update((n, ring + i * layer_bytes) for i, n in enumerate(self._layer_names[kind]))
+        frame_bytes = self._nbytes(self._layer_names["history_keys"][0], 1, 1, 1)  # one history slot
+        layer_bytes = history.buffers.slots * frame_bytes
+        for kind, ring in zip(HISTORY_INPUTS, history.buffers.payload, strict=True):
+            start = ring + run.start * frame_bytes
+            addresses.update((n, start + i * layer_bytes) for i, n in enumerate(self._layer_names[kind]))
+        reads = run.stop - run.start
+        names = (*self._host_inputs, *(n for names in self._layer_names.values() for n in names))
+        shapes = {name: self._shape(name, batch, slots, reads) for name in names}
         self.runtime.execute(self.handle, shapes, addresses)
-        out = np.empty(self._shape("output", batch), self._dtypes["output"])
+        out = np.empty(self._shape("output", batch, slots), self._dtypes["output"])
         self.runtime.dtoh(out, self._io["output"])  # synchronizes the stream
         output = out.astype(np.float32, copy=False) if with_output else None
         return output, batch  # the entries stay in the new_keys/values buffers
 
     def _store(self, kv: PooledKV, entries: int, slot: int) -> None:
-        """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into ring slot
-        ``slot``: one strided device copy per tensor, rows = depth x batch x heads."""
+        """Copy the last step's ``new_keys`` / ``new_values`` (``entries`` = its batch) into slot
+        ``slot`` of the own rings ``kv``: one strided device copy per tensor, rows = depth x heads x
+        batch."""
         cfg = self.config
-        itemsize = np.dtype(self._cache_dtype).itemsize
-        width = cfg.tokens_per_frame * cfg.head_dim * itemsize  # one frame of one head
-        pitch = cfg.max_history * width  # one head's whole ring
-        rows = cfg.depth * entries * cfg.heads
+        width = cfg.tokens_per_frame * cfg.head_dim * np.dtype(self._cache_dtype).itemsize  # one frame, head
+        pitch = kv.buffers.slots * width  # one head's whole ring
+        rows = cfg.depth * cfg.heads * entries
         for dst, name in zip(kv.buffers.payload, ENTRY_OUTPUTS, strict=True):
             self.runtime.copy_rows(dst + slot * width, pitch, self._io[name], width, width, rows)
+
+    def _store_history(self, kv: PooledKV, entries: int, slot: int) -> None:
+        """Copy the last (batch-1) step's ``new_keys`` / ``new_values`` into slot ``slot`` of the
+        shared history ``kv``: one strided device copy per tensor, rows = depth."""
+        cfg = self.config
+        width = cfg.heads * cfg.tokens_per_frame * cfg.head_dim * np.dtype(self._cache_dtype).itemsize
+        for dst, name in zip(kv.buffers.payload, ENTRY_OUTPUTS, strict=True):
+            self.runtime.copy_rows(
+                dst + slot * width, kv.buffers.slots * width, self._io[name], width, width, cfg.depth
+            )

@@ -140,7 +140,8 @@ class DataSettings:
     image_topic: str = setting("/camera/image_raw", "camera topic in the bags")
     command_topic: str | None = setting(None, "bag command topic (default: the modality's)")
     modality: list[str] = setting(
-        [], "bag command modality, one for all or one per bag (default: from its topics)",
+        [],
+        "bag command modality, one for all or one per bag (default: from its topics)",
         flag=("--modality", "--modalities"),
     )
     val_fraction: float = setting(0.1, "share of the episodes held out for validation")

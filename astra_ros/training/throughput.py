@@ -23,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from astra_ros.cpu import cpu_summary
+from astra_ros.runtime.cpu import cpu_summary
 from astra_ros.training.config import config_from_args, model_config
 from astra_ros.training.train import build_parser as train_parser
 from astra_ros.training.train import load_data
@@ -108,7 +108,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def render(result: dict[str, Any]) -> str:
     cpu = result["cpu"]
     lines = [
-        f"{cpu['model']}, {cpu['cores']} cores, bf16 {cpu['bf16']} (native: {result['native_bf16']}); "
+        f"{cpu['model']}, {cpu['cores']} cores, class {cpu['class']} (native bf16: {result['native_bf16']}); "
         f"preset {result['preset']}, batch {result['batch_size']} x {result['window']} frames",
         "",
         "| variant | s / step | samples / s | x fp32 |",
