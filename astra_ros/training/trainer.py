@@ -181,9 +181,10 @@ class Trainer:
 
     def _initialize(self, init: Checkpoint) -> None:
         """Start from ``init``'s weights. The allowed config changes switch on ``action_modulation``,
-        ``robot_state`` or ``kinematics`` (their zero-initialised layers start the model unchanged)
-        and set the training-only ``state_drop_prob``."""
+        ``robot_state`` or ``kinematics`` (their zero-initialised layers start the model unchanged),
+        set the training-only ``state_drop_prob`` and switch ``fused_step`` (same weights, one pass)."""
         switchable = {
+            "fused_step": self.cfg.fused_step,
             "action_modulation": True,
             "robot_state": True,
             "kinematics": self.cfg.kinematics,
