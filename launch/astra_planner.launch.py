@@ -42,7 +42,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "cost",
             default_value="mse",
-            description="Cost of the predicted frames against the goal. Allowed: edge | mse.",
+            description="Cost of the predicted frames against the goal. Allowed: edge | mse | "
+            "multiscale.",
         ),
         DeclareLaunchArgument(
             "candidates",

@@ -203,7 +203,7 @@ def render_block(root: Path = ROOT) -> str:
     return "\n".join(lines[:-1]) + "\n"
 
 
-SCREENING_ORDER = ("baseline", "fused", "state", "motion", "ranking", "warp", "no_history_noise", "width192")
+SCREENING_ORDER = ("baseline", "fused", "state", "kinematics", "motion", "ranking", "warp", "warmstart")
 
 
 def screening_block(root: Path = ROOT) -> str:

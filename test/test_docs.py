@@ -35,7 +35,8 @@ render = load_renderer()
 
 
 def copy_sources(dst: Path) -> Path:
-    for name in ("README.md", *RESULT_FILES):
+    screening = [p.relative_to(ROOT) for p in (ROOT / "docs/results/screening").glob("*.json")]
+    for name in ("README.md", "docs/screening.md", *RESULT_FILES, *screening):
         (dst / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, dst / name)
     return dst
