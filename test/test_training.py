@@ -321,20 +321,21 @@ def test_bad_config_files_name_the_setting(tmp_path):
 
 
 def test_stage_files_reproduce_the_recorded_stage_commands():
-    """engines/astra_small.train.json records each stage as flags; the same flags still parse, to
-    the settings of that stage's YAML file (stage 2's --init named a copy of stage 1's model.pt;
-    the script adds --resume)."""
+    """engines/astra_small.train.json records each stage's command (stages 1-7 as flags, later ones
+    as the config files); the same command still parses, to the settings of that stage's YAML file
+    (stage 2's --init named a copy of stage 1's model.pt; the files add resume)."""
     recorded = json.loads((REPO / "engines" / "astra_small.train.json").read_text())["training"]["stages"]
-    assert [p.name for p in STAGES][:1] == ["1_constant.yaml"] and len(STAGES) == len(recorded) == 7
+    assert [p.name for p in STAGES][:1] == ["1_constant.yaml"] and len(STAGES) == len(recorded) == 8
     for path, stage in zip(STAGES, recorded, strict=True):
         command = shlex.split(stage["command"])
         assert command[0] == "astra-train"
-        from_flags = parse_config(command[1:])
+        args = [str(REPO / a) if a.endswith(".yaml") else a for a in command[1:]]
+        from_record = parse_config(args)
         from_files = parse_config(["--config", str(REPO / "config/train/kuka_small.yaml"), str(path)])
-        assert from_files.resume and not from_flags.resume
-        for config in (from_flags, from_files):
+        assert from_files.resume
+        for config in (from_record, from_files):
             config.resume, config.init = False, None
-        assert from_files == from_flags, path.name
+        assert from_files == from_record, path.name
 
 
 def test_train_writes_the_resolved_config(kuka_bag, tmp_path):
@@ -457,3 +458,16 @@ def test_init_switches_kinematics_on_for_a_state_model_and_stores_its_numbers(ku
     assert saved == kinematics_description()
     back = ["--set", "robot_state=true", "--out", str(tmp_path / "back")]
     assert train([*common, *back, "--init", str(tmp_path / "fk" / "model.pt")]) == 2
+
+
+def test_init_switches_the_one_pass_step_with_the_same_weights(kuka_bag, tmp_path):
+    """Stage 8 of the default model starts a fused_step model from two-stream weights: the same
+    parameters, used in one pass per frame."""
+    common = ["--bags", str(kuka_bag), *TINY, "--val-fraction", "0", "--steps", "1", "--lr", "0"]
+    assert train([*common, "--out", str(tmp_path / "base")]) == 0
+    base = load_checkpoint(tmp_path / "base" / "model.pt").model
+    fused = ["--set", "fused_step=true", "--out", str(tmp_path / "fused")]
+    assert train([*common, *fused, "--init", str(tmp_path / "base" / "model.pt")]) == 0
+    trained = weights(tmp_path / "fused" / "checkpoint.pt")
+    assert trained.keys() == base.keys() and all(torch.equal(base[k], trained[k]) for k in base)
+    assert load_checkpoint(tmp_path / "fused" / "model.pt").config.fused_step
