@@ -4,7 +4,8 @@
         --eval eval_out/heldout/metrics.json --eval-command "astra-eval ..." --data-command "..." \
         --heldout-command "astra-record-sim ..." --out engines/astra_small.train.json
 
-Each run directory is one stage (in order): its ``model.pt`` metadata holds the command, resolved
+Each run directory is one stage (in order; ``--previous`` puts the stages of the record of the model
+the first run started from before them): its ``model.pt`` metadata holds the command, resolved
 configuration and the data it read; its ``log.csv`` the steps and optimisation time. The held-out
 evaluation is astra-eval's ``metrics.json`` of the shipped ONNX. ``scripts/render_results.py``
 renders the README's model card from this file.
@@ -44,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, required=True, help="the shipped .pt (config inside)")
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="the stages' run folders, in order")
+    p.add_argument(
+        "--previous",
+        type=Path,
+        help="the training record of the model the first run started from: its stages come first",
+    )
     p.add_argument("--eval", type=Path, required=True, help="astra-eval metrics.json of the shipped ONNX")
     p.add_argument("--eval-command", required=True, help="the astra-eval command that wrote --eval")
     p.add_argument("--data-command", required=True, help="the command that recorded the training data")
@@ -56,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from astra_ros.model.checkpoint import load_checkpoint
 
     shipped = load_checkpoint(args.model)
-    stages = [stage(run) for run in args.runs]
+    earlier = json.loads(args.previous.read_text())["training"]["stages"] if args.previous else []
+    stages = earlier + [stage(run) for run in args.runs]
     metrics = json.loads(args.eval.read_text())
     record = {
         "model": f"{args.model} (EMA weights, config inside) and its exported ONNX step graph with sidecar",

@@ -255,7 +255,9 @@ def test_a_cleanup_during_an_imagine_returns_its_memory():
             feed(8)  # the Imagine is under way
             assert not imagine.done()
             during = cycle()
-            assert during < without + 20_000, (without, during)  # kB; it held ~100 MB more before
+            # kB; it held ~100 MB more before. 50 MB of slack: with the stage-8 model ONNX Runtime's
+            # arenas kept 20.4 MB more after one cycle than the other (once, on a loaded machine)
+            assert during < without + 50_000, (without, during)
             assert driver.spin_until(imagine.done, 30)
             assert not imagine.result().success and "cancelled" in imagine.result().error
         finally:
